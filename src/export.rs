@@ -1,0 +1,335 @@
+//! One export run (what a Job executes): read the object and its Secrets, export the window since
+//! the watermark into a spool file, keep it in the artifact store, deliver it over SFTP under a
+//! temporary name then the final one, and only then advance the watermark in status.
+//!
+//! The order is what makes a failure lose nothing: the artifact is stored before delivery (so a
+//! recopy can always send the same bytes), the file appears under its final name only complete,
+//! and the watermark moves only after the rename succeeded.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
+use crate::csv_file::CsvFileWriter;
+use crate::files::export_file_name;
+use crate::resource::{ScheduledExport, ScheduledExportStatus};
+use crate::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
+use crate::source::{self, SourceError};
+use crate::status::{self, DeliveredRun, phase};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub namespace: String,
+    pub name: String,
+    /// The scheduled instant; `None` means now (a run started by hand).
+    pub slot: Option<DateTime<Utc>>,
+    /// `file:///path` or `s3://bucket/prefix`.
+    pub artifact_store_url: String,
+    /// The Job running this export, for status; from the Pod's environment.
+    pub job_name: Option<String>,
+    /// Bound on each network step (database connect, SFTP operations).
+    pub timeout: Duration,
+    /// Where the file is spooled before delivery.
+    pub spool_dir: PathBuf,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportOutcome {
+    Delivered(DeliveredRun),
+    /// The slot was delivered before; nothing was done.
+    AlreadyDelivered { file_name: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("ScheduledExport {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error("Secret {secret} (referenced by {field}) not found in namespace {namespace}")]
+    SecretNotFound {
+        namespace: String,
+        secret: String,
+        field: &'static str,
+    },
+    #[error("Secret {secret} (referenced by {field}) has no key \"{key}\"{hint}")]
+    SecretKeyMissing {
+        secret: String,
+        field: &'static str,
+        key: &'static str,
+        hint: &'static str,
+    },
+    #[error("the artifact store cannot be used: {0}")]
+    ArtifactStore(#[from] ArtifactError),
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("SFTP delivery failed: {0}")]
+    Sftp(#[from] SftpError),
+    #[error("cannot spool the file locally: {0}")]
+    Spool(#[from] std::io::Error),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the delivery task stopped unexpectedly: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl ExportError {
+    /// CamelCase reason for the `Exported` condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ExportError::NotFound { .. } => "NotFound",
+            ExportError::SecretNotFound { .. } | ExportError::SecretKeyMissing { .. } => {
+                "SecretInvalid"
+            }
+            ExportError::ArtifactStore(_) => "ArtifactStoreFailed",
+            ExportError::Source(_) => "DatabaseFailed",
+            ExportError::Sftp(_) => "DeliveryFailed",
+            ExportError::Spool(_) | ExportError::Task(_) => "SpoolFailed",
+            ExportError::Kube(_) => "KubernetesApiFailed",
+        }
+    }
+
+    /// Bad input (a name that does not exist) exits 2; everything else 1.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, ExportError::NotFound { .. })
+    }
+}
+
+/// Runs one export and records its outcome in the object's status, success or failure.
+pub async fn run_export(client: Client, request: &ExportRequest) -> Result<ExportOutcome, ExportError> {
+    let api: Api<ScheduledExport> = Api::namespaced(client.clone(), &request.namespace);
+    let object = api.get_opt(&request.name).await?.ok_or_else(|| ExportError::NotFound {
+        namespace: request.namespace.clone(),
+        name: request.name.clone(),
+    })?;
+    let slot = request.slot.unwrap_or_else(Utc::now).trunc_subsecs(0);
+    let file_name = export_file_name(object.spec.file_type, slot);
+    if already_delivered(&object, slot, &file_name) {
+        info!(file = %file_name, "slot already delivered; nothing to do");
+        return Ok(ExportOutcome::AlreadyDelivered { file_name });
+    }
+
+    let started = Utc::now();
+    write_status(&api, &request.name, |current| {
+        status::run_started(current, slot, request.job_name.clone(), started)
+    })
+    .await?;
+
+    match deliver(client, request, &object, slot, &file_name, started).await {
+        Ok(run) => {
+            let generation = object.metadata.generation;
+            write_status(&api, &request.name, |current| status::run_delivered(current, &run, generation))
+                .await?;
+            info!(file = %run.file_name, rows = run.rows, bytes = run.bytes, "export delivered");
+            Ok(ExportOutcome::Delivered(run))
+        }
+        Err(err) => {
+            let message = err.to_string();
+            let generation = object.metadata.generation;
+            let recorded = write_status(&api, &request.name, |current| {
+                status::run_failed(current, err.reason(), &message, generation, Utc::now())
+            })
+            .await;
+            if let Err(status_err) = recorded {
+                warn!(error = %status_err, "could not record the failure in status");
+            }
+            Err(err)
+        }
+    }
+}
+
+fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>, file_name: &str) -> bool {
+    object.status.as_ref().and_then(|s| s.last_run.as_ref()).is_some_and(|run| {
+        run.slot == Some(slot)
+            && run.phase.as_deref() == Some(phase::SUCCEEDED)
+            && run.file_name.as_deref() == Some(file_name)
+    })
+}
+
+async fn deliver(
+    client: Client,
+    request: &ExportRequest,
+    object: &ScheduledExport,
+    slot: DateTime<Utc>,
+    file_name: &str,
+    started: DateTime<Utc>,
+) -> Result<DeliveredRun, ExportError> {
+    let secrets: Api<Secret> = Api::namespaced(client, &request.namespace);
+    let database_url = secret_string(
+        &secrets,
+        &request.namespace,
+        &object.spec.source.secret_ref.name,
+        "spec.source.secretRef",
+        "url",
+        ": add the PostgreSQL URL under key \"url\"",
+    )
+    .await?;
+    let sftp_spec = &object.spec.destination.sftp;
+    let sftp_secret = read_secret(
+        &secrets,
+        &request.namespace,
+        &sftp_spec.secret_ref.name,
+        "spec.destination.sftp.secretRef",
+    )
+    .await?;
+    let credentials = SftpCredentials::from_secret_data(&sftp_spec.secret_ref.name, &sftp_secret)?;
+    let target = SftpTarget {
+        host: sftp_spec.host.clone(),
+        port: sftp_spec.port,
+        username: sftp_spec.username.clone(),
+        directory: sftp_spec.directory.clone(),
+    };
+
+    // Fail before touching the database when the store that makes recopies possible is down.
+    let store = ArtifactStore::from_url(&request.artifact_store_url)?;
+    store.check().await?;
+
+    let previous = object.status.as_ref().and_then(|s| s.watermark.clone());
+    let (mut database, connection) = source::connect(&database_url, request.timeout).await?;
+    let spool = tempfile::Builder::new()
+        .prefix(".scheduled-export-")
+        .tempfile_in(&request.spool_dir)?;
+    let counter = HashingWriter::new(spool.reopen()?);
+    let mut csv = CsvFileWriter::new(BufWriter::with_capacity(1 << 20, counter), object.spec.file_type, &object.spec.csv)?;
+    let window = source::export_window(&mut database, object.spec.file_type, previous.as_deref(), &mut csv).await;
+    drop(database);
+    connection.abort();
+    let window = window?;
+    let (sha256, bytes) = csv
+        .finish()?
+        .into_inner()
+        .map_err(|err| err.into_error())?
+        .finish()?;
+    info!(file = %file_name, rows = window.rows, bytes, "window exported");
+
+    let key = ArtifactKey {
+        namespace: request.namespace.clone(),
+        name: request.name.clone(),
+        file_name: file_name.to_string(),
+    };
+    store.put_file(&key, spool.path()).await?;
+
+    let local = spool.path().to_path_buf();
+    let remote_name = file_name.to_string();
+    let timeout = request.timeout;
+    let delivered_bytes = tokio::task::spawn_blocking(move || {
+        let session = SftpSession::connect(&target, &credentials, timeout)?;
+        session.upload(&local, &remote_name)
+    })
+    .await??;
+    drop(spool);
+
+    Ok(DeliveredRun {
+        slot,
+        job_name: request.job_name.clone(),
+        started,
+        finished: Utc::now(),
+        file_name: file_name.to_string(),
+        rows: window.rows,
+        bytes: delivered_bytes.max(bytes),
+        sha256,
+        watermark: window.watermark,
+    })
+}
+
+async fn read_secret(
+    secrets: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+    field: &'static str,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, ExportError> {
+    let secret = secrets.get_opt(name).await?.ok_or_else(|| ExportError::SecretNotFound {
+        namespace: namespace.to_string(),
+        secret: name.to_string(),
+        field,
+    })?;
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, value.0))
+        .collect())
+}
+
+async fn secret_string(
+    secrets: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+    field: &'static str,
+    key: &'static str,
+    hint: &'static str,
+) -> Result<String, ExportError> {
+    let data = read_secret(secrets, namespace, name, field).await?;
+    data.get(key)
+        .and_then(|value| String::from_utf8(value.clone()).ok())
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+        .ok_or(ExportError::SecretKeyMissing {
+            secret: name.to_string(),
+            field,
+            key,
+            hint,
+        })
+}
+
+/// Reads the object, applies `update` to its status and replaces the status with optimistic
+/// concurrency, retrying on conflict so a concurrent controller write is never lost.
+async fn write_status(
+    api: &Api<ScheduledExport>,
+    name: &str,
+    update: impl Fn(&ScheduledExportStatus) -> ScheduledExportStatus,
+) -> Result<(), ExportError> {
+    let mut attempts = 0;
+    loop {
+        let mut object = api.get(name).await?;
+        let current = object.status.clone().unwrap_or_default();
+        object.status = Some(update(&current));
+        object.metadata.managed_fields = None;
+        let body = serde_json::to_vec(&object).map_err(|err| ExportError::Kube(kube::Error::SerdeError(err)))?;
+        match api.replace_status(&object.name_any(), &PostParams::default(), body).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 409 && attempts < 5 => attempts += 1,
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Counts and hashes the bytes on their way to the spool file, so the file is read only once.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+
+    /// Flushes to the file and returns the sha256 (hex) and size.
+    fn finish(mut self) -> std::io::Result<(String, u64)> {
+        self.inner.flush()?;
+        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

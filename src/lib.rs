@@ -1,0 +1,15 @@
+//! scheduled-exports: a Kubernetes operator that delivers a daily CSV export of CRM data over SFTP.
+//!
+//! One module per concern; the binary in `main.rs` only parses arguments and dispatches.
+
+pub mod artifacts;
+pub mod cli;
+pub mod columns;
+pub mod commands;
+pub mod csv_file;
+pub mod files;
+pub mod resource;
+pub mod schedule;
+pub mod sftp;
+pub mod source;
+pub mod status;

@@ -1,0 +1,62 @@
+//! `scheduled-exports`: one binary for the operator, the export Job and the tools around them.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use scheduled_exports::cli::{Cli, Command, LogFormat};
+use scheduled_exports::commands::{self, CommandError};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => return fail(&CommandError::BadInput(one_line(&err.render().to_string()))),
+    };
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Crd => commands::print_crd(),
+        Command::Next(args) => commands::print_next_runs(&args),
+        Command::Controller(_) | Command::Export(_) | Command::SampleData(_) => Err(
+            CommandError::Failed("this subcommand is not available in this build yet".into()),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// Exit status per DESIGN section 7: 2 for bad input, 1 for any other failure, one line on stderr.
+fn fail(err: &CommandError) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(err.exit_code())
+}
+
+/// Clap renders usage errors over several lines; keep the reason, drop the usage hint.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

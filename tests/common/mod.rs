@@ -1,0 +1,183 @@
+//! Shared helpers for the integration tests: the test bed's environment, a client of its real API
+//! server, the CRD, throwaway namespaces, and polling with a deadline.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, CustomResourceExt};
+use scheduled_exports::resource::ScheduledExport;
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The variables `tests/testbed/up` wrote to `target/testbed/env`.
+pub fn testbed_env() -> &'static HashMap<String, String> {
+    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let path = repo_root().join("target/testbed/env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+            panic!(
+                "cannot read {}: {err}; start the test bed with tests/testbed/up",
+                path.display()
+            )
+        });
+        parse_env_file(&text)
+    })
+}
+
+/// Parses `export NAME=value` lines, with optional single or double quotes around the value.
+pub fn parse_env_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.strip_prefix("export ").unwrap_or(line).split_once('='))
+        .map(|(name, value)| {
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            (name.trim().to_string(), value.to_string())
+        })
+        .collect()
+}
+
+pub fn env_var(name: &str) -> String {
+    testbed_env()
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("target/testbed/env does not export {name}"))
+}
+
+pub fn kubeconfig_path() -> PathBuf {
+    PathBuf::from(env_var("KUBECONFIG"))
+}
+
+pub async fn client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read the test bed kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    Client::try_from(config).expect("client")
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Applies the CRD (server-side apply, so every test may call it) and waits until it is Established.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = ScheduledExport::crd();
+    let name = crd.metadata.name.clone().expect("CRD has a name");
+    crds.patch(
+        &name,
+        &PatchParams::apply("scheduled-exports-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the CRD");
+    eventually(Duration::from_secs(30), "the CRD to become Established", || {
+        let crds = crds.clone();
+        let name = name.clone();
+        async move {
+            let crd = crds.get(&name).await.ok()?;
+            let established = crd.status?.conditions?.into_iter().any(|condition| {
+                condition.type_ == "Established" && condition.status == "True"
+            });
+            established.then_some(())
+        }
+    })
+    .await;
+}
+
+/// A fresh namespace for one test, so tests run in parallel without seeing each other's objects.
+pub async fn test_namespace(client: &Client, prefix: &str) -> String {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let suffix: u32 = rand_suffix();
+    let name = format!("{prefix}-{suffix:08x}");
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"scheduled-exports.test/owner": "integration-tests"}}
+    }))
+    .expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create namespace");
+    name
+}
+
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(name, &DeleteParams::background()).await;
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() as u32
+}
+
+/// Runs the machine's kubectl against the test bed, returning (success, stdout, stderr).
+pub fn kubectl(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A valid ScheduledExport as JSON, for tests to alter.
+pub fn valid_object(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "exports.crm.dev/v1alpha1",
+        "kind": "ScheduledExport",
+        "metadata": {"name": name},
+        "spec": {
+            "fileType": "interactions",
+            "time": "07:00",
+            "timeZone": "America/New_York",
+            "source": {"secretRef": {"name": "crm-database"}},
+            "destination": {"sftp": {
+                "host": "sftp.example.edu",
+                "username": "univ-example",
+                "secretRef": {"name": "sftp-credentials"}
+            }}
+        }
+    })
+}
