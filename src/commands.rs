@@ -1,11 +1,9 @@
 //! The small subcommands that need no cluster: `crd` and `next`.
 
-use chrono::Utc;
-use kube::CustomResourceExt;
-
 use crate::cli::NextArgs;
-use crate::resource::ScheduledExport;
+use crate::resource;
 use crate::schedule;
+use chrono::Utc;
 
 /// Outcome of a subcommand, mapped to the exit status by `main`.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +27,7 @@ impl CommandError {
 
 /// The CRD as committed under `crds/`.
 pub fn crd_yaml() -> Result<String, CommandError> {
-    serde_yaml::to_string(&ScheduledExport::crd())
+    serde_yaml::to_string(&resource::crd())
         .map_err(|err| CommandError::Failed(format!("cannot render the CRD as YAML: {err}")))
 }
 
@@ -40,7 +38,8 @@ pub fn print_crd() -> Result<(), CommandError> {
 
 pub fn print_next_runs(args: &NextArgs) -> Result<(), CommandError> {
     let after = args.after.unwrap_or_else(Utc::now);
-    for instant in schedule::runs_after(after, args.time, args.time_zone).take(args.count as usize) {
+    for instant in schedule::runs_after(after, args.time, args.time_zone).take(args.count as usize)
+    {
         println!("{}", schedule::format_run_line(instant, args.time_zone));
     }
     Ok(())

@@ -4,7 +4,8 @@
 //! Doc comments on these types are what `kubectl explain scheduledexport.spec...` prints.
 
 use chrono::{DateTime, Utc};
-use kube::{CustomResource, KubeSchema, core::Rule};
+use kube::core::{Message, Rule};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -33,15 +34,31 @@ pub const RUN_NOW_ANNOTATION: &str = "exports.crm.dev/run-now";
     printcolumn(name = "File Type", type_ = "string", json_path = ".spec.fileType"),
     printcolumn(name = "Time", type_ = "string", json_path = ".spec.time"),
     printcolumn(name = "Time Zone", type_ = "string", json_path = ".status.timeZone"),
-    printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextRunLocal"),
-    printcolumn(name = "Last File", type_ = "string", json_path = ".status.delivery.file"),
-    printcolumn(name = "Delivered", type_ = "date", json_path = ".status.delivery.deliveredAt"),
+    printcolumn(
+        name = "Next Run",
+        type_ = "string",
+        json_path = ".status.nextRunLocal"
+    ),
+    printcolumn(
+        name = "Last File",
+        type_ = "string",
+        json_path = ".status.delivery.file"
+    ),
+    printcolumn(
+        name = "Delivered",
+        type_ = "date",
+        json_path = ".status.delivery.deliveredAt"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledExportSpec {
@@ -57,8 +74,9 @@ pub struct ScheduledExportSpec {
     /// (`"00:00"` ... `"23:30"`). A time skipped by a daylight-saving change runs with the offset in
     /// force before the change (02:30 becomes 03:30); a time that occurs twice runs once, at its first
     /// occurrence. Editing it moves the next run at once and starts nothing by itself.
+    #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):(00|30)$')").message(
-        "time must be HH:MM in 24-hour form on a 30-minute step (00:00 ... 23:30), e.g. \"07:00\""
+        Message::Expression("'time \"' + self + '\" must be HH:MM in 24-hour form on a 30-minute step (00:00 ... 23:30), e.g. \"07:00\"'".into())
     ))]
     pub time: String,
 
@@ -374,7 +392,49 @@ fn time_zone_rule() -> Rule {
         .iter()
         .map(|tz| format!("'{}'", tz.name()))
         .collect();
-    Rule::new(format!("self in [{}]", names.join(", "))).message(
-        "timeZone must be an IANA time zone name such as America/New_York or UTC (names are case-sensitive)",
-    )
+    Rule::new(format!("self in [{}]", names.join(", "))).message(Message::Expression(
+        "'timeZone \"' + self + '\" is not an IANA time zone name: use one such as America/New_York or UTC (names are case-sensitive)'".into(),
+    ))
+}
+
+/// The CustomResourceDefinition as installed: the derived one, with doc-comment line breaks inside
+/// paragraphs unwrapped so `kubectl explain` reflows the text instead of breaking lines twice.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = ScheduledExport::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|validation| validation.open_api_v3_schema.as_mut())
+        {
+            unwrap_descriptions(schema);
+        }
+    }
+    crd
+}
+
+fn unwrap_descriptions(
+    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    if let Some(description) = schema.description.as_mut() {
+        *description = description
+            .split("\n\n")
+            .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
+    for property in schema
+        .properties
+        .iter_mut()
+        .flat_map(|properties| properties.values_mut())
+    {
+        unwrap_descriptions(property);
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(items)) =
+        schema.items.as_mut()
+    {
+        unwrap_descriptions(items);
+    }
 }

@@ -12,8 +12,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, CustomResourceExt};
-use scheduled_exports::resource::ScheduledExport;
+use kube::{Client, Config};
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,7 +62,8 @@ pub fn kubeconfig_path() -> PathBuf {
 }
 
 pub async fn client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read the test bed kubeconfig");
+    let kubeconfig =
+        Kubeconfig::read_from(kubeconfig_path()).expect("read the test bed kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("kubeconfig is usable");
@@ -92,7 +92,7 @@ where
 /// Applies the CRD (server-side apply, so every test may call it) and waits until it is Established.
 pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = ScheduledExport::crd();
+    let crd = scheduled_exports::resource::crd();
     let name = crd.metadata.name.clone().expect("CRD has a name");
     crds.patch(
         &name,
@@ -101,17 +101,21 @@ pub async fn install_crd(client: &Client) {
     )
     .await
     .expect("apply the CRD");
-    eventually(Duration::from_secs(30), "the CRD to become Established", || {
-        let crds = crds.clone();
-        let name = name.clone();
-        async move {
-            let crd = crds.get(&name).await.ok()?;
-            let established = crd.status?.conditions?.into_iter().any(|condition| {
-                condition.type_ == "Established" && condition.status == "True"
-            });
-            established.then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the CRD to become Established",
+        || {
+            let crds = crds.clone();
+            let name = name.clone();
+            async move {
+                let crd = crds.get(&name).await.ok()?;
+                let established = crd.status?.conditions?.into_iter().any(|condition| {
+                    condition.type_ == "Established" && condition.status == "True"
+                });
+                established.then_some(())
+            }
+        },
+    )
     .await;
 }
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by up/down, which source this file
 # Shared by tests/testbed/up and tests/testbed/down; sourced, not executed.
 # Expects TESTBED_SRC (this directory) to be set by the caller.
 
@@ -73,6 +74,8 @@ port_is_free() {
   python3 - "$1" <<'PY'
 import socket, sys
 s = socket.socket()
+# Like the servers themselves (Go, postgres, sshd), ignore TIME_WAIT leftovers of the previous run.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -104,6 +107,13 @@ start_bg() {
   echo $! >"$RUN/$name.pid"
 }
 
+# Exited processes linger as zombies until whoever inherited them reaps them; they count as stopped.
+proc_running() {
+  local state
+  state="$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 # stop_pid NAME [SIGNAL]: SIGNAL (TERM), wait up to 20s, then KILL; removes the pid file.
 stop_pid() {
   local name="$1" sig="${2:-TERM}" pid deadline
@@ -112,8 +122,8 @@ stop_pid() {
     log "stopping $name (pid $pid)"
     kill -"$sig" "$pid" 2>/dev/null || true
     deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
+    while proc_running "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    if proc_running "$pid"; then
       log "$name did not exit on TERM, killing"
       kill -KILL "$pid" 2>/dev/null || true
     fi
