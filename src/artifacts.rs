@@ -103,16 +103,19 @@ pub enum ArtifactError {
         store: String,
         bucket: String,
         #[source]
-        source: Option<object_store::Error>,
+        source: Option<Box<object_store::Error>>,
     },
 
     /// The S3 endpoint did not answer (connection refused, DNS failure, timeout).
-    #[error("artifact store {store}: cannot reach endpoint {endpoint}: {source}")]
+    #[error("artifact store {store}: cannot reach endpoint {endpoint} ({cause}): {source}")]
     Unreachable {
         store: String,
         endpoint: String,
+        /// The innermost error (e.g. "Connection refused"), which the HTTP client's own message
+        /// leaves out.
+        cause: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     /// The credentials were rejected or lack permission.
@@ -124,7 +127,7 @@ pub enum ArtifactError {
         store: String,
         operation: &'static str,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     /// The artifact is not in the store (never stored, or already cleaned up).
@@ -167,7 +170,7 @@ pub enum ArtifactError {
         operation: &'static str,
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }
 
@@ -327,8 +330,8 @@ impl ArtifactStore {
             url: redact_url(url),
             reason,
         };
-        let parsed = url::Url::parse(url.trim())
-            .map_err(|err| unsupported(format!("not a URL ({err})")))?;
+        let parsed =
+            url::Url::parse(url.trim()).map_err(|err| unsupported(format!("not a URL ({err})")))?;
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(unsupported(
                 "credentials do not belong in the URL; pass them through AWS_ACCESS_KEY_ID and \
@@ -624,7 +627,7 @@ impl ArtifactStore {
         };
         let result = match self.store.get(&location).await {
             Ok(result) => result,
-            Err(err) => return Err(self.not_found_or(key, "get", err).await),
+            Err(err) => return Err(self.classify("get", Some(key), err)),
         };
         let dir = match local.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -722,7 +725,11 @@ impl ArtifactStore {
     /// The keys stored for one ScheduledExport, sorted, for cleaning up artifacts no longer needed.
     ///
     /// Matches whole path segments: the artifacts of `a` never include those of `ab`.
-    pub async fn list(&self, namespace: &str, name: &str) -> Result<Vec<ArtifactKey>, ArtifactError> {
+    pub async fn list(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<ArtifactKey>, ArtifactError> {
         let shown = format!("{namespace}/{name}/");
         for part in [namespace, name] {
             self.validate_part(&shown, part)?;
@@ -785,71 +792,50 @@ impl ArtifactStore {
             .map_err(|err| self.classify_list("/", err))
     }
 
-    /// Maps a "not found" from a keyed read to bucket-missing or object-missing.
-    async fn not_found_or(
-        &self,
-        key: &ArtifactKey,
-        operation: &'static str,
-        err: object_store::Error,
-    ) -> ArtifactError {
-        if !matches!(err, object_store::Error::NotFound { .. }) {
-            return self.classify(operation, Some(key), err);
-        }
-        if let Backend::S3 { bucket, .. } = &self.backend {
-            if chain_mentions(&err, "NoSuchBucket") {
-                return ArtifactError::BucketMissing {
-                    store: self.description.clone(),
-                    bucket: bucket.clone(),
-                    source: Some(err),
-                };
-            }
-        }
-        ArtifactError::ObjectMissing {
-            store: self.description.clone(),
-            key: key.to_string(),
-        }
-    }
-
-    /// Errors of listing requests: "not found" means the bucket is missing (an empty prefix lists
-    /// as empty).
+    /// Errors of listing requests. A listing of an absent prefix is simply empty, so "not found"
+    /// here can only mean the bucket is missing.
     fn classify_list(&self, shown: &str, err: object_store::Error) -> ArtifactError {
-        match (&self.backend, err) {
-            (Backend::S3 { bucket, .. }, err @ object_store::Error::NotFound { .. }) => {
-                ArtifactError::BucketMissing {
-                    store: self.description.clone(),
-                    bucket: bucket.clone(),
-                    source: Some(err),
-                }
-            }
-            (_, err) => self.classify_with("list", shown.to_string(), err),
+        if let Backend::S3 { bucket, .. } = &self.backend
+            && (matches!(err, object_store::Error::NotFound { .. })
+                || chain_mentions(&err, "status code: 404"))
+        {
+            return ArtifactError::BucketMissing {
+                store: self.description.clone(),
+                bucket: bucket.clone(),
+                source: Some(Box::new(err)),
+            };
         }
+        self.classify_with("list", shown.to_string(), err)
     }
 
+    /// Errors of requests about one key: "not found" means the object is missing unless S3 said
+    /// the bucket is.
     fn classify(
         &self,
         operation: &'static str,
         key: Option<&ArtifactKey>,
         err: object_store::Error,
     ) -> ArtifactError {
-        let shown = key.map(ToString::to_string).unwrap_or_default();
-        if let (Backend::S3 { bucket, .. }, true) =
-            (&self.backend, chain_mentions(&err, "NoSuchBucket"))
+        if let Some(key) = key
+            && !(matches!(self.backend, Backend::S3 { .. }) && chain_mentions(&err, "NoSuchBucket"))
+            && (matches!(err, object_store::Error::NotFound { .. })
+                || chain_mentions(&err, "NoSuchKey"))
         {
-            return ArtifactError::BucketMissing {
-                store: self.description.clone(),
-                bucket: bucket.clone(),
-                source: Some(err),
-            };
-        }
-        if let (Some(key), object_store::Error::NotFound { .. }) = (key, &err) {
             return ArtifactError::ObjectMissing {
                 store: self.description.clone(),
                 key: key.to_string(),
             };
         }
+        let shown = key.map(ToString::to_string).unwrap_or_default();
         self.classify_with(operation, shown, err)
     }
 
+    /// The causes common to every request: missing bucket, rejected credentials, unreachable
+    /// endpoint.
+    ///
+    /// `object_store` maps HTTP statuses to error variants for object requests but wraps listing
+    /// and multipart errors as `Generic`, keeping the status and the S3 error document only in
+    /// the message of an error type it does not export; hence the matching on text.
     fn classify_with(
         &self,
         operation: &'static str,
@@ -857,26 +843,47 @@ impl ArtifactStore {
         err: object_store::Error,
     ) -> ArtifactError {
         let store = self.description.clone();
-        match err {
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => ArtifactError::AccessDenied {
+        match (&self.backend, err) {
+            (Backend::S3 { bucket, .. }, err) if chain_mentions(&err, "NoSuchBucket") => {
+                ArtifactError::BucketMissing {
+                    store,
+                    bucket: bucket.clone(),
+                    source: Some(Box::new(err)),
+                }
+            }
+            (
+                _,
+                err @ (object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }),
+            ) => ArtifactError::AccessDenied {
                 store,
                 operation,
-                source: err,
+                source: Box::new(err),
             },
-            err if is_unreachable(&err) => ArtifactError::Unreachable {
+            (Backend::S3 { .. }, err)
+                if chain_mentions(&err, "status code: 403")
+                    || chain_mentions(&err, "status code: 401") =>
+            {
+                ArtifactError::AccessDenied {
+                    store,
+                    operation,
+                    source: Box::new(err),
+                }
+            }
+            (backend, err) if is_unreachable(&err) => ArtifactError::Unreachable {
                 store,
-                endpoint: match &self.backend {
+                endpoint: match backend {
                     Backend::S3 { endpoint, .. } => endpoint.clone(),
                     Backend::Local { root } => root.display().to_string(),
                 },
-                source: err,
+                cause: root_cause(&err),
+                source: Box::new(err),
             },
-            source => ArtifactError::Store {
+            (_, source) => ArtifactError::Store {
                 store,
                 operation,
                 key,
-                source,
+                source: Box::new(source),
             },
         }
     }
@@ -999,6 +1006,15 @@ fn is_unreachable(err: &object_store::Error) -> bool {
     false
 }
 
+/// The message of the innermost error in the chain.
+fn root_cause(err: &object_store::Error) -> String {
+    let mut current: &(dyn std::error::Error + 'static) = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
 /// Whether any error in the chain mentions `needle` (S3 error codes appear in response bodies).
 fn chain_mentions(err: &object_store::Error, needle: &str) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -1018,9 +1034,18 @@ fn is_plain_segment(part: &str) -> bool {
     !part.is_empty() && PathPart::from(part).as_ref() == part
 }
 
-/// The URL without user name, password, query or fragment, safe for logs and messages.
+/// The URL without user name, password, query or fragment, safe for logs and messages. A URL with
+/// none of those is shown exactly as written, so the message quotes what the operator typed.
 fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw.trim()) {
+        Ok(url)
+            if url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            raw.trim().to_string()
+        }
         Ok(mut url) => {
             // These setters only fail for URLs that cannot have credentials.
             let _ = url.set_username("");
@@ -1060,7 +1085,10 @@ mod tests {
         assert_eq!(options.access_key_id.as_deref(), Some("AKID"));
         assert!(!format!("{options:?}").contains("s3cr3t"));
 
-        let options = S3Options::from_lookup(env(&[("S3_ENDPOINT", "http://minio:9000"), ("AWS_REGION", "")]));
+        let options = S3Options::from_lookup(env(&[
+            ("S3_ENDPOINT", "http://minio:9000"),
+            ("AWS_REGION", ""),
+        ]));
         assert_eq!(options.endpoint.as_deref(), Some("http://minio:9000"));
         assert_eq!(options.region, "us-east-1");
     }

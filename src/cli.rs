@@ -116,18 +116,28 @@ fn parse_instant(value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
-        _ => return Err(format!("invalid duration \"{value}\": use seconds or minutes, e.g. 30s or 2m")),
+        _ => {
+            return Err(format!(
+                "invalid duration \"{value}\": use seconds or minutes, e.g. 30s or 2m"
+            ));
+        }
     };
     number
         .parse::<u64>()
         .ok()
         .filter(|n| *n > 0)
         .map(|n| std::time::Duration::from_secs(n * seconds))
-        .ok_or_else(|| format!("invalid duration \"{value}\": use a positive whole number, e.g. 30s or 2m"))
+        .ok_or_else(|| {
+            format!("invalid duration \"{value}\": use a positive whole number, e.g. 30s or 2m")
+        })
 }
 
 fn parse_zone(value: &str) -> Result<chrono_tz::Tz, String> {

@@ -143,7 +143,11 @@ const PROPOSALS: [Column; 17] = [
     Column::new("title", ColumnKind::FreeText, "title::text"),
     Column::new("status", ColumnKind::FreeText, "status::text"),
     Column::new("stage", ColumnKind::FreeText, "stage::text"),
-    Column::new("ask_amount", ColumnKind::Number, "ask_amount::numeric::text"),
+    Column::new(
+        "ask_amount",
+        ColumnKind::Number,
+        "ask_amount::numeric::text",
+    ),
     Column::new(
         "expected_amount",
         ColumnKind::Number,
@@ -221,7 +225,10 @@ mod tests {
 
     #[test]
     fn proposals_columns_match_the_design_in_order() {
-        let names: Vec<_> = columns(FileType::Proposals).iter().map(|c| c.name).collect();
+        let names: Vec<_> = columns(FileType::Proposals)
+            .iter()
+            .map(|c| c.name)
+            .collect();
         assert_eq!(
             names.join(", "),
             "proposal_id, proposal_import_id, constituent_id, constituent_import_id, title, status, \

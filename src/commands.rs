@@ -1,6 +1,7 @@
-//! The small subcommands that need no cluster: `crd` and `next`.
+//! Subcommand entry points: argument structs in, `CommandError` (and so the exit status) out.
 
-use crate::cli::NextArgs;
+use crate::cli::{ExportArgs, NextArgs, SampleDataArgs};
+use crate::export::{ExportOutcome, ExportRequest};
 use crate::resource;
 use crate::schedule;
 use chrono::Utc;
@@ -42,5 +43,52 @@ pub fn print_next_runs(args: &NextArgs) -> Result<(), CommandError> {
     {
         println!("{}", schedule::format_run_line(instant, args.time_zone));
     }
+    Ok(())
+}
+
+/// `export`: one run of one object, recorded in its status.
+pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|err| CommandError::Failed(format!("cannot reach the Kubernetes API: {err}")))?;
+    let request = ExportRequest {
+        namespace: args.namespace,
+        name: args.name,
+        slot: args.slot,
+        artifact_store_url: args.artifact_store,
+        job_name: args.job_name,
+        timeout: args.timeout,
+        spool_dir: args.spool_dir,
+    };
+    match crate::export::run_export(client, &request).await {
+        Ok(ExportOutcome::Delivered(run)) => {
+            println!("{} {} rows {} bytes", run.file_name, run.rows, run.bytes);
+            Ok(())
+        }
+        Ok(ExportOutcome::AlreadyDelivered { file_name }) => {
+            println!("{file_name} already delivered");
+            Ok(())
+        }
+        Err(err) if err.is_bad_input() => Err(CommandError::BadInput(err.to_string())),
+        Err(err) => Err(CommandError::Failed(err.to_string())),
+    }
+}
+
+/// `sample-data`: the reference schema and synthetic rows, for demos, tests and benchmarks.
+pub async fn sample_data(args: SampleDataArgs) -> Result<(), CommandError> {
+    let summary = crate::source::sample_data::run_sample_data(
+        &args.database_url,
+        args.interactions,
+        args.proposals,
+        args.seed,
+    )
+    .await
+    .map_err(|err| CommandError::Failed(err.to_string()))?;
+    println!(
+        "schema applied; added {} interactions and {} proposals in {:.1}s",
+        summary.interactions,
+        summary.proposals,
+        summary.elapsed.as_secs_f64()
+    );
     Ok(())
 }

@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn byte_order_mark_comes_before_the_header() {
-        let mut writer = CsvFileWriter::new(
+        let writer = CsvFileWriter::new(
             Vec::new(),
             FileType::Proposals,
             &options(LineTerminator::Crlf, true, false),
@@ -272,10 +272,7 @@ mod tests {
     fn quoting_cases() {
         let default = CsvOptions::default();
         assert_eq!(summary_cell(&default, "a,b"), "\"a,b\"");
-        assert_eq!(
-            summary_cell(&default, "say \"hi\""),
-            "\"say \"\"hi\"\"\""
-        );
+        assert_eq!(summary_cell(&default, "say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(summary_cell(&default, "\""), "\"\"\"\"");
         assert_eq!(summary_cell(&default, "line1\nline2"), "\"line1\nline2\"");
         assert_eq!(summary_cell(&default, "cr\ronly"), "\"cr\ronly\"");
@@ -388,10 +385,8 @@ mod tests {
             headers.iter().collect::<Vec<_>>().join(","),
             INTERACTIONS_HEADER
         );
-        let records: Vec<csv::StringRecord> = reader
-            .records()
-            .collect::<Result<_, _>>()
-            .expect("records");
+        let records: Vec<csv::StringRecord> =
+            reader.records().collect::<Result<_, _>>().expect("records");
         assert_eq!(records.len(), texts.len());
         for (record, text) in records.iter().zip(texts) {
             assert_eq!(record.len(), 16);

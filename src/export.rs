@@ -47,7 +47,9 @@ pub struct ExportRequest {
 pub enum ExportOutcome {
     Delivered(DeliveredRun),
     /// The slot was delivered before; nothing was done.
-    AlreadyDelivered { file_name: String },
+    AlreadyDelivered {
+        file_name: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,12 +106,18 @@ impl ExportError {
 }
 
 /// Runs one export and records its outcome in the object's status, success or failure.
-pub async fn run_export(client: Client, request: &ExportRequest) -> Result<ExportOutcome, ExportError> {
+pub async fn run_export(
+    client: Client,
+    request: &ExportRequest,
+) -> Result<ExportOutcome, ExportError> {
     let api: Api<ScheduledExport> = Api::namespaced(client.clone(), &request.namespace);
-    let object = api.get_opt(&request.name).await?.ok_or_else(|| ExportError::NotFound {
-        namespace: request.namespace.clone(),
-        name: request.name.clone(),
-    })?;
+    let object = api
+        .get_opt(&request.name)
+        .await?
+        .ok_or_else(|| ExportError::NotFound {
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+        })?;
     let slot = request.slot.unwrap_or_else(Utc::now).trunc_subsecs(0);
     let file_name = export_file_name(object.spec.file_type, slot);
     if already_delivered(&object, slot, &file_name) {
@@ -126,8 +134,10 @@ pub async fn run_export(client: Client, request: &ExportRequest) -> Result<Expor
     match deliver(client, request, &object, slot, &file_name, started).await {
         Ok(run) => {
             let generation = object.metadata.generation;
-            write_status(&api, &request.name, |current| status::run_delivered(current, &run, generation))
-                .await?;
+            write_status(&api, &request.name, |current| {
+                status::run_delivered(current, &run, generation)
+            })
+            .await?;
             info!(file = %run.file_name, rows = run.rows, bytes = run.bytes, "export delivered");
             Ok(ExportOutcome::Delivered(run))
         }
@@ -147,11 +157,15 @@ pub async fn run_export(client: Client, request: &ExportRequest) -> Result<Expor
 }
 
 fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>, file_name: &str) -> bool {
-    object.status.as_ref().and_then(|s| s.last_run.as_ref()).is_some_and(|run| {
-        run.slot == Some(slot)
-            && run.phase.as_deref() == Some(phase::SUCCEEDED)
-            && run.file_name.as_deref() == Some(file_name)
-    })
+    object
+        .status
+        .as_ref()
+        .and_then(|s| s.last_run.as_ref())
+        .is_some_and(|run| {
+            run.slot == Some(slot)
+                && run.phase.as_deref() == Some(phase::SUCCEEDED)
+                && run.file_name.as_deref() == Some(file_name)
+        })
 }
 
 async fn deliver(
@@ -198,8 +212,18 @@ async fn deliver(
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;
     let counter = HashingWriter::new(spool.reopen()?);
-    let mut csv = CsvFileWriter::new(BufWriter::with_capacity(1 << 20, counter), object.spec.file_type, &object.spec.csv)?;
-    let window = source::export_window(&mut database, object.spec.file_type, previous.as_deref(), &mut csv).await;
+    let mut csv = CsvFileWriter::new(
+        BufWriter::with_capacity(1 << 20, counter),
+        object.spec.file_type,
+        &object.spec.csv,
+    )?;
+    let window = source::export_window(
+        &mut database,
+        object.spec.file_type,
+        previous.as_deref(),
+        &mut csv,
+    )
+    .await;
     drop(database);
     connection.abort();
     let window = window?;
@@ -220,7 +244,8 @@ async fn deliver(
     let local = spool.path().to_path_buf();
     let remote_name = file_name.to_string();
     let timeout = request.timeout;
-    let delivered_bytes = tokio::task::spawn_blocking(move || {
+    // `upload` verifies the size on the server against the spool file.
+    tokio::task::spawn_blocking(move || {
         let session = SftpSession::connect(&target, &credentials, timeout)?;
         session.upload(&local, &remote_name)
     })
@@ -234,7 +259,7 @@ async fn deliver(
         finished: Utc::now(),
         file_name: file_name.to_string(),
         rows: window.rows,
-        bytes: delivered_bytes.max(bytes),
+        bytes,
         sha256,
         watermark: window.watermark,
     })
@@ -246,11 +271,14 @@ async fn read_secret(
     name: &str,
     field: &'static str,
 ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, ExportError> {
-    let secret = secrets.get_opt(name).await?.ok_or_else(|| ExportError::SecretNotFound {
-        namespace: namespace.to_string(),
-        secret: name.to_string(),
-        field,
-    })?;
+    let secret = secrets
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| ExportError::SecretNotFound {
+            namespace: namespace.to_string(),
+            secret: name.to_string(),
+            field,
+        })?;
     Ok(secret
         .data
         .unwrap_or_default()
@@ -293,10 +321,14 @@ async fn write_status(
         let current = object.status.clone().unwrap_or_default();
         object.status = Some(update(&current));
         object.metadata.managed_fields = None;
-        let body = serde_json::to_vec(&object).map_err(|err| ExportError::Kube(kube::Error::SerdeError(err)))?;
-        match api.replace_status(&object.name_any(), &PostParams::default(), body).await {
+        match api
+            .replace_status(&object.name_any(), &PostParams::default(), &object)
+            .await
+        {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(response)) if response.code == 409 && attempts < 5 => attempts += 1,
+            Err(kube::Error::Api(response)) if response.code == 409 && attempts < 5 => {
+                attempts += 1
+            }
             Err(err) => return Err(err.into()),
         }
     }
@@ -311,7 +343,11 @@ struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), bytes: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
     }
 
     /// Flushes to the file and returns the sha256 (hex) and size.

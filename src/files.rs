@@ -28,7 +28,9 @@ pub fn parse_export_file_name(file_type: FileType, name: &str) -> Option<DateTim
     if stamp.len() != 16 || !stamp.is_ascii() {
         return None;
     }
-    let parsed = NaiveDateTime::parse_from_str(stamp, STAMP_FORMAT).ok()?.and_utc();
+    let parsed = NaiveDateTime::parse_from_str(stamp, STAMP_FORMAT)
+        .ok()?
+        .and_utc();
     (export_file_name(file_type, parsed) == name).then_some(parsed)
 }
 
@@ -45,7 +47,10 @@ mod tests {
             "interactions-20260308T073000Z.csv"
         );
         assert_eq!(
-            export_file_name(FileType::Proposals, slot + chrono::Duration::milliseconds(999)),
+            export_file_name(
+                FileType::Proposals,
+                slot + chrono::Duration::milliseconds(999)
+            ),
             "proposals-20260308T073000Z.csv"
         );
     }
@@ -72,7 +77,11 @@ mod tests {
             "notes.csv",
             "",
         ] {
-            assert_eq!(parse_export_file_name(FileType::Interactions, name), None, "{name}");
+            assert_eq!(
+                parse_export_file_name(FileType::Interactions, name),
+                None,
+                "{name}"
+            );
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod columns;
 pub mod commands;
 pub mod csv_file;
+pub mod export;
 pub mod files;
 pub mod resource;
 pub mod schedule;

@@ -1,5 +1,6 @@
 //! `scheduled-exports`: one binary for the operator, the export Job and the tools around them.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -10,7 +11,12 @@ use scheduled_exports::commands::{self, CommandError};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
             let _ = err.print();
             return ExitCode::SUCCESS;
         }
@@ -20,14 +26,26 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd => commands::print_crd(),
         Command::Next(args) => commands::print_next_runs(&args),
-        Command::Controller(_) | Command::Export(_) | Command::SampleData(_) => Err(
-            CommandError::Failed("this subcommand is not available in this build yet".into()),
-        ),
+        Command::Export(args) => block_on(commands::export(args)),
+        Command::SampleData(args) => block_on(commands::sample_data(args)),
+        Command::Controller(_) => Err(CommandError::Failed(
+            "the controller is not available in this build yet".into(),
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }
+}
+
+fn block_on(
+    future: impl std::future::Future<Output = Result<(), CommandError>>,
+) -> Result<(), CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CommandError::Failed(format!("cannot start the async runtime: {err}")))?
+        .block_on(future)
 }
 
 /// Exit status per DESIGN section 7: 2 for bad input, 1 for any other failure, one line on stderr.
@@ -54,7 +72,8 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

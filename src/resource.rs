@@ -19,6 +19,8 @@ pub const RUN_NOW_ANNOTATION: &str = "exports.crm.dev/run-now";
 /// At the due instant of each local day the operator creates a Job that exports the rows written
 /// since the previous delivered file and uploads `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv` to the SFTP
 /// directory; the outcome is recorded in `status`.
+// Every `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "exports.crm.dev",

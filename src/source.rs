@@ -220,7 +220,10 @@ pub fn parse_url(url: &str) -> Result<Config, SourceError> {
 ///
 /// Only unencrypted connections are supported for now (`sslmode=disable` or `prefer` falling back);
 /// `sslmode=require` fails with a clear message.
-pub async fn connect(url: &str, timeout: Duration) -> Result<(Client, JoinHandle<()>), SourceError> {
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+) -> Result<(Client, JoinHandle<()>), SourceError> {
     let mut config = parse_url(url)?;
     config.connect_timeout(timeout);
     if config.get_application_name().is_none() {
@@ -252,7 +255,8 @@ fn classify_connect_error(
     if let Some(db) = err.as_db_error() {
         let cause = db.message().to_string();
         let code = db.code();
-        if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
             return SourceError::AuthenticationFailed {
                 target,
@@ -271,7 +275,9 @@ fn classify_connect_error(
         if let Some(io) = inner.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind;
             let reason = match io.kind() {
-                ErrorKind::ConnectionRefused => "connection refused (is the host and port right, is PostgreSQL running?)",
+                ErrorKind::ConnectionRefused => {
+                    "connection refused (is the host and port right, is PostgreSQL running?)"
+                }
                 ErrorKind::TimedOut => "connection timed out",
                 ErrorKind::NotFound => "host name not found",
                 _ => "",
@@ -356,7 +362,9 @@ pub async fn export_window<W: Write>(
             SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
             _ => None,
         })
-        .ok_or_else(|| SourceError::MalformedCopy("pg_current_snapshot() returned no row".into()))?;
+        .ok_or_else(|| {
+            SourceError::MalformedCopy("pg_current_snapshot() returned no row".into())
+        })?;
 
     let query = window_query(file_type, previous.as_ref());
     let copy = format!("COPY ({query}) TO STDOUT (FORMAT binary)");
@@ -484,12 +492,16 @@ impl BinaryCopyDecoder {
         let fixed = SIGNATURE.len() + 8;
         if data.len() < fixed {
             if !SIGNATURE.starts_with(&data[..data.len().min(SIGNATURE.len())]) {
-                return Err(SourceError::MalformedCopy("missing binary signature".into()));
+                return Err(SourceError::MalformedCopy(
+                    "missing binary signature".into(),
+                ));
             }
             return Ok(Step::Incomplete);
         }
         if &data[..SIGNATURE.len()] != SIGNATURE {
-            return Err(SourceError::MalformedCopy("missing binary signature".into()));
+            return Err(SourceError::MalformedCopy(
+                "missing binary signature".into(),
+            ));
         }
         let extension = read_i32(&data[SIGNATURE.len() + 4..]);
         let extension = usize::try_from(extension)
@@ -566,10 +578,7 @@ mod tests {
         assert_eq!(snapshot.xmax, 1240);
         assert_eq!(snapshot.in_progress, vec![1236, 1238]);
         assert_eq!(snapshot.to_string(), "1234:1240:1236,1238");
-        assert_eq!(
-            Snapshot::parse("5:5:").expect("valid").to_string(),
-            "5:5:"
-        );
+        assert_eq!(Snapshot::parse("5:5:").expect("valid").to_string(), "5:5:");
     }
 
     #[test]

@@ -217,7 +217,10 @@ mod tests {
         assert_eq!(conditions[0].message, "b");
         assert_eq!(conditions[0].observed_generation, Some(2));
 
-        let failed = ConditionUpdate { status: false, ..update("c") };
+        let failed = ConditionUpdate {
+            status: false,
+            ..update("c")
+        };
         set_condition(&mut conditions, failed, Some(2), at(3));
         assert_eq!(conditions[0].last_transition_time, at(3));
         assert_eq!(conditions[0].status, "False");
@@ -225,24 +228,61 @@ mod tests {
 
     #[test]
     fn delivery_advances_the_watermark_and_failure_keeps_it() {
-        let first = run_delivered(&ScheduledExportStatus::default(), &delivered("10:20:", at(8)), Some(1));
+        let first = run_delivered(
+            &ScheduledExportStatus::default(),
+            &delivered("10:20:", at(8)),
+            Some(1),
+        );
         assert_eq!(first.watermark.as_deref(), Some("10:20:"));
-        assert_eq!(first.last_run.as_ref().and_then(|r| r.phase.as_deref()), Some("Succeeded"));
-        assert_eq!(first.delivery.as_ref().and_then(|d| d.file.as_deref()), Some("interactions-20261130T070000Z.csv"));
+        assert_eq!(
+            first.last_run.as_ref().and_then(|r| r.phase.as_deref()),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            first.delivery.as_ref().and_then(|d| d.file.as_deref()),
+            Some("interactions-20261130T070000Z.csv")
+        );
 
         let started = run_started(&first, at(9), Some("job2".into()), at(9));
         assert_eq!(started.watermark, first.watermark);
         assert_eq!(started.delivery, first.delivery);
-        let failed = run_failed(&started, "DatabaseUnreachable", "connection refused", Some(1), at(10));
-        assert_eq!(failed.watermark.as_deref(), Some("10:20:"), "a failed run never advances the watermark");
-        assert_eq!(failed.delivery, first.delivery, "the last delivered file stays the one to recheck");
+        let failed = run_failed(
+            &started,
+            "DatabaseUnreachable",
+            "connection refused",
+            Some(1),
+            at(10),
+        );
+        assert_eq!(
+            failed.watermark.as_deref(),
+            Some("10:20:"),
+            "a failed run never advances the watermark"
+        );
+        assert_eq!(
+            failed.delivery, first.delivery,
+            "the last delivered file stays the one to recheck"
+        );
         let last = failed.last_run.expect("last run");
         assert_eq!(last.phase.as_deref(), Some("Failed"));
         assert_eq!(last.slot, Some(at(9)));
         assert_eq!(last.error.as_deref(), Some("connection refused"));
-        let exported = failed.conditions.iter().find(|c| c.type_ == EXPORTED).expect("Exported");
-        assert_eq!((exported.status.as_str(), exported.reason.as_str()), ("False", "DatabaseUnreachable"));
-        let delivered = failed.conditions.iter().find(|c| c.type_ == DELIVERED).expect("Delivered");
-        assert_eq!(delivered.status, "True", "the previous file is still delivered");
+        let exported = failed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == EXPORTED)
+            .expect("Exported");
+        assert_eq!(
+            (exported.status.as_str(), exported.reason.as_str()),
+            ("False", "DatabaseUnreachable")
+        );
+        let delivered = failed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == DELIVERED)
+            .expect("Delivered");
+        assert_eq!(
+            delivered.status, "True",
+            "the previous file is still delivered"
+        );
     }
 }

@@ -253,7 +253,10 @@ async fn missing_object_is_named(t: TestStore) {
         .get_to_file(&k, &target, &"0".repeat(64))
         .await
         .expect_err("missing object");
-    assert!(matches!(err, ArtifactError::ObjectMissing { .. }), "{err:?}");
+    assert!(
+        matches!(err, ArtifactError::ObjectMissing { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&k.to_string()), "{err}");
     assert!(!target.exists());
     assert!(!t.store.exists(&k).await.expect("exists"));
@@ -472,11 +475,20 @@ async fn s3_missing_bucket_is_named() {
     let k = key("ns", "a", "f.csv");
 
     let err = store.check().await.expect_err("check of a missing bucket");
-    assert!(matches!(err, ArtifactError::BucketMissing { .. }), "{err:?}");
+    assert!(
+        matches!(err, ArtifactError::BucketMissing { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&bucket), "{err}");
 
-    let err = store.exists(&k).await.expect_err("exists in a missing bucket");
-    assert!(matches!(err, ArtifactError::BucketMissing { .. }), "{err:?}");
+    let err = store
+        .exists(&k)
+        .await
+        .expect_err("exists in a missing bucket");
+    assert!(
+        matches!(err, ArtifactError::BucketMissing { .. }),
+        "{err:?}"
+    );
 
     let work = tempfile::tempdir().expect("tempdir");
     let source = write_source(work.path(), "source.csv", b"x\n");
@@ -484,17 +496,29 @@ async fn s3_missing_bucket_is_named() {
         .put_file(&k, &source)
         .await
         .expect_err("put to a missing bucket");
-    assert!(matches!(err, ArtifactError::BucketMissing { .. }), "{err:?}");
+    assert!(
+        matches!(err, ArtifactError::BucketMissing { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&bucket), "{err}");
 
     let err = store
         .get_to_file(&k, &work.path().join("out.csv"), &"0".repeat(64))
         .await
         .expect_err("get from a missing bucket");
-    assert!(matches!(err, ArtifactError::BucketMissing { .. }), "{err:?}");
+    assert!(
+        matches!(err, ArtifactError::BucketMissing { .. }),
+        "{err:?}"
+    );
 
-    let err = store.delete(&k).await.expect_err("delete in a missing bucket");
-    assert!(matches!(err, ArtifactError::BucketMissing { .. }), "{err:?}");
+    let err = store
+        .delete(&k)
+        .await
+        .expect_err("delete in a missing bucket");
+    assert!(
+        matches!(err, ArtifactError::BucketMissing { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -503,7 +527,11 @@ async fn s3_wrong_secret_is_access_denied_without_the_secret() {
         secret_access_key: Some(SECRET_PLACEHOLDER.to_string()),
         ..testbed_s3_options()
     };
-    let url = format!("s3://{}/p-{}", common::env_var("S3_BUCKET"), random_suffix());
+    let url = format!(
+        "s3://{}/p-{}",
+        common::env_var("S3_BUCKET"),
+        random_suffix()
+    );
     let store = ArtifactStore::from_url_with(&url, &options).expect("store");
     let err = store.check().await.expect_err("bad credentials");
     assert!(matches!(err, ArtifactError::AccessDenied { .. }), "{err:?}");

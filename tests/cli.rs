@@ -44,8 +44,15 @@ fn next_prints_utc_and_local_instants_across_spring_forward() {
 #[test]
 fn next_runs_a_repeated_time_once_at_its_first_occurrence() {
     let output = run(&[
-        "next", "--time", "01:30", "--time-zone", "America/New_York",
-        "--after", "2026-10-31T12:00:00Z", "--count", "2",
+        "next",
+        "--time",
+        "01:30",
+        "--time-zone",
+        "America/New_York",
+        "--after",
+        "2026-10-31T12:00:00Z",
+        "--count",
+        "2",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
@@ -65,27 +72,83 @@ fn next_defaults_to_one_run_after_now() {
     assert!(utc.ends_with("T07:00:00Z"), "{text}");
     let instant = chrono::DateTime::parse_from_rfc3339(utc).expect("RFC 3339");
     let now = chrono::Utc::now();
-    assert!(instant > now && instant <= now + chrono::Duration::days(1), "{text}");
+    assert!(
+        instant > now && instant <= now + chrono::Duration::days(1),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_input_exits_2_with_one_line_naming_the_value() {
     for (args, value) in [
-        (vec!["next", "--time", "07:15", "--time-zone", "UTC"], "07:15"),
-        (vec!["next", "--time", "24:00", "--time-zone", "UTC"], "24:00"),
+        (
+            vec!["next", "--time", "07:15", "--time-zone", "UTC"],
+            "07:15",
+        ),
+        (
+            vec!["next", "--time", "24:00", "--time-zone", "UTC"],
+            "24:00",
+        ),
         (vec!["next", "--time", "7:00", "--time-zone", "UTC"], "7:00"),
-        (vec!["next", "--time", "07:00", "--time-zone", "Mars/Olympus"], "Mars/Olympus"),
-        (vec!["next", "--time", "07:00", "--time-zone", "UTC", "--after", "yesterday"], "yesterday"),
-        (vec!["next", "--time", "07:00", "--time-zone", "UTC", "--count", "0"], "0"),
+        (
+            vec!["next", "--time", "07:00", "--time-zone", "Mars/Olympus"],
+            "Mars/Olympus",
+        ),
+        (
+            vec![
+                "next",
+                "--time",
+                "07:00",
+                "--time-zone",
+                "UTC",
+                "--after",
+                "yesterday",
+            ],
+            "yesterday",
+        ),
+        (
+            vec![
+                "next",
+                "--time",
+                "07:00",
+                "--time-zone",
+                "UTC",
+                "--count",
+                "0",
+            ],
+            "0",
+        ),
         (vec!["next", "--time-zone", "UTC"], "--time"),
-        (vec!["export", "--namespace", "ns", "--name", "x", "--slot", "2026-13-01T00:00:00Z"], "2026-13-01"),
+        (
+            vec![
+                "export",
+                "--namespace",
+                "ns",
+                "--name",
+                "x",
+                "--slot",
+                "2026-13-01T00:00:00Z",
+            ],
+            "2026-13-01",
+        ),
         (vec!["no-such-command"], "no-such-command"),
     ] {
         let output = run(&args);
         let err = stderr(&output);
-        assert_eq!(output.status.code(), Some(2), "{args:?} should exit 2; stderr: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line expected: {err}");
-        assert!(err.contains(value), "{args:?}: stderr does not name {value}: {err}");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?} should exit 2; stderr: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line expected: {err}"
+        );
+        assert!(
+            err.contains(value),
+            "{args:?}: stderr does not name {value}: {err}"
+        );
         assert!(stdout(&output).is_empty(), "{args:?}: nothing on stdout");
     }
 }
@@ -94,13 +157,23 @@ fn bad_input_exits_2_with_one_line_naming_the_value() {
 fn help_is_available_for_every_subcommand() {
     for subcommand in ["controller", "export", "crd", "next", "sample-data"] {
         let output = run(&[subcommand, "--help"]);
-        assert!(output.status.success(), "{subcommand} --help: {}", stderr(&output));
-        assert!(stdout(&output).contains("Usage: scheduled-exports"), "{subcommand}");
+        assert!(
+            output.status.success(),
+            "{subcommand} --help: {}",
+            stderr(&output)
+        );
+        assert!(
+            stdout(&output).contains("Usage: scheduled-exports"),
+            "{subcommand}"
+        );
     }
     let output = run(&["--help"]);
     assert!(output.status.success());
     for subcommand in ["controller", "export", "crd", "next", "sample-data"] {
-        assert!(stdout(&output).contains(subcommand), "top-level help lists {subcommand}");
+        assert!(
+            stdout(&output).contains(subcommand),
+            "top-level help lists {subcommand}"
+        );
     }
 }
 
@@ -109,7 +182,8 @@ fn crd_prints_the_committed_file() {
     let output = run(&["crd"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let committed = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/scheduledexports.exports.crm.dev.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crds/scheduledexports.exports.crm.dev.yaml"),
     )
     .expect("crds/scheduledexports.exports.crm.dev.yaml is committed");
     assert!(

@@ -168,14 +168,52 @@ where
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Ann", "José", "Zoë", "Björn", "Siobhán", "François", "Mei", "Hiroshi", "Aisha", "Olu",
-    "Łukasz", "María José", "Nguyễn", "Søren", "Priya", "Chloé", "Dmitri", "Fatima", "Jean-Luc",
-    "Kwame", "王", "李", "Sung-min", "Émile",
+    "Ann",
+    "José",
+    "Zoë",
+    "Björn",
+    "Siobhán",
+    "François",
+    "Mei",
+    "Hiroshi",
+    "Aisha",
+    "Olu",
+    "Łukasz",
+    "María José",
+    "Nguyễn",
+    "Søren",
+    "Priya",
+    "Chloé",
+    "Dmitri",
+    "Fatima",
+    "Jean-Luc",
+    "Kwame",
+    "王",
+    "李",
+    "Sung-min",
+    "Émile",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Lee", "O'Brien", "García", "Müller", "Smith", "Ødegaard", "Nakamura", "Okafor", "Dubois",
-    "Kowalski", "Chen", "Van der Berg", "Núñez", "Patel", "Ivanova", "Johnson", "小明", "Al-Rashid",
-    "Brontë", "Ó Súilleabháin",
+    "Lee",
+    "O'Brien",
+    "García",
+    "Müller",
+    "Smith",
+    "Ødegaard",
+    "Nakamura",
+    "Okafor",
+    "Dubois",
+    "Kowalski",
+    "Chen",
+    "Van der Berg",
+    "Núñez",
+    "Patel",
+    "Ivanova",
+    "Johnson",
+    "小明",
+    "Al-Rashid",
+    "Brontë",
+    "Ó Súilleabháin",
 ];
 const SOLICITORS: &[&str] = &[
     "Ann Lee",
@@ -247,7 +285,9 @@ const TITLES: &[&str] = &[
     "-Matching gift",
     "",
 ];
-const STATUSES: &[&str] = &["Active", "Accepted", "Declined", "Funded", "Pending", "Closed"];
+const STATUSES: &[&str] = &[
+    "Active", "Accepted", "Declined", "Funded", "Pending", "Closed",
+];
 const STAGES: &[&str] = &[
     "Identification",
     "Qualification",

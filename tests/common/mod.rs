@@ -185,3 +185,115 @@ pub fn valid_object(name: &str) -> serde_json::Value {
         }
     })
 }
+
+/// A fresh database on the test bed's PostgreSQL, so tests never see each other's rows.
+/// Returns its URL (superuser credentials, as in `DATABASE_URL`).
+pub async fn create_database(prefix: &str) -> String {
+    let admin_url = env_var("DATABASE_URL");
+    let name = format!("{prefix}_{:08x}", rand_suffix());
+    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test bed's PostgreSQL");
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    drop(client);
+    let _ = connection.await;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database");
+    format!("{base}/{name}")
+}
+
+pub async fn connect_database(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// A directory of its own under the SFTP server's `/exports`, owned by the SFTP user.
+/// Returns (path as the server shows it, local path).
+pub fn sftp_directory(name: &str) -> (String, PathBuf) {
+    let local = PathBuf::from(env_var("SFTP_ROOT"))
+        .join("exports")
+        .join(name);
+    std::fs::create_dir_all(&local).expect("create the SFTP test directory");
+    let status = std::process::Command::new("chown")
+        .arg(format!("{0}:{0}", env_var("SFTP_USER")))
+        .arg(&local)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown the SFTP test directory");
+    (format!("/exports/{name}"), local)
+}
+
+/// Creates an Opaque Secret with string data.
+pub async fn create_secret(client: &Client, namespace: &str, name: &str, data: &[(&str, String)]) {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let string_data: std::collections::BTreeMap<String, String> = data
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.clone()))
+        .collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        string_data: Some(string_data),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+}
+
+/// The SFTP Secret for the test bed's server: private key and known_hosts.
+pub fn sftp_secret_data() -> Vec<(&'static str, String)> {
+    let read = |var: &str| std::fs::read_to_string(env_var(var)).expect("read test bed SFTP file");
+    vec![
+        ("privateKey", read("SFTP_PRIVATE_KEY_FILE")),
+        ("knownHosts", read("SFTP_KNOWN_HOSTS_FILE")),
+    ]
+}
+
+/// The secret values of the test bed, none of which may ever appear in output or status.
+pub fn secret_values() -> Vec<String> {
+    let mut values = vec![
+        env_var("SFTP_PASSWORD"),
+        env_var("AWS_SECRET_ACCESS_KEY"),
+        env_var("PGPASSWORD"),
+    ];
+    let key = std::fs::read_to_string(env_var("SFTP_PRIVATE_KEY_FILE")).expect("private key");
+    // Any line of the key body is a leak, not just the whole key.
+    values.extend(
+        key.lines()
+            .filter(|line| !line.starts_with("-----") && line.len() > 20)
+            .map(str::to_string),
+    );
+    values
+}
+
+/// Runs this project's binary with the test bed's kubeconfig and S3 settings.
+pub fn run_binary(args: &[&str], extra_env: &[(&str, String)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scheduled-exports"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("AWS_ACCESS_KEY_ID", env_var("AWS_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", env_var("AWS_SECRET_ACCESS_KEY"))
+        .env("AWS_REGION", env_var("AWS_REGION"))
+        .env("AWS_ENDPOINT_URL", env_var("S3_ENDPOINT"))
+        .env("RUST_LOG", "info");
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    command.output().expect("run scheduled-exports")
+}

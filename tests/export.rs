@@ -1,0 +1,610 @@
+//! `scheduled-exports export` end to end against the real test bed: the API server holds the object
+//! and its Secrets, PostgreSQL the rows, sshd the delivered files, MinIO the artifacts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use scheduled_exports::resource::ScheduledExport;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// One ScheduledExport with its own namespace, database, SFTP directory and artifact prefix.
+struct Fixture {
+    client: Client,
+    namespace: String,
+    database_url: String,
+    remote_dir: String,
+    local_dir: PathBuf,
+    artifact_store: String,
+}
+
+impl Fixture {
+    async fn new(prefix: &str, sample_interactions: u64) -> Self {
+        let client = client().await;
+        install_crd(&client).await;
+        let namespace = test_namespace(&client, prefix).await;
+        let database_url = create_database("sx_export").await;
+        let output = run_binary(
+            &[
+                "sample-data",
+                "--database-url",
+                &database_url,
+                "--interactions",
+                &sample_interactions.to_string(),
+                "--proposals",
+                "3",
+                "--seed",
+                "7",
+            ],
+            &[],
+        );
+        assert!(
+            output.status.success(),
+            "sample-data: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (remote_dir, local_dir) = sftp_directory(&namespace);
+        create_secret(
+            &client,
+            &namespace,
+            "crm-database",
+            &[("url", database_url.clone())],
+        )
+        .await;
+        create_secret(&client, &namespace, "sftp-credentials", &sftp_secret_data()).await;
+        let fixture = Fixture {
+            artifact_store: format!("s3://{}/{namespace}", env_var("S3_BUCKET")),
+            client,
+            namespace,
+            database_url,
+            remote_dir,
+            local_dir,
+        };
+        fixture.create_object("daily", json!({})).await;
+        fixture
+    }
+
+    /// Creates a ScheduledExport pointing at this fixture's database and directory; `overrides`
+    /// is merged into the SFTP destination.
+    async fn create_object(&self, name: &str, sftp_overrides: serde_json::Value) {
+        let mut sftp = json!({
+            "host": env_var("SFTP_HOST"),
+            "port": env_var("SFTP_PORT").parse::<u16>().expect("port"),
+            "username": env_var("SFTP_USER"),
+            "directory": self.remote_dir,
+            "secretRef": {"name": "sftp-credentials"},
+        });
+        for (key, value) in sftp_overrides.as_object().expect("object") {
+            sftp[key] = value.clone();
+        }
+        let object: ScheduledExport = serde_json::from_value(json!({
+            "apiVersion": "exports.crm.dev/v1alpha1",
+            "kind": "ScheduledExport",
+            "metadata": {"name": name},
+            "spec": {
+                "fileType": "interactions",
+                "time": "07:00",
+                "timeZone": "America/New_York",
+                "source": {"secretRef": {"name": "crm-database"}},
+                "destination": {"sftp": sftp},
+            }
+        }))
+        .expect("object");
+        self.api()
+            .create(&Default::default(), &object)
+            .await
+            .expect("create ScheduledExport");
+    }
+
+    fn api(&self) -> Api<ScheduledExport> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn export(&self, name: &str, slot: &str) -> std::process::Output {
+        self.export_with_store(name, slot, &self.artifact_store)
+    }
+
+    fn export_with_store(&self, name: &str, slot: &str, store: &str) -> std::process::Output {
+        run_binary(
+            &[
+                "export",
+                "--namespace",
+                &self.namespace,
+                "--name",
+                name,
+                "--slot",
+                slot,
+                "--artifact-store",
+                store,
+                "--timeout",
+                "5s",
+            ],
+            &[],
+        )
+    }
+
+    async fn object(&self, name: &str) -> ScheduledExport {
+        self.api().get(name).await.expect("get ScheduledExport")
+    }
+
+    async fn cleanup(self) {
+        delete_namespace(&self.client, &self.namespace).await;
+        let _ = std::fs::remove_dir_all(&self.local_dir);
+    }
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).expect("open delivered file");
+    let headers = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|record| record.expect("record").iter().map(str::to_string).collect())
+        .collect();
+    (headers, rows)
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read SFTP directory")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+const INTERACTION_COLUMNS: [&str; 16] = [
+    "interaction_id",
+    "interaction_import_id",
+    "constituent_id",
+    "constituent_import_id",
+    "category",
+    "interaction_type",
+    "occurred_on",
+    "summary",
+    "description",
+    "solicitors",
+    "creator_user_id",
+    "proposal_id",
+    "proposal_import_id",
+    "created_at",
+    "updated_at",
+    "deleted",
+];
+
+#[tokio::test]
+async fn export_delivers_every_row_then_only_what_changed_and_records_it() {
+    let fixture = Fixture::new("sx-export", 40).await;
+
+    // First run: every row, under the UTC-dated name, nothing else in the directory.
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(
+        output.status.success(),
+        "export failed: {}",
+        stderr(&output)
+    );
+    let first_name = "interactions-20261130T120000Z.csv";
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        [first_name],
+        "only the final file is visible"
+    );
+    let first_path = fixture.local_dir.join(first_name);
+    let bytes = std::fs::read(&first_path).expect("delivered file");
+    assert!(
+        bytes.starts_with(b"interaction_id,interaction_import_id,"),
+        "header first"
+    );
+    assert!(bytes.windows(2).any(|w| w == b"\r\n"), "CRLF by default");
+    let (headers, rows) = read_csv(&first_path);
+    assert_eq!(headers, INTERACTION_COLUMNS);
+    assert_eq!(rows.len(), 40);
+
+    let status = fixture.object("daily").await.status.expect("status");
+    let last_run = status.last_run.clone().expect("lastRun");
+    assert_eq!(last_run.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(last_run.file_name.as_deref(), Some(first_name));
+    assert_eq!(last_run.rows, Some(40));
+    assert_eq!(last_run.bytes, Some(bytes.len() as u64));
+    assert_eq!(
+        last_run.sha256.as_deref(),
+        Some(hex::encode(Sha256::digest(&bytes)).as_str())
+    );
+    assert_eq!(
+        status.delivery.as_ref().and_then(|d| d.file.as_deref()),
+        Some(first_name)
+    );
+    let first_watermark = status.watermark.clone().expect("watermark after delivery");
+    for condition in ["Exported", "Delivered"] {
+        let found = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition)
+            .expect(condition);
+        assert_eq!(found.status, "True", "{condition}: {}", found.message);
+    }
+
+    // The artifact store holds the same bytes, for recopies.
+    let store = scheduled_exports::artifacts::ArtifactStore::from_url_with(
+        &fixture.artifact_store,
+        &s3_options(),
+    )
+    .expect("store");
+    let key = scheduled_exports::artifacts::ArtifactKey {
+        namespace: fixture.namespace.clone(),
+        name: "daily".into(),
+        file_name: first_name.into(),
+    };
+    let copy = tempfile::NamedTempFile::new().expect("temp");
+    store
+        .get_to_file(&key, copy.path(), last_run.sha256.as_deref().expect("sha"))
+        .await
+        .expect("artifact matches the delivered file");
+
+    // The same slot again is a no-op that says so.
+    let again = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(again.status.success(), "{}", stderr(&again));
+    let said = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(said.contains("already delivered"), "{said}");
+    assert_eq!(
+        fixture
+            .object("daily")
+            .await
+            .status
+            .and_then(|s| s.watermark),
+        Some(first_watermark.clone())
+    );
+
+    // Rows written by plain SQL since then, inserted and updated, come out once, in their latest version.
+    let db = connect_database(&fixture.database_url).await;
+    db.batch_execute(
+        "INSERT INTO interactions (interaction_id, constituent_id, summary, occurred_on)
+             VALUES (900001, 1, 'new, with a comma', '2026-11-30');
+         UPDATE interactions SET summary = 'changed \"quoted\"' WHERE interaction_id = (SELECT min(interaction_id) FROM interactions);",
+    )
+    .await
+    .expect("write rows");
+    let output = fixture.export("daily", "2026-12-01T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (_, rows) = read_csv(&fixture.local_dir.join("interactions-20261201T120000Z.csv"));
+    assert_eq!(
+        rows.len(),
+        2,
+        "only the inserted and the updated row: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|row| row[0] == "900001" && row[7] == "new, with a comma")
+    );
+    assert!(rows.iter().any(|row| row[7] == "changed \"quoted\""));
+
+    // Nothing written since: a header-only file still arrives.
+    let output = fixture.export("daily", "2026-12-02T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (headers, rows) = read_csv(&fixture.local_dir.join("interactions-20261202T120000Z.csv"));
+    assert_eq!(headers.len(), 16);
+    assert!(rows.is_empty());
+    let status = fixture.object("daily").await.status.expect("status");
+    assert_eq!(status.last_run.and_then(|r| r.rows), Some(0));
+    assert_ne!(status.watermark, Some(first_watermark));
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_row_whose_transaction_was_open_during_an_export_reaches_the_next_file() {
+    let fixture = Fixture::new("sx-opentx", 5).await;
+    let mut db = connect_database(&fixture.database_url).await;
+    let open = db.transaction().await.expect("begin");
+    open.execute(
+        "INSERT INTO interactions (interaction_id, constituent_id, summary) VALUES (777, 1, 'late commit')",
+        &[],
+    )
+    .await
+    .expect("insert in the open transaction");
+
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (_, rows) = read_csv(&fixture.local_dir.join("interactions-20261130T120000Z.csv"));
+    assert!(
+        rows.iter().all(|row| row[0] != "777"),
+        "uncommitted row is not exported"
+    );
+
+    open.commit().await.expect("commit after the export");
+    let output = fixture.export("daily", "2026-12-01T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (_, rows) = read_csv(&fixture.local_dir.join("interactions-20261201T120000Z.csv"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], "777");
+    fixture.cleanup().await;
+}
+
+fn s3_options() -> scheduled_exports::artifacts::S3Options {
+    scheduled_exports::artifacts::S3Options {
+        endpoint: Some(env_var("S3_ENDPOINT")),
+        region: env_var("AWS_REGION"),
+        access_key_id: Some(env_var("AWS_ACCESS_KEY_ID")),
+        secret_access_key: Some(env_var("AWS_SECRET_ACCESS_KEY")),
+    }
+}
+
+/// A closed loopback port: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[tokio::test]
+async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was() {
+    let fixture = Fixture::new("sx-failures", 3).await;
+    // Root-owned, so the SFTP user cannot write into it.
+    let read_only = fixture.local_dir.join("read-only");
+    std::fs::create_dir_all(&read_only).expect("mkdir");
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(
+        output.status.success(),
+        "baseline export: {}",
+        stderr(&output)
+    );
+    let delivered_before = files_in(&fixture.local_dir);
+
+    let wrong_password_url =
+        fixture
+            .database_url
+            .replacen(&env_var("PGPASSWORD"), "not-the-password", 1);
+    let unreachable_db_url = fixture.database_url.replacen(
+        &format!(":{}/", env_var("PGPORT")),
+        &format!(":{}/", closed_port()),
+        1,
+    );
+    let other_key = {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("k");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(status.success());
+        std::fs::read_to_string(key.with_extension("pub")).expect("public key")
+    };
+    let wrong_known_hosts = format!(
+        "[{}]:{} {}",
+        env_var("SFTP_HOST"),
+        env_var("SFTP_PORT"),
+        other_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let s3_down = format!("s3://{}/{}", env_var("S3_BUCKET"), fixture.namespace);
+
+    struct Case {
+        name: &'static str,
+        database_url: Option<String>,
+        sftp_secret: Option<Vec<(&'static str, String)>>,
+        sftp: serde_json::Value,
+        store_endpoint: Option<String>,
+        reason: &'static str,
+        words: &'static [&'static str],
+    }
+    let default_case = || Case {
+        name: "",
+        database_url: None,
+        sftp_secret: None,
+        sftp: json!({}),
+        store_endpoint: None,
+        reason: "",
+        words: &[],
+    };
+    let cases = vec![
+        Case {
+            name: "db-unreachable",
+            database_url: Some(unreachable_db_url),
+            reason: "DatabaseFailed",
+            words: &["127.0.0.1"],
+            ..default_case()
+        },
+        Case {
+            name: "db-password",
+            database_url: Some(wrong_password_url),
+            reason: "DatabaseFailed",
+            words: &["password authentication failed"],
+            ..default_case()
+        },
+        Case {
+            name: "sftp-down",
+            sftp: json!({"port": closed_port()}),
+            reason: "DeliveryFailed",
+            words: &["127.0.0.1"],
+            ..default_case()
+        },
+        Case {
+            name: "host-key",
+            sftp_secret: Some(vec![
+                ("privateKey", sftp_secret_data()[0].1.clone()),
+                ("knownHosts", wrong_known_hosts),
+            ]),
+            reason: "DeliveryFailed",
+            words: &["host key"],
+            ..default_case()
+        },
+        Case {
+            name: "dir-missing",
+            sftp: json!({"directory": format!("{}/missing", fixture.remote_dir)}),
+            reason: "DeliveryFailed",
+            words: &["/missing"],
+            ..default_case()
+        },
+        Case {
+            name: "dir-read-only",
+            sftp: json!({"directory": format!("{}/read-only", fixture.remote_dir)}),
+            reason: "DeliveryFailed",
+            words: &["read-only"],
+            ..default_case()
+        },
+        Case {
+            name: "s3-down",
+            store_endpoint: Some(format!("http://127.0.0.1:{}", closed_port())),
+            reason: "ArtifactStoreFailed",
+            words: &["artifact store"],
+            ..default_case()
+        },
+        Case {
+            name: "no-known-hosts",
+            sftp_secret: Some(vec![("privateKey", sftp_secret_data()[0].1.clone())]),
+            reason: "DeliveryFailed",
+            words: &["knownHosts"],
+            ..default_case()
+        },
+    ];
+
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case.name;
+        let mut sftp = case.sftp.clone();
+        if let Some(url) = &case.database_url {
+            create_secret(
+                &fixture.client,
+                &fixture.namespace,
+                &format!("db-{name}"),
+                &[("url", url.clone())],
+            )
+            .await;
+        }
+        if let Some(data) = &case.sftp_secret {
+            create_secret(
+                &fixture.client,
+                &fixture.namespace,
+                &format!("sftp-{name}"),
+                data,
+            )
+            .await;
+            sftp["secretRef"] = json!({"name": format!("sftp-{name}")});
+        }
+        fixture.create_object(name, sftp).await;
+        // Give each object the baseline's watermark, as if it had delivered before.
+        let watermark = fixture
+            .object("daily")
+            .await
+            .status
+            .and_then(|s| s.watermark)
+            .expect("watermark");
+        let patch = json!({"status": {"watermark": watermark}});
+        if case.database_url.is_some() {
+            fixture
+                .api()
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        &json!({"spec": {"source": {"secretRef": {"name": format!("db-{name}")}}}}),
+                    ),
+                )
+                .await
+                .expect("point at the broken database secret");
+        }
+        fixture
+            .api()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("seed watermark");
+
+        let output = match &case.store_endpoint {
+            None => fixture.export(name, "2026-12-01T12:00:00Z"),
+            Some(endpoint) => run_binary(
+                &[
+                    "export",
+                    "--namespace",
+                    &fixture.namespace,
+                    "--name",
+                    name,
+                    "--slot",
+                    "2026-12-01T12:00:00Z",
+                    "--artifact-store",
+                    &s3_down,
+                    "--timeout",
+                    "5s",
+                ],
+                &[("AWS_ENDPOINT_URL", endpoint.clone())],
+            ),
+        };
+        let err = stderr(&output);
+        let object = fixture.object(name).await;
+        let status = object.status.clone().unwrap_or_default();
+        let status_json = serde_json::to_string(&status).expect("json");
+        let exported = status.conditions.iter().find(|c| c.type_ == "Exported");
+        let last_line = err
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+
+        let mut problems = Vec::new();
+        if output.status.code() != Some(1) {
+            problems.push(format!("exit {:?}", output.status.code()));
+        }
+        if !last_line.starts_with("error: ") {
+            problems.push(format!("last stderr line is not the reason: {last_line}"));
+        }
+        for word in case.words {
+            if !last_line.to_lowercase().contains(&word.to_lowercase()) {
+                problems.push(format!("reason lacks {word:?}: {last_line}"));
+            }
+        }
+        if exported.map(|c| (c.status.as_str(), c.reason.as_str())) != Some(("False", case.reason))
+        {
+            problems.push(format!(
+                "Exported condition {exported:?}, expected False/{}",
+                case.reason
+            ));
+        }
+        if status.watermark.as_deref() != Some(watermark.as_str()) {
+            problems.push("watermark moved".into());
+        }
+        if status.last_run.as_ref().and_then(|r| r.phase.as_deref()) != Some("Failed") {
+            problems.push(format!("lastRun {:?}", status.last_run));
+        }
+        for secret in secret_values() {
+            if err.contains(&secret)
+                || status_json.contains(&secret)
+                || String::from_utf8_lossy(&output.stdout).contains(&secret)
+            {
+                problems.push("a secret value leaked into output or status".into());
+            }
+        }
+        if files_in(&fixture.local_dir) != delivered_before
+            || std::fs::read_dir(&read_only)
+                .map(|d| d.count())
+                .unwrap_or(0)
+                != 0
+        {
+            problems.push(format!("files changed: {:?}", files_in(&fixture.local_dir)));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}\n  stderr: {err}", problems.join("; ")));
+        }
+    }
+    fixture.cleanup().await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
