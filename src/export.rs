@@ -93,7 +93,7 @@ impl ExportError {
             }
             ExportError::ArtifactStore(_) => "ArtifactStoreFailed",
             ExportError::Source(_) => "DatabaseFailed",
-            ExportError::Sftp(_) => "DeliveryFailed",
+            ExportError::Sftp(err) => err.reason(),
             ExportError::Spool(_) | ExportError::Task(_) => "SpoolFailed",
             ExportError::Kube(_) => "KubernetesApiFailed",
         }
@@ -202,9 +202,16 @@ async fn deliver(
         directory: sftp_spec.directory.clone(),
     };
 
-    // Fail before touching the database when the store that makes recopies possible is down.
+    // Fail before touching the database when the store that makes recopies possible, or the
+    // server itself (host key, credentials, directory), is not usable.
     let store = ArtifactStore::from_url(&request.artifact_store_url)?;
     store.check().await?;
+    let timeout = request.timeout;
+    let preflight = (target.clone(), credentials.clone());
+    tokio::task::spawn_blocking(move || {
+        SftpSession::connect(&preflight.0, &preflight.1, timeout).map(drop)
+    })
+    .await??;
 
     let previous = object.status.as_ref().and_then(|s| s.watermark.clone());
     let (mut database, connection) = source::connect(&database_url, request.timeout).await?;
@@ -243,14 +250,18 @@ async fn deliver(
 
     let local = spool.path().to_path_buf();
     let remote_name = file_name.to_string();
-    let timeout = request.timeout;
-    // `upload` verifies the size on the server against the spool file.
-    tokio::task::spawn_blocking(move || {
-        let session = SftpSession::connect(&target, &credentials, timeout)?;
-        session.upload(&local, &remote_name)
+    let delivered = tokio::task::spawn_blocking(move || {
+        deliver_file(&target, &credentials, timeout, &local, &remote_name)
     })
-    .await??;
+    .await;
     drop(spool);
+    if !matches!(delivered, Ok(Ok(_))) {
+        // Nothing was delivered, so nothing must be kept for recopies.
+        if let Err(err) = store.delete(&key).await {
+            warn!(error = %err, "could not remove the artifact of the failed delivery");
+        }
+    }
+    delivered??;
 
     Ok(DeliveredRun {
         slot,
@@ -263,6 +274,29 @@ async fn deliver(
         sha256,
         watermark: window.watermark,
     })
+}
+
+/// Uploads under a temporary name and renames; `upload` verifies the size on the server.
+///
+/// A file already under the final name is from an earlier attempt at this same slot whose status
+/// write was lost: its window started at the same watermark, so the new file holds all of its rows
+/// and more, and replaces it.
+fn deliver_file(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    local: &std::path::Path,
+    file_name: &str,
+) -> Result<u64, SftpError> {
+    let session = SftpSession::connect(target, credentials, timeout)?;
+    if let Some(existing) = session
+        .locate(file_name)?
+        .filter(|found| found.relative == file_name)
+    {
+        warn!(file = %file_name, "replacing the file of an earlier attempt at this slot");
+        session.remove(&existing)?;
+    }
+    session.upload(local, file_name)
 }
 
 async fn read_secret(

@@ -434,7 +434,7 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
         Case {
             name: "sftp-down",
             sftp: json!({"port": closed_port()}),
-            reason: "DeliveryFailed",
+            reason: "ConnectionRefused",
             words: &["127.0.0.1"],
             ..default_case()
         },
@@ -444,21 +444,21 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
                 ("privateKey", sftp_secret_data()[0].1.clone()),
                 ("knownHosts", wrong_known_hosts),
             ]),
-            reason: "DeliveryFailed",
+            reason: "HostKeyMismatch",
             words: &["host key"],
             ..default_case()
         },
         Case {
             name: "dir-missing",
             sftp: json!({"directory": format!("{}/missing", fixture.remote_dir)}),
-            reason: "DeliveryFailed",
+            reason: "DirectoryMissing",
             words: &["/missing"],
             ..default_case()
         },
         Case {
             name: "dir-read-only",
             sftp: json!({"directory": format!("{}/read-only", fixture.remote_dir)}),
-            reason: "DeliveryFailed",
+            reason: "DirectoryNotWritable",
             words: &["read-only"],
             ..default_case()
         },
@@ -472,7 +472,7 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
         Case {
             name: "no-known-hosts",
             sftp_secret: Some(vec![("privateKey", sftp_secret_data()[0].1.clone())]),
-            reason: "DeliveryFailed",
+            reason: "SecretInvalid",
             words: &["knownHosts"],
             ..default_case()
         },
@@ -600,6 +600,17 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
                 != 0
         {
             problems.push(format!("files changed: {:?}", files_in(&fixture.local_dir)));
+        }
+        let artifacts = scheduled_exports::artifacts::ArtifactStore::from_url_with(
+            &fixture.artifact_store,
+            &s3_options(),
+        )
+        .expect("store")
+        .list(&fixture.namespace, name)
+        .await
+        .expect("list artifacts");
+        if !artifacts.is_empty() {
+            problems.push(format!("artifacts kept for a failed run: {artifacts:?}"));
         }
         if !problems.is_empty() {
             failures.push(format!("{name}: {}\n  stderr: {err}", problems.join("; ")));
