@@ -46,8 +46,30 @@ pub struct ControllerArgs {
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
     /// Time zone of objects that omit spec.timeZone.
-    #[arg(long, env = "DEFAULT_TIME_ZONE", default_value = "UTC")]
-    pub default_time_zone: String,
+    #[arg(long, env = "DEFAULT_TIME_ZONE", default_value = "UTC", value_parser = parse_zone)]
+    pub default_time_zone: chrono_tz::Tz,
+    /// Container image of the export Jobs (this binary).
+    #[arg(long, env = "EXPORT_IMAGE")]
+    pub image: String,
+    /// ServiceAccount of the export Jobs: reads its object and Secrets, writes its status.
+    #[arg(
+        long,
+        env = "EXPORT_SERVICE_ACCOUNT",
+        default_value = "scheduled-exports-job"
+    )]
+    pub job_service_account: String,
+    /// Where delivered files are kept for recopies: file:///path or s3://bucket/prefix.
+    #[arg(long, env = "ARTIFACT_STORE_URL")]
+    pub artifact_store: String,
+    /// Elect a leader through a Lease, for running several replicas.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Args)]

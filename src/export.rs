@@ -12,18 +12,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::Api;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
 use crate::csv_file::CsvFileWriter;
 use crate::files::export_file_name;
-use crate::resource::{ScheduledExport, ScheduledExportStatus};
+use crate::resource::ScheduledExport;
 use crate::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
 use crate::source::{self, SourceError};
 use crate::status::{self, DeliveredRun, phase};
+use crate::status_update::update_status;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -126,7 +127,7 @@ pub async fn run_export(
     }
 
     let started = Utc::now();
-    write_status(&api, &request.name, |current| {
+    update_status(&api, &request.name, |current| {
         status::run_started(current, slot, request.job_name.clone(), started)
     })
     .await?;
@@ -134,7 +135,7 @@ pub async fn run_export(
     match deliver(client, request, &object, slot, &file_name, started).await {
         Ok(run) => {
             let generation = object.metadata.generation;
-            write_status(&api, &request.name, |current| {
+            update_status(&api, &request.name, |current| {
                 status::run_delivered(current, &run, generation)
             })
             .await?;
@@ -144,7 +145,7 @@ pub async fn run_export(
         Err(err) => {
             let message = err.to_string();
             let generation = object.metadata.generation;
-            let recorded = write_status(&api, &request.name, |current| {
+            let recorded = update_status(&api, &request.name, |current| {
                 status::run_failed(current, err.reason(), &message, generation, Utc::now())
             })
             .await;
@@ -340,32 +341,6 @@ async fn secret_string(
             key,
             hint,
         })
-}
-
-/// Reads the object, applies `update` to its status and replaces the status with optimistic
-/// concurrency, retrying on conflict so a concurrent controller write is never lost.
-async fn write_status(
-    api: &Api<ScheduledExport>,
-    name: &str,
-    update: impl Fn(&ScheduledExportStatus) -> ScheduledExportStatus,
-) -> Result<(), ExportError> {
-    let mut attempts = 0;
-    loop {
-        let mut object = api.get(name).await?;
-        let current = object.status.clone().unwrap_or_default();
-        object.status = Some(update(&current));
-        object.metadata.managed_fields = None;
-        match api
-            .replace_status(&object.name_any(), &PostParams::default(), &object)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(response)) if response.code == 409 && attempts < 5 => {
-                attempts += 1
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
 }
 
 /// Counts and hashes the bytes on their way to the spool file, so the file is read only once.

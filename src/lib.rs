@@ -4,13 +4,17 @@
 
 pub mod artifacts;
 pub mod cli;
+pub mod clock;
 pub mod columns;
 pub mod commands;
 pub mod csv_file;
 pub mod export;
 pub mod files;
+pub mod job;
+pub mod leader;
 pub mod resource;
 pub mod schedule;
 pub mod sftp;
 pub mod source;
 pub mod status;
+pub mod status_update;

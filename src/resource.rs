@@ -259,6 +259,16 @@ pub struct ScheduledExportStatus {
     /// The next scheduled run in the effective time zone, RFC 3339 with its offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_local: Option<String>,
+    /// The schedule in effect and since when: runs are due only for slots after `since`, so an edit of
+    /// `time` or `timeZone`, or a resume, starts nothing by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ActiveSchedule>,
+    /// The slot of the last scheduled Job the operator created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<DateTime<Utc>>,
+    /// The last `exports.crm.dev/run-now` token honoured; a token runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_now_token: Option<String>,
     /// Opaque upper bound of the last delivered window. The next file holds every row written after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
@@ -276,6 +286,20 @@ pub struct ScheduledExportStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The schedule the operator is following.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveSchedule {
+    /// `spec.time` as observed.
+    pub time: String,
+    /// The effective time zone as observed.
+    pub time_zone: String,
+    /// Whether the schedule is suspended.
+    pub suspended: bool,
+    /// When this schedule took effect (creation, an edit of time or zone, suspend or resume).
+    pub since: DateTime<Utc>,
 }
 
 /// One run of the export.
