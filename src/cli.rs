@@ -55,7 +55,7 @@ pub struct ControllerArgs {
     #[arg(
         long,
         env = "EXPORT_SERVICE_ACCOUNT",
-        default_value = "scheduled-exports-job"
+        default_value = "scheduled-exports-export"
     )]
     pub job_service_account: String,
     /// Where delivered files are kept for recopies: file:///path or s3://bucket/prefix.

@@ -1,6 +1,6 @@
 //! Subcommand entry points: argument structs in, `CommandError` (and so the exit status) out.
 
-use crate::cli::{ExportArgs, NextArgs, SampleDataArgs};
+use crate::cli::{ControllerArgs, ExportArgs, NextArgs, SampleDataArgs};
 use crate::export::{ExportOutcome, ExportRequest};
 use crate::resource;
 use crate::schedule;
@@ -91,4 +91,102 @@ pub async fn sample_data(args: SampleDataArgs) -> Result<(), CommandError> {
         summary.elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// `controller`: the operator. With leader election, reconciles only while holding the Lease and
+/// exits (status 1) when it loses it, so the Deployment restarts it as a standby.
+pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
+    use std::sync::Arc;
+
+    use crate::controller::{self, Context, ControllerConfig};
+    use crate::job::JobSettings;
+    use crate::leader::{LeaderElection, LeaseSettings};
+
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|err| CommandError::Failed(format!("cannot reach the Kubernetes API: {err}")))?;
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("scheduled-exports-{}", std::process::id()));
+    let config = ControllerConfig {
+        namespace: args.namespace,
+        default_zone: args.default_time_zone,
+        job: JobSettings {
+            image: args.image,
+            service_account: args.job_service_account,
+            artifact_store_url: args.artifact_store,
+            ..JobSettings::default()
+        },
+        instance: identity.clone(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(crate::clock::SystemClock),
+        config,
+    ));
+
+    if !args.leader_election {
+        controller::run(ctx, shutdown_signal()).await;
+        return Ok(());
+    }
+    let election = Arc::new(LeaderElection::new(
+        client,
+        LeaseSettings {
+            namespace: args.lease_namespace,
+            name: "scheduled-exports-controller".into(),
+            identity,
+            duration: std::time::Duration::from_secs(15),
+            renew_every: std::time::Duration::from_secs(5),
+        },
+    ));
+    election
+        .acquire()
+        .await
+        .map_err(|err| CommandError::Failed(format!("cannot take the leader Lease: {err}")))?;
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+    let holder = Arc::clone(&election);
+    let holding = tokio::spawn(async move {
+        let _ = lost_tx.send(holder.hold().await);
+    });
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => None,
+            lost = lost_rx => lost.ok(),
+        }
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopped = tokio::spawn(async move {
+        let reason = stop.await;
+        let _ = stop_tx.send(());
+        reason
+    });
+    controller::run(ctx, async move {
+        let _ = stop_rx.await;
+    })
+    .await;
+    holding.abort();
+    match stopped.await {
+        Ok(Some(lost)) => Err(CommandError::Failed(lost.to_string())),
+        _ => {
+            election.release().await;
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

@@ -28,9 +28,7 @@ fn main() -> ExitCode {
         Command::Next(args) => commands::print_next_runs(&args),
         Command::Export(args) => block_on(commands::export(args)),
         Command::SampleData(args) => block_on(commands::sample_data(args)),
-        Command::Controller(_) => Err(CommandError::Failed(
-            "the controller is not available in this build yet".into(),
-        )),
+        Command::Controller(args) => block_on(commands::controller(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

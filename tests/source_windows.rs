@@ -695,10 +695,11 @@ async fn benchmark_generate_and_export_interactions() {
         );
     }
     let query = window_query(FileType::Interactions, None);
+    // The password stays out of the output: psql takes it from PGPASSWORD or ~/.pgpass.
+    let mut shown = url::Url::parse(&db.url).expect("url");
+    shown.set_password(None).ok();
     eprintln!(
-        "compare: psql '{}' -c \"BEGIN; {}; COPY ({query}) TO STDOUT CSV HEADER; COMMIT\" > {dir}/psql.csv",
-        db.url.replace(|_: char| false, ""),
-        columns::SESSION_SETTINGS
+        "compare: psql -X '{shown}' -c \"COPY ({query}) TO STDOUT CSV HEADER\" > {dir}/psql.csv"
     );
     if std::env::var("SX_BENCH_KEEP").is_err() {
         drop(client);

@@ -2,6 +2,8 @@
 //! server, the CRD, throwaway namespaces, and polling with a deadline.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod fixture;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};

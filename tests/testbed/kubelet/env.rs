@@ -11,7 +11,15 @@ use kube::{Client, ResourceExt};
 
 /// Variables of the stand-in's own environment that reach the Pods' processes; nothing else does, so
 /// a Pod never inherits credentials (DATABASE_URL, AWS_*, KUBECONFIG, ...) from the test bed.
-pub const PASSED_THROUGH: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "RUST_LOG", "RUST_BACKTRACE", "LOG_FORMAT"];
+pub const PASSED_THROUGH: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "LOG_FORMAT",
+];
 
 /// The container's argv after the program: `command[1..] + args` when command[0] is this project's
 /// binary, `args` when command is empty (the image's entrypoint, which is the binary); anything
@@ -21,7 +29,9 @@ pub fn program_args(container: &Container) -> std::result::Result<Vec<String>, S
     let args = container.args.clone().unwrap_or_default();
     match command.split_first() {
         None => Ok(args),
-        Some((program, rest)) if program == "scheduled-exports" || program.ends_with("/scheduled-exports") => {
+        Some((program, rest))
+            if program == "scheduled-exports" || program.ends_with("/scheduled-exports") =>
+        {
             Ok(rest.iter().cloned().chain(args).collect())
         }
         Some((program, _)) => Err(format!(
@@ -92,7 +102,9 @@ impl EnvList {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.order.iter().map(|n| (n.as_str(), self.values[n].as_str()))
+        self.order
+            .iter()
+            .map(|n| (n.as_str(), self.values[n].as_str()))
     }
 
     pub fn map_values(&mut self, f: impl Fn(&str) -> String) {
@@ -218,21 +230,40 @@ pub async fn container_env(
                 if let Some(field) = &from.field_ref {
                     field_ref(pod, node_name, &field.field_path)?
                 } else if let Some(key) = &from.secret_key_ref {
-                    let value = refs.secret(&key.name).await?.and_then(|d| d.get(&key.key).cloned());
+                    let value = refs
+                        .secret(&key.name)
+                        .await?
+                        .and_then(|d| d.get(&key.key).cloned());
                     match value {
                         Some(value) => value,
                         None if key.optional == Some(true) => continue,
-                        None => bail!("secret {:?} or its key {:?} not found (env {})", key.name, key.key, var.name),
+                        None => bail!(
+                            "secret {:?} or its key {:?} not found (env {})",
+                            key.name,
+                            key.key,
+                            var.name
+                        ),
                     }
                 } else if let Some(key) = &from.config_map_key_ref {
-                    let value = refs.configmap(&key.name).await?.and_then(|d| d.get(&key.key).cloned());
+                    let value = refs
+                        .configmap(&key.name)
+                        .await?
+                        .and_then(|d| d.get(&key.key).cloned());
                     match value {
                         Some(value) => value,
                         None if key.optional == Some(true) => continue,
-                        None => bail!("configmap {:?} or its key {:?} not found (env {})", key.name, key.key, var.name),
+                        None => bail!(
+                            "configmap {:?} or its key {:?} not found (env {})",
+                            key.name,
+                            key.key,
+                            var.name
+                        ),
                     }
                 } else {
-                    bail!("env {}: this valueFrom is not supported by the stand-in", var.name)
+                    bail!(
+                        "env {}: this valueFrom is not supported by the stand-in",
+                        var.name
+                    )
                 }
             }
         };
@@ -243,13 +274,25 @@ pub async fn container_env(
 
 /// Local directories standing in for the container's emptyDir mounts: mountPath -> directory,
 /// longest mount path first.
-pub fn empty_dir_mounts(pod: &Pod, container: &Container, volumes_dir: &Path) -> Vec<(String, PathBuf)> {
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+pub fn empty_dir_mounts(
+    pod: &Pod,
+    container: &Container,
+    volumes_dir: &Path,
+) -> Vec<(String, PathBuf)> {
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
     let mut mounts: Vec<(String, PathBuf)> = container
         .volume_mounts
         .iter()
         .flatten()
-        .filter(|m| volumes.iter().any(|v| v.name == m.name && v.empty_dir.is_some()))
+        .filter(|m| {
+            volumes
+                .iter()
+                .any(|v| v.name == m.name && v.empty_dir.is_some())
+        })
         .map(|m| {
             let mut dir = volumes_dir.join(&m.name);
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
@@ -269,7 +312,10 @@ pub fn rewrite_mount_path(value: &str, mounts: &[(String, PathBuf)]) -> String {
         if value == mount {
             return dir.display().to_string();
         }
-        if let Some(rest) = value.strip_prefix(mount.as_str()).and_then(|r| r.strip_prefix('/')) {
+        if let Some(rest) = value
+            .strip_prefix(mount.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        {
             return dir.join(rest).display().to_string();
         }
     }
@@ -302,7 +348,10 @@ mod tests {
     fn rewrites_mount_paths_only_at_component_boundaries() {
         let mounts = vec![("/spool".to_string(), PathBuf::from("/tmp/pod/spool"))];
         assert_eq!(rewrite_mount_path("/spool", &mounts), "/tmp/pod/spool");
-        assert_eq!(rewrite_mount_path("/spool/a.csv", &mounts), "/tmp/pod/spool/a.csv");
+        assert_eq!(
+            rewrite_mount_path("/spool/a.csv", &mounts),
+            "/tmp/pod/spool/a.csv"
+        );
         assert_eq!(rewrite_mount_path("/spooler", &mounts), "/spooler");
     }
 }

@@ -122,6 +122,7 @@ async fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
 
@@ -168,8 +169,7 @@ async fn main() -> Result<()> {
     let mut events = watcher(pods, watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut ready_written = false;
     loop {
         tokio::select! {
@@ -254,11 +254,16 @@ fn is_terminal(pod: &Pod) -> bool {
 /// Decides what a Pod event means for this node: bind, start, stop, finish a deletion, or nothing.
 fn handle(ctx: &Arc<Ctx>, pod: Pod) {
     let Some(uid) = pod.uid() else { return };
-    let Some(spec) = pod.spec.as_ref() else { return };
+    let Some(spec) = pod.spec.as_ref() else {
+        return;
+    };
     let deleting = pod.metadata.deletion_timestamp.is_some();
     match spec.node_name.as_deref() {
         None | Some("") => {
-            let gated = spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty());
+            let gated = spec
+                .scheduling_gates
+                .as_ref()
+                .is_some_and(|g| !g.is_empty());
             if !ctx.args.no_bind && !deleting && !gated && !is_terminal(&pod) {
                 let ctx2 = ctx.clone();
                 ctx.spawn(async move { bind(&ctx2, &pod).await });
@@ -303,9 +308,10 @@ fn handle(ctx: &Arc<Ctx>, pod: Pod) {
         pods.insert(uid, Entry::Done);
         return;
     }
-    let started = pod.status.as_ref().is_some_and(|s| {
-        s.start_time.is_some() || s.phase.as_deref() == Some("Running")
-    });
+    let started = pod
+        .status
+        .as_ref()
+        .is_some_and(|s| s.start_time.is_some() || s.phase.as_deref() == Some("Running"));
     if started {
         // Started by an earlier instance of the stand-in: its process was stopped with it (or swept
         // at start-up) and its exit status is lost, so the Pod fails and the Job controller decides
@@ -344,7 +350,12 @@ async fn bind(ctx: &Ctx, pod: &Pod) {
         "target": {"apiVersion": "v1", "kind": "Node", "name": ctx.args.node_name},
     });
     match api
-        .create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding)
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
         .await
     {
         Ok(_) => info!(pod = %format!("{ns}/{name}"), node = %ctx.args.node_name, "bound"),
@@ -369,6 +380,8 @@ pub async fn finish_deletion(ctx: &Ctx, pod: &Pod) {
     match api.delete(&name, &params).await {
         Ok(_) => debug!(pod = %format!("{ns}/{name}"), "deletion confirmed"),
         Err(kube::Error::Api(err)) if err.code == 404 || err.code == 409 => {}
-        Err(err) => warn!(pod = %format!("{ns}/{name}"), error = %err, "confirming the deletion failed"),
+        Err(err) => {
+            warn!(pod = %format!("{ns}/{name}"), error = %err, "confirming the deletion failed")
+        }
     }
 }

@@ -39,12 +39,21 @@ pub async fn register(client: &Client, name: &str) -> Result<String> {
         "spec": {},
     });
     let node = nodes
-        .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&node))
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&node),
+        )
         .await
         .with_context(|| format!("registering node {name}"))?;
     let since = now_secs();
     update_status(client, name, &since).await?;
-    renew_lease(client, name, node.metadata.uid.as_deref().unwrap_or_default()).await?;
+    renew_lease(
+        client,
+        name,
+        node.metadata.uid.as_deref().unwrap_or_default(),
+    )
+    .await?;
     Ok(node.metadata.uid.unwrap_or_default())
 }
 
@@ -57,7 +66,8 @@ async fn update_status(client: &Client, name: &str, since: &str) -> Result<()> {
             "lastHeartbeatTime": now, "lastTransitionTime": since,
         })
     };
-    let resources = json!({"cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+    let resources =
+        json!({"cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"});
     let status = json!({
         "status": {
             "conditions": [
@@ -109,7 +119,11 @@ async fn renew_lease(client: &Client, name: &str, node_uid: &str) -> Result<()> 
         },
     });
     leases
-        .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&lease))
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&lease),
+        )
         .await
         .with_context(|| format!("renewing lease {LEASE_NAMESPACE}/{name}"))?;
     Ok(())
@@ -126,12 +140,14 @@ pub async fn heartbeat(client: Client, name: String, mut node_uid: String, every
         if let Err(err) = renew_lease(&client, &name, &node_uid).await {
             warn!(error = %format!("{err:#}"), "lease renewal failed");
         }
-        if ticks % 3 == 0 {
-            if let Err(err) = update_status(&client, &name, &since).await {
-                warn!(error = %format!("{err:#}"), "node status update failed; re-registering");
-                match register(&client, &name).await {
-                    Ok(uid) => node_uid = uid,
-                    Err(err) => warn!(error = %format!("{err:#}"), "re-registering the node failed"),
+        if ticks.is_multiple_of(3)
+            && let Err(err) = update_status(&client, &name, &since).await
+        {
+            warn!(error = %format!("{err:#}"), "node status update failed; re-registering");
+            match register(&client, &name).await {
+                Ok(uid) => node_uid = uid,
+                Err(err) => {
+                    warn!(error = %format!("{err:#}"), "re-registering the node failed")
                 }
             }
         }

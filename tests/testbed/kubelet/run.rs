@@ -101,14 +101,19 @@ pub async fn fail_orphan(ctx: &Ctx, pod: &Pod) {
     status.finish(
         "Failed",
         Some("StandinRestarted".into()),
-        Some("the test bed's kubelet stand-in restarted while this pod ran; its exit status is lost".into()),
+        Some(
+            "the test bed's kubelet stand-in restarted while this pod ran; its exit status is lost"
+                .into(),
+        ),
     );
     patch_status(&api, &pod.name_any(), &status).await;
 }
 
 /// Kills processes that an earlier instance left in `<work-root>/<uid>/` and removes the directories.
 pub fn sweep_leftovers(work_root: &Path) {
-    let Ok(entries) = std::fs::read_dir(work_root) else { return };
+    let Ok(entries) = std::fs::read_dir(work_root) else {
+        return;
+    };
     for entry in entries.flatten() {
         let dir = entry.path();
         if let Some(pid) = std::fs::read_to_string(dir.join("pid"))
@@ -116,8 +121,11 @@ pub fn sweep_leftovers(work_root: &Path) {
             .and_then(|s| s.trim().parse::<u32>().ok())
         {
             let marker = dir.display().to_string();
-            let ours = std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|environ| environ.windows(marker.len()).any(|w| w == marker.as_bytes()));
+            let ours = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .windows(marker.len())
+                    .any(|w| w == marker.as_bytes())
+            });
             if ours {
                 warn!(pid, dir = %dir.display(), "killing a process left by an earlier stand-in");
                 signal_group(pid, "KILL");
@@ -163,7 +171,10 @@ impl Outcome {
                 deleted: true,
                 ..Outcome::failed(None, "the pod was deleted while it ran")
             },
-            Stop::Gone => Outcome { gone: true, ..Outcome::failed(None, "") },
+            Stop::Gone => Outcome {
+                gone: true,
+                ..Outcome::failed(None, "")
+            },
             Stop::Shutdown => Outcome::failed(
                 Some("StandinStopped"),
                 "the test bed's kubelet stand-in stopped while this pod ran",
@@ -199,7 +210,11 @@ async fn deadline_reached(deadline: Option<Instant>) {
 }
 
 pub async fn run_pod(ctx: &Ctx, pod: Pod, mut stop: watch::Receiver<Option<Stop>>) {
-    let (ns, name, uid) = (pod.namespace().unwrap_or_default(), pod.name_any(), pod.uid().unwrap_or_default());
+    let (ns, name, uid) = (
+        pod.namespace().unwrap_or_default(),
+        pod.name_any(),
+        pod.uid().unwrap_or_default(),
+    );
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let workdir = ctx.args.work_dir.join(&ctx.args.node_name).join(&uid);
     let deadline = pod
@@ -216,16 +231,33 @@ pub async fn run_pod(ctx: &Ctx, pod: Pod, mut stop: watch::Receiver<Option<Stop>
     let outcome = match OpenOptions::new().create(true).append(true).open(&log_path) {
         Ok(file) => {
             let log = Arc::new(Mutex::new(file));
-            execute(ctx, &pod, &api, &mut status, &workdir, &log, deadline, &mut stop).await
+            execute(
+                ctx,
+                &pod,
+                &api,
+                &mut status,
+                &workdir,
+                &log,
+                deadline,
+                &mut stop,
+            )
+            .await
         }
-        Err(err) => Outcome::failed(Some("StartError"), format!("cannot open {}: {err}", log_path.display())),
+        Err(err) => Outcome::failed(
+            Some("StartError"),
+            format!("cannot open {}: {err}", log_path.display()),
+        ),
     };
     let _ = std::fs::remove_dir_all(&workdir);
     if outcome.gone {
         info!(pod = %pod_key(&pod), "pod is gone; process stopped");
         return;
     }
-    status.finish(outcome.phase, outcome.reason.clone(), outcome.message.clone());
+    status.finish(
+        outcome.phase,
+        outcome.reason.clone(),
+        outcome.message.clone(),
+    );
     info!(pod = %pod_key(&pod), phase = outcome.phase, reason = outcome.reason.as_deref().unwrap_or(""), "finished");
     patch_status(&api, &name, &status).await;
     if outcome.deleted {
@@ -264,7 +296,10 @@ async fn write_identity(ctx: &Ctx, pod: &Pod, workdir: &Path) -> Result<Option<P
         .create_token_request(&sa_name, &PostParams::default(), &request)
         .await
         .with_context(|| format!("requesting a token for serviceaccount {ns}/{sa_name}"))?;
-    let token = response.status.context("token request without status")?.token;
+    let token = response
+        .status
+        .context("token request without status")?
+        .token;
     let user = format!("system:serviceaccount:{ns}:{sa_name}");
     let kubeconfig = serde_json::json!({
         "apiVersion": "v1",
@@ -290,7 +325,11 @@ fn prepare_workdir(pod: &Pod, workdir: &Path) -> std::io::Result<()> {
     for sub in ["tmp", "home"] {
         std::fs::create_dir_all(workdir.join(sub))?;
     }
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
     for volume in volumes.iter().filter(|v| v.empty_dir.is_some()) {
         std::fs::create_dir_all(workdir.join("volumes").join(&volume.name))?;
     }
@@ -314,7 +353,10 @@ async fn execute(
         if c.restart_policy.as_deref() == Some("Always") {
             return Outcome::failed(
                 Some("UnsupportedCommand"),
-                format!("init container {:?} is a sidecar (restartPolicy Always); the stand-in does not run sidecars", c.name),
+                format!(
+                    "init container {:?} is a sidecar (restartPolicy Always); the stand-in does not run sidecars",
+                    c.name
+                ),
             );
         }
     }
@@ -327,25 +369,37 @@ async fn execute(
     if !ctx.args.binary.is_file() {
         return Outcome::failed(
             Some("StartError"),
-            format!("{} does not exist; build it with `cargo build --bin scheduled-exports`", ctx.args.binary.display()),
+            format!(
+                "{} does not exist; build it with `cargo build --bin scheduled-exports`",
+                ctx.args.binary.display()
+            ),
         );
     }
     if let Err(err) = prepare_workdir(pod, workdir) {
-        return Outcome::failed(Some("StartError"), format!("cannot create {}: {err}", workdir.display()));
+        return Outcome::failed(
+            Some("StartError"),
+            format!("cannot create {}: {err}", workdir.display()),
+        );
     }
     let kubeconfig = match write_identity(ctx, pod, workdir).await {
         Ok(path) => path,
         Err(err) => return Outcome::failed(Some("CreateContainerConfigError"), format!("{err:#}")),
     };
     let restart_on_failure = spec.restart_policy.as_deref() == Some("OnFailure");
-    let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+    let grace =
+        Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
     let mut refs = Refs::new(&ctx.client, &pod.namespace().unwrap_or_default());
 
     let all: Vec<(bool, usize, &Container)> = init
         .iter()
         .enumerate()
         .map(|(i, c)| (true, i, c))
-        .chain(spec.containers.iter().enumerate().map(|(i, c)| (false, i, c)))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (false, i, c)),
+        )
         .collect();
     for (is_init, index, container) in all {
         let mut backoff = Duration::from_secs(10);
@@ -353,7 +407,8 @@ async fn execute(
             if let Some(s) = *stop.borrow() {
                 return Outcome::stopped(s);
             }
-            let env = match env::container_env(&mut refs, pod, &ctx.args.node_name, container).await {
+            let env = match env::container_env(&mut refs, pod, &ctx.args.node_name, container).await
+            {
                 Ok(env) => env,
                 Err(err) => {
                     return Outcome::failed(
@@ -376,22 +431,38 @@ async fn execute(
                 .filter(|d| d.is_dir())
                 .unwrap_or_else(|| workdir.to_path_buf());
 
-            write_log(log, &format!(
-                "# testbed-kubelet {} container {} ({}): {} {}",
-                now(), container.name, pod_key(pod), ctx.args.binary.display(), args.join(" ")
-            ));
+            write_log(
+                log,
+                &format!(
+                    "# testbed-kubelet {} container {} ({}): {} {}",
+                    now(),
+                    container.name,
+                    pod_key(pod),
+                    ctx.args.binary.display(),
+                    args.join(" ")
+                ),
+            );
             let started_at = now();
             let process = match spawn(&ctx.args.binary, &args, &child_env, &cwd, log) {
                 Ok(p) => p,
                 Err(err) => {
-                    let message = format!("container {:?}: cannot start {}: {err}", container.name, ctx.args.binary.display());
-                    set_state(status, is_init, index, State::Terminated(Terminated {
-                        exit_code: 128,
-                        reason: "StartError".into(),
-                        message: Some(message.clone()),
-                        started_at: None,
-                        finished_at: now(),
-                    }));
+                    let message = format!(
+                        "container {:?}: cannot start {}: {err}",
+                        container.name,
+                        ctx.args.binary.display()
+                    );
+                    set_state(
+                        status,
+                        is_init,
+                        index,
+                        State::Terminated(Terminated {
+                            exit_code: 128,
+                            reason: "StartError".into(),
+                            message: Some(message.clone()),
+                            started_at: None,
+                            finished_at: now(),
+                        }),
+                    );
                     return Outcome::failed(Some("StartError"), message);
                 }
             };
@@ -399,7 +470,9 @@ async fn execute(
             {
                 let c = container_mut(status, is_init, index);
                 c.pid = Some(process.pid);
-                c.state = State::Running { started_at: started_at.clone() };
+                c.state = State::Running {
+                    started_at: started_at.clone(),
+                };
             }
             if !is_init {
                 status.running();
@@ -436,7 +509,14 @@ async fn execute(
                     (137, String::new())
                 }
             };
-            write_log(log, &format!("# testbed-kubelet {} container {} exited with code {exit}", now(), container.name));
+            write_log(
+                log,
+                &format!(
+                    "# testbed-kubelet {} container {} exited with code {exit}",
+                    now(),
+                    container.name
+                ),
+            );
             info!(pod = %pod_key(pod), container = %container.name, exit, "container exited");
             let terminated = Terminated {
                 exit_code: exit,
@@ -445,7 +525,12 @@ async fn execute(
                 started_at: Some(started_at),
                 finished_at: now(),
             };
-            set_state(status, is_init, index, State::Terminated(terminated.clone()));
+            set_state(
+                status,
+                is_init,
+                index,
+                State::Terminated(terminated.clone()),
+            );
             if let Some(outcome) = interrupted {
                 return outcome;
             }
@@ -468,7 +553,10 @@ async fn execute(
                 c.restart_count += 1;
                 c.state = State::Waiting {
                     reason: "CrashLoopBackOff".into(),
-                    message: Some(format!("back-off {}s restarting failed container", backoff.as_secs())),
+                    message: Some(format!(
+                        "back-off {}s restarting failed container",
+                        backoff.as_secs()
+                    )),
                 };
             }
             status.not_ready();
@@ -494,7 +582,11 @@ async fn execute(
 }
 
 fn container_mut(status: &mut PodStatus, is_init: bool, index: usize) -> &mut ContainerState {
-    if is_init { &mut status.init[index] } else { &mut status.main[index] }
+    if is_init {
+        &mut status.init[index]
+    } else {
+        &mut status.main[index]
+    }
 }
 
 fn set_state(status: &mut PodStatus, is_init: bool, index: usize, state: State) {
@@ -544,7 +636,11 @@ fn write_log(log: &Arc<Mutex<File>>, line: &str) {
 }
 
 /// Copies a pipe into the Pod's log line by line, keeping the tail if asked.
-fn pump(pipe: impl Read + Send + 'static, log: Arc<Mutex<File>>, tail: Option<Arc<Mutex<Vec<u8>>>>) -> std::thread::JoinHandle<()> {
+fn pump(
+    pipe: impl Read + Send + 'static,
+    log: Arc<Mutex<File>>,
+    tail: Option<Arc<Mutex<Vec<u8>>>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
@@ -606,7 +702,10 @@ fn spawn(
     let pid = child.id();
     let tail = Arc::new(Mutex::new(Vec::new()));
     let out = child.stdout.take().map(|p| pump(p, log.clone(), None));
-    let err = child.stderr.take().map(|p| pump(p, log.clone(), Some(tail.clone())));
+    let err = child
+        .stderr
+        .take()
+        .map(|p| pump(p, log.clone(), Some(tail.clone())));
     let waiter = tokio::task::spawn_blocking(move || {
         let status = child.wait();
         for reader in [out, err].into_iter().flatten() {

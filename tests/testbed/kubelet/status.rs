@@ -22,8 +22,13 @@ pub struct Terminated {
 
 #[derive(Debug, Clone)]
 pub enum State {
-    Waiting { reason: String, message: Option<String> },
-    Running { started_at: String },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: String,
+    },
     Terminated(Terminated),
 }
 
@@ -71,7 +76,10 @@ impl ContainerState {
         ContainerState {
             name: name.to_string(),
             image: image.to_string(),
-            state: State::Waiting { reason: waiting_reason.to_string(), message: None },
+            state: State::Waiting {
+                reason: waiting_reason.to_string(),
+                message: None,
+            },
             last: None,
             restart_count: 0,
             pid: None,
@@ -134,7 +142,12 @@ impl PodStatus {
         status
     }
 
-    pub fn set_condition(&mut self, type_: &'static str, value: bool, reason: Option<&'static str>) {
+    pub fn set_condition(
+        &mut self,
+        type_: &'static str,
+        value: bool,
+        reason: Option<&'static str>,
+    ) {
         let time = match self.conditions.get(type_) {
             Some((old, _, time)) if *old == value => time.clone(),
             _ => now(),
@@ -178,7 +191,9 @@ impl PodStatus {
                     c.state = State::Terminated(Terminated {
                         exit_code: 137,
                         reason: "ContainerStatusUnknown".into(),
-                        message: Some("The container could not be located when the pod was terminated".into()),
+                        message: Some(
+                            "The container could not be located when the pod was terminated".into(),
+                        ),
                         started_at: None,
                         finished_at: finished_at.clone(),
                     });

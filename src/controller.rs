@@ -1,0 +1,287 @@
+//! The reconcile loop: a kube-runtime `Controller` over ScheduledExports that owns their Jobs.
+//! Each reconcile reads the clock once, asks `plan` what to do, and carries it out: create the
+//! due Job, prune Job history, publish Events, and write the controller's part of the status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::job::{self, JobSettings, JobState, RunKind};
+use crate::plan::{self, RunToStart};
+use crate::resource::ScheduledExport;
+use crate::status::READY;
+use crate::status_update::update_status;
+
+/// Annotation the controller puts on a finished Job once its outcome Event is published.
+const REPORTED_ANNOTATION: &str = "exports.crm.dev/reported";
+/// Finished Jobs kept per object, like a CronJob's history limits.
+const KEEP_SUCCEEDED_JOBS: usize = 3;
+const KEEP_FAILED_JOBS: usize = 1;
+
+/// How the operator is configured (flags, Helm values).
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub default_zone: Tz,
+    pub job: JobSettings,
+    /// Name under which Events are reported, e.g. the Pod name.
+    pub instance: String,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub clock: Arc<dyn Clock>,
+    pub config: ControllerConfig,
+    recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, clock: Arc<dyn Clock>, config: ControllerConfig) -> Self {
+        let reporter = Reporter {
+            controller: "scheduled-exports".into(),
+            instance: Some(config.instance.clone()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clock,
+            config,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("ScheduledExport has no namespace")]
+    NoNamespace,
+    #[error("cannot build the export Job: {0}")]
+    Job(#[from] job::JobError),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (objects, jobs): (Api<ScheduledExport>, Api<Job>) = match &ctx.config.namespace {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client, namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let jobs_config = watcher::Config::default().labels("app.kubernetes.io/component=export");
+    Controller::new(objects, watcher::Config::default())
+        .owns(jobs, jobs_config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_object: Arc<ScheduledExport>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    warn!(error = %err, "will retry");
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn reconcile(
+    object: Arc<ScheduledExport>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    // A deleted object is cancelled: no new runs; its Jobs go with it through owner references.
+    if object.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = object.name_any();
+    let uid = object.uid().unwrap_or_default();
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut jobs = jobs_api
+        .list(&ListParams::default().labels(&job::jobs_selector(&uid)))
+        .await?
+        .items;
+
+    let now = ctx.clock.now();
+    let mut plan = plan::plan(
+        now,
+        &object,
+        &jobs,
+        ctx.config.default_zone,
+        ctx.clock.is_manual(),
+    );
+    if let Some(missing) = missing_secret(&ctx, &object, &namespace).await? {
+        let already_said = object
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.iter().find(|c| c.type_ == READY))
+            .is_some_and(|ready| ready.reason == "SecretNotFound" && ready.message == missing);
+        if !already_said {
+            publish(
+                &ctx,
+                &object,
+                EventType::Warning,
+                "InvalidReference",
+                &missing,
+            )
+            .await;
+        }
+        plan.schedule_status.ready = (false, "SecretNotFound", missing);
+    }
+
+    if let Some(run) = &plan.start
+        && let Some(created) = start_run(&ctx, &object, &jobs_api, run).await?
+    {
+        jobs.push(created);
+    }
+    report_finished_jobs(&ctx, &object, &jobs_api, &jobs).await;
+    for stale in job::finished_jobs_to_delete(&jobs, KEEP_SUCCEEDED_JOBS, KEEP_FAILED_JOBS) {
+        match jobs_api.delete(&stale, &DeleteParams::background()).await {
+            Ok(_) => jobs.retain(|job| job.metadata.name.as_deref() != Some(stale.as_str())),
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+
+    let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
+    update_status(&api, &name, |current| {
+        plan::merge_status(current, &plan.schedule_status, &jobs, now)
+    })
+    .await?;
+    Ok(Action::requeue(plan.requeue_after))
+}
+
+/// Creates the Job of a run. Its name is derived from the object and the slot, so a second
+/// replica, a restart or a lost status write finds it already there instead of running twice.
+async fn start_run(
+    ctx: &Context,
+    object: &ScheduledExport,
+    jobs_api: &Api<Job>,
+    run: &RunToStart,
+) -> Result<Option<Job>, ReconcileError> {
+    let job = job::build_job(object, run.slot, &run.kind, &ctx.config.job)?;
+    let job_name = job.name_any();
+    match jobs_api.create(&PostParams::default(), &job).await {
+        Ok(created) => {
+            info!(job = %job_name, slot = %run.slot, "export Job created");
+            if let Some(note) = plan::describe_missed(run.missed_slots) {
+                publish(ctx, object, EventType::Warning, "MissedSlots", &note).await;
+            }
+            let (reason, note) = match &run.kind {
+                RunKind::Scheduled => (
+                    "Scheduled",
+                    format!(
+                        "created Job {job_name} for the run due at {}",
+                        run.slot.to_rfc3339()
+                    ),
+                ),
+                RunKind::RunNow { token } => (
+                    "RunNow",
+                    format!("created Job {job_name} for run-now token {token:?}"),
+                ),
+            };
+            publish(ctx, object, EventType::Normal, reason, &note).await;
+            Ok(Some(created))
+        }
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// One Event per finished Job: `Succeeded` or `Failed`, then the Job is marked as reported.
+async fn report_finished_jobs(
+    ctx: &Context,
+    object: &ScheduledExport,
+    jobs_api: &Api<Job>,
+    jobs: &[Job],
+) {
+    for job in jobs {
+        let reported = job.annotations().contains_key(REPORTED_ANNOTATION);
+        let (type_, reason, note) = match job::job_state(job) {
+            _ if reported => continue,
+            JobState::Succeeded => (
+                EventType::Normal,
+                "Succeeded",
+                format!("Job {} delivered its file", job.name_any()),
+            ),
+            JobState::Failed { reason, message } => (
+                EventType::Warning,
+                "Failed",
+                format!("Job {} failed ({reason}): {message}", job.name_any()),
+            ),
+            JobState::Pending | JobState::Running => continue,
+        };
+        publish(ctx, object, type_, reason, &note).await;
+        let mark = serde_json::json!({"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}});
+        if let Err(err) = jobs_api
+            .patch(
+                &job.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&mark),
+            )
+            .await
+        {
+            warn!(job = %job.name_any(), error = %err, "could not mark the Job as reported");
+        }
+    }
+}
+
+/// The first referenced Secret that does not exist, as a sentence naming the field.
+async fn missing_secret(
+    ctx: &Context,
+    object: &ScheduledExport,
+    namespace: &str,
+) -> Result<Option<String>, ReconcileError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    for (field, name) in [
+        ("spec.source.secretRef", &object.spec.source.secret_ref.name),
+        (
+            "spec.destination.sftp.secretRef",
+            &object.spec.destination.sftp.secret_ref.name,
+        ),
+    ] {
+        if secrets.get_metadata_opt(name).await?.is_none() {
+            return Ok(Some(format!(
+                "Secret {name} referenced by {field} does not exist in namespace {namespace}"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+async fn publish(
+    ctx: &Context,
+    object: &ScheduledExport,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.to_string()),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        warn!(error = %err, reason, "could not publish an Event");
+    }
+}

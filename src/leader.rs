@@ -1,0 +1,177 @@
+//! Leader election on a `coordination.k8s.io` Lease, so two operator replicas never reconcile at
+//! the same time. Deterministic Job names already make a double run impossible; the Lease keeps
+//! the standby from doing duplicate API work and publishing duplicate Events.
+//!
+//! Leases are timed with the real clock, never the injectable schedule clock: they coordinate
+//! processes, not slots.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tracing::{info, warn};
+
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's identity, e.g. the Pod name.
+    pub identity: String,
+    /// How long a holder that stopped renewing keeps the Lease.
+    pub duration: Duration,
+    /// How often the holder renews.
+    pub renew_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("lost the leader Lease {namespace}/{name} to {holder}")]
+    Lost {
+        namespace: String,
+        name: String,
+        holder: String,
+    },
+    #[error("cannot renew the leader Lease: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+pub struct LeaderElection {
+    api: Api<Lease>,
+    settings: LeaseSettings,
+}
+
+impl LeaderElection {
+    pub fn new(client: Client, settings: LeaseSettings) -> Self {
+        Self {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+        }
+    }
+
+    /// Waits until this replica holds the Lease.
+    pub async fn acquire(&self) -> Result<(), kube::Error> {
+        loop {
+            if self.try_acquire_or_renew().await? {
+                info!(lease = %self.settings.name, identity = %self.settings.identity, "became leader");
+                return Ok(());
+            }
+            tokio::time::sleep(self.settings.renew_every).await;
+        }
+    }
+
+    /// Renews the Lease until it is lost (returns the error) or a renewal keeps failing for
+    /// longer than the Lease lasts; the caller then stops reconciling.
+    pub async fn hold(&self) -> LeaderError {
+        let mut last_renewal = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.settings.renew_every).await;
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_renewal = std::time::Instant::now(),
+                Ok(false) => {
+                    let holder = self
+                        .current_holder()
+                        .await
+                        .unwrap_or_else(|| "another replica".into());
+                    return LeaderError::Lost {
+                        namespace: self.settings.namespace.clone(),
+                        name: self.settings.name.clone(),
+                        holder,
+                    };
+                }
+                Err(err) if last_renewal.elapsed() >= self.settings.duration => return err.into(),
+                Err(err) => warn!(error = %err, "Lease renewal failed; retrying"),
+            }
+        }
+    }
+
+    /// Gives the Lease up on shutdown so a standby takes over at once.
+    pub async fn release(&self) {
+        if let Ok(Some(mut lease)) = self.api.get_opt(&self.settings.name).await
+            && self.holds(&lease)
+        {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = None;
+            }
+            let _ = self
+                .api
+                .replace(&self.settings.name, &PostParams::default(), &lease)
+                .await;
+        }
+    }
+
+    async fn current_holder(&self) -> Option<String> {
+        self.api
+            .get_opt(&self.settings.name)
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+    }
+
+    fn holds(&self, lease: &Lease) -> bool {
+        lease
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.holder_identity.as_deref())
+            == Some(self.settings.identity.as_str())
+    }
+
+    /// One attempt; `Ok(true)` when this replica holds the Lease afterwards. Writes carry the
+    /// read resourceVersion, so two candidates can never both win.
+    async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        let duration_seconds = i32::try_from(self.settings.duration.as_secs()).unwrap_or(i32::MAX);
+        let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.settings.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.settings.identity.clone()),
+                    lease_duration_seconds: Some(duration_seconds),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(response)) if response.code == 409 => Ok(false),
+                Err(err) => Err(err),
+            };
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        let held_by_us = spec.holder_identity.as_deref() == Some(self.settings.identity.as_str());
+        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+            (Some(renewed), Some(seconds)) => {
+                renewed.0.as_second().saturating_add(i64::from(seconds)) < now.as_second()
+            }
+            _ => true,
+        };
+        let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+        if !held_by_us && !expired && !free {
+            return Ok(false);
+        }
+        if !held_by_us {
+            spec.holder_identity = Some(self.settings.identity.clone());
+            spec.acquire_time = Some(MicroTime(now));
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        }
+        spec.renew_time = Some(MicroTime(now));
+        spec.lease_duration_seconds = Some(duration_seconds);
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(response)) if response.code == 409 => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The scheduling decision, as a pure function of the clock, the object and its Jobs: which run
+//! (if any) to start now, what the controller's part of the status says, and when to look again.
+//! The reconciler only carries the decision out, so every rule of DESIGN section 3 is unit-tested
+//! here without an API server.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use chrono_tz::Tz;
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::job::{JobState, RunKind, job_run_kind, job_settled, job_slot, job_state};
+use crate::resource::{
+    ActiveSchedule, LastRun, RUN_NOW_ANNOTATION, ScheduledExport, ScheduledExportStatus,
+};
+use crate::schedule::{self, SlotTime};
+use crate::status::{self, ConditionUpdate, READY, phase};
+
+/// A run to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunToStart {
+    pub slot: DateTime<Utc>,
+    pub kind: RunKind,
+    /// Slots that passed without a run (operator down, or a run that outlasted a day).
+    pub missed_slots: u32,
+}
+
+/// What the reconciler should do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub start: Option<RunToStart>,
+    /// The controller-owned part of the status; merged into the current status at write time.
+    pub schedule_status: ScheduleStatus,
+    /// When to reconcile again if nothing changes before.
+    pub requeue_after: std::time::Duration,
+}
+
+/// The status fields the controller owns (the export owns watermark, lastRun details and delivery).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleStatus {
+    pub observed_generation: Option<i64>,
+    pub time_zone: String,
+    pub schedule: Option<ActiveSchedule>,
+    pub next_run_time: Option<DateTime<Utc>>,
+    pub next_run_local: Option<String>,
+    pub last_schedule_time: Option<DateTime<Utc>>,
+    pub last_run_now_token: Option<String>,
+    pub ready: (bool, &'static str, String),
+}
+
+/// Longest sleep between reconciles of an idle object; watches wake it earlier on any change.
+const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often a manual (test) clock is re-read, since it can jump without a watch event.
+const MANUAL_CLOCK_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+pub fn plan(
+    now: DateTime<Utc>,
+    object: &ScheduledExport,
+    jobs: &[Job],
+    default_zone: Tz,
+    manual_clock: bool,
+) -> Plan {
+    let now = now.trunc_subsecs(0);
+    let status = object.status.clone().unwrap_or_default();
+    let zone_name = object
+        .spec
+        .time_zone
+        .clone()
+        .unwrap_or_else(|| default_zone.name().to_string());
+    let parsed = object
+        .spec
+        .time
+        .parse::<SlotTime>()
+        .and_then(|time| schedule::parse_time_zone(&zone_name).map(|zone| (time, zone)));
+    let (time, zone) = match parsed {
+        Ok(parsed) => parsed,
+        // Admission refuses these; an object stored before a CRD upgrade can still carry one.
+        Err(err) => {
+            return Plan {
+                start: None,
+                schedule_status: ScheduleStatus {
+                    observed_generation: object.metadata.generation,
+                    time_zone: zone_name,
+                    schedule: status.schedule.clone(),
+                    next_run_time: None,
+                    next_run_local: None,
+                    last_schedule_time: status.last_schedule_time,
+                    last_run_now_token: status.last_run_now_token.clone(),
+                    ready: (false, "InvalidSchedule", err.to_string()),
+                },
+                requeue_after: MAX_REQUEUE,
+            };
+        }
+    };
+
+    let active = ActiveSchedule {
+        time: time.to_string(),
+        time_zone: zone_name.clone(),
+        suspended: object.spec.suspend,
+        since: now,
+    };
+    let schedule = match &status.schedule {
+        Some(current) if same_schedule(current, &active) => current.clone(),
+        _ => active,
+    };
+
+    // Busy until the Job controller says every pod has ended, so two exports never overlap.
+    let running = jobs.iter().find(|job| !job_settled(job));
+    let latest_scheduled_job = jobs
+        .iter()
+        .filter(|job| job_run_kind(job) == Some(RunKind::Scheduled))
+        .filter_map(job_slot)
+        .max();
+    // A lost status write must not let a slot run twice: the Jobs themselves also say what ran.
+    let anchor = [
+        Some(schedule.since),
+        status.last_schedule_time,
+        latest_scheduled_job,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(schedule.since);
+    let due = schedule::latest_run_at_or_before(now, time, zone);
+    let pending = !schedule.suspended && due > anchor;
+
+    let run_now_token = object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(RUN_NOW_ANNOTATION))
+        .map(|token| token.trim().to_string())
+        .filter(|token| !token.is_empty());
+    let run_now_done = |token: &str| {
+        status.last_run_now_token.as_deref() == Some(token)
+            || jobs.iter().any(|job| {
+                job_run_kind(job)
+                    == Some(RunKind::RunNow {
+                        token: token.to_string(),
+                    })
+            })
+    };
+    let new_token = run_now_token.filter(|token| !run_now_done(token));
+
+    let mut last_schedule_time = status.last_schedule_time.max(latest_scheduled_job);
+    let mut last_run_now_token = status.last_run_now_token.clone();
+    let start = match (running, &new_token) {
+        (Some(_), _) => None,
+        (None, Some(token)) => {
+            last_run_now_token = Some(token.clone());
+            Some(RunToStart {
+                slot: now,
+                kind: RunKind::RunNow {
+                    token: token.clone(),
+                },
+                missed_slots: 0,
+            })
+        }
+        (None, None) if pending => {
+            last_schedule_time = Some(due);
+            Some(RunToStart {
+                slot: due,
+                kind: RunKind::Scheduled,
+                missed_slots: missed_between(anchor, due, time, zone),
+            })
+        }
+        (None, None) => None,
+    };
+
+    // A due slot that waits for a running export is still the next run.
+    let next_run = if schedule.suspended {
+        None
+    } else if pending && start.is_none() {
+        Some(due)
+    } else {
+        Some(schedule::next_run_after(now, time, zone))
+    };
+    let ready = match (schedule.suspended, running, next_run) {
+        (true, _, _) => (
+            true,
+            "Suspended",
+            "suspended: no run starts until spec.suspend is false".to_string(),
+        ),
+        (false, Some(job), Some(next)) if next <= now => (
+            true,
+            "WaitingForRun",
+            format!(
+                "the run due at {} waits for Job {} to finish",
+                schedule::format_local(next, zone),
+                job.metadata.name.as_deref().unwrap_or_default()
+            ),
+        ),
+        (false, _, Some(next)) => (
+            true,
+            "Scheduled",
+            format!("next run at {}", schedule::format_local(next, zone)),
+        ),
+        (false, _, None) => (true, "Scheduled", String::new()),
+    };
+    let requeue_after = if manual_clock {
+        MANUAL_CLOCK_POLL
+    } else {
+        next_run
+            .filter(|next| *next > now)
+            .and_then(|next| (next - now).to_std().ok())
+            .map_or(MAX_REQUEUE, |wait| wait.min(MAX_REQUEUE))
+    };
+
+    Plan {
+        start,
+        schedule_status: ScheduleStatus {
+            observed_generation: object.metadata.generation,
+            time_zone: zone_name,
+            schedule: Some(schedule),
+            next_run_time: next_run,
+            next_run_local: next_run.map(|next| schedule::format_local(next, zone)),
+            last_schedule_time,
+            last_run_now_token,
+            ready,
+        },
+        requeue_after,
+    }
+}
+
+fn same_schedule(a: &ActiveSchedule, b: &ActiveSchedule) -> bool {
+    (a.time.as_str(), a.time_zone.as_str(), a.suspended)
+        == (b.time.as_str(), b.time_zone.as_str(), b.suspended)
+}
+
+/// Due instants strictly between `after` and `due` (both excluded), bounded to keep this cheap.
+fn missed_between(after: DateTime<Utc>, due: DateTime<Utc>, time: SlotTime, zone: Tz) -> u32 {
+    let missed = schedule::runs_after(after, time, zone)
+        .take_while(|slot| *slot < due)
+        .take(10_000)
+        .count();
+    u32::try_from(missed).unwrap_or(u32::MAX)
+}
+
+/// Merges the controller's fields and what the Jobs say into the current status. Applied to the
+/// status as read just before writing, so the export's own writes are never lost.
+pub fn merge_status(
+    current: &ScheduledExportStatus,
+    schedule: &ScheduleStatus,
+    jobs: &[Job],
+    now: DateTime<Utc>,
+) -> ScheduledExportStatus {
+    let mut merged = ScheduledExportStatus {
+        observed_generation: schedule.observed_generation,
+        time_zone: Some(schedule.time_zone.clone()),
+        schedule: schedule.schedule.clone(),
+        next_run_time: schedule.next_run_time,
+        next_run_local: schedule.next_run_local.clone(),
+        last_schedule_time: schedule.last_schedule_time.max(current.last_schedule_time),
+        last_run_now_token: schedule
+            .last_run_now_token
+            .clone()
+            .or_else(|| current.last_run_now_token.clone()),
+        ..current.clone()
+    };
+    observe_latest_job(&mut merged, jobs, schedule.observed_generation, now);
+    let (ready, reason, message) = &schedule.ready;
+    status::set_condition(
+        &mut merged.conditions,
+        ConditionUpdate {
+            type_: READY,
+            status: *ready,
+            reason,
+            message: message.clone(),
+        },
+        schedule.observed_generation,
+        // Keep an unchanged condition byte-identical so a status write is skipped.
+        now,
+    );
+    merged
+}
+
+/// `lastRun` follows the newest Job until the export records its own outcome; a Job that failed
+/// without the export saying so (deadline, a Pod that never started) is recorded as failed.
+fn observe_latest_job(
+    status: &mut ScheduledExportStatus,
+    jobs: &[Job],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let Some((job, slot)) = jobs
+        .iter()
+        .filter_map(|job| job_slot(job).map(|slot| (job, slot)))
+        .max_by_key(|(job, slot)| (*slot, job.metadata.creation_timestamp.clone().map(|t| t.0)))
+    else {
+        return;
+    };
+    let job_name = job.metadata.name.clone();
+    let recorded = status.last_run.clone().unwrap_or_default();
+    let same_run = recorded.slot == Some(slot)
+        && recorded
+            .job_name
+            .as_ref()
+            .is_none_or(|name| Some(name) == job_name.as_ref());
+    let recorded_terminal = matches!(
+        recorded.phase.as_deref(),
+        Some(phase::SUCCEEDED | phase::FAILED)
+    );
+    match job_state(job) {
+        JobState::Pending | JobState::Running if !same_run => {
+            status.last_run = Some(LastRun {
+                slot: Some(slot),
+                job_name,
+                phase: Some(
+                    if matches!(job_state(job), JobState::Running) {
+                        phase::RUNNING
+                    } else {
+                        "Pending"
+                    }
+                    .to_string(),
+                ),
+                ..LastRun::default()
+            });
+        }
+        JobState::Failed { reason, message } if !(same_run && recorded_terminal) => {
+            let error = format!(
+                "Job {} failed ({reason}): {message}",
+                job_name.as_deref().unwrap_or_default()
+            );
+            let mut failed = status::run_failed(status, "JobFailed", &error, generation, now);
+            if let Some(last_run) = failed.last_run.as_mut() {
+                last_run.slot = Some(slot);
+                last_run.job_name = job_name;
+            }
+            *status = failed;
+        }
+        _ => {}
+    }
+}
+
+/// Slots the plan reports as missed, for the Event text.
+pub fn describe_missed(missed: u32) -> Option<String> {
+    match missed {
+        0 => None,
+        1 => Some(
+            "1 slot passed without a run; this run covers every row since the last file"
+                .to_string(),
+        ),
+        n => Some(format!(
+            "{n} slots passed without a run; this one catch-up run covers every row since the last file"
+        )),
+    }
+}

@@ -1,0 +1,166 @@
+//! A ScheduledExport ready to run on the test bed: its namespace, Secrets, a database with sample
+//! rows, an SFTP directory and an artifact prefix of its own.
+
+use std::path::{Path, PathBuf};
+
+use kube::Client;
+use kube::api::Api;
+use scheduled_exports::resource::ScheduledExport;
+use serde_json::json;
+
+use super::*;
+
+/// One ScheduledExport with its own namespace, database, SFTP directory and artifact prefix.
+pub struct Fixture {
+    pub client: Client,
+    pub namespace: String,
+    pub database_url: String,
+    pub remote_dir: String,
+    pub local_dir: PathBuf,
+    pub artifact_store: String,
+}
+
+impl Fixture {
+    pub async fn new(prefix: &str, sample_interactions: u64) -> Self {
+        let client = client().await;
+        install_crd(&client).await;
+        let namespace = test_namespace(&client, prefix).await;
+        let database_url = create_database("sx_export").await;
+        let output = run_binary(
+            &[
+                "sample-data",
+                "--database-url",
+                &database_url,
+                "--interactions",
+                &sample_interactions.to_string(),
+                "--proposals",
+                "3",
+                "--seed",
+                "7",
+            ],
+            &[],
+        );
+        assert!(
+            output.status.success(),
+            "sample-data: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (remote_dir, local_dir) = sftp_directory(&namespace);
+        create_secret(
+            &client,
+            &namespace,
+            "crm-database",
+            &[("url", database_url.clone())],
+        )
+        .await;
+        create_secret(&client, &namespace, "sftp-credentials", &sftp_secret_data()).await;
+        let fixture = Fixture {
+            artifact_store: format!("s3://{}/{namespace}", env_var("S3_BUCKET")),
+            client,
+            namespace,
+            database_url,
+            remote_dir,
+            local_dir,
+        };
+        fixture.create_object("daily", json!({})).await;
+        fixture
+    }
+
+    /// Creates a ScheduledExport pointing at this fixture's database and directory; `overrides`
+    /// is merged into the SFTP destination.
+    pub async fn create_object(&self, name: &str, sftp_overrides: serde_json::Value) {
+        let mut sftp = json!({
+            "host": env_var("SFTP_HOST"),
+            "port": env_var("SFTP_PORT").parse::<u16>().expect("port"),
+            "username": env_var("SFTP_USER"),
+            "directory": self.remote_dir,
+            "secretRef": {"name": "sftp-credentials"},
+        });
+        for (key, value) in sftp_overrides.as_object().expect("object") {
+            sftp[key] = value.clone();
+        }
+        let object: ScheduledExport = serde_json::from_value(json!({
+            "apiVersion": "exports.crm.dev/v1alpha1",
+            "kind": "ScheduledExport",
+            "metadata": {"name": name},
+            "spec": {
+                "fileType": "interactions",
+                "time": "07:00",
+                "timeZone": "America/New_York",
+                "source": {"secretRef": {"name": "crm-database"}},
+                "destination": {"sftp": sftp},
+            }
+        }))
+        .expect("object");
+        self.api()
+            .create(&Default::default(), &object)
+            .await
+            .expect("create ScheduledExport");
+    }
+
+    pub fn api(&self) -> Api<ScheduledExport> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn export(&self, name: &str, slot: &str) -> std::process::Output {
+        self.export_with_store(name, slot, &self.artifact_store)
+    }
+
+    pub fn export_with_store(&self, name: &str, slot: &str, store: &str) -> std::process::Output {
+        run_binary(
+            &[
+                "export",
+                "--namespace",
+                &self.namespace,
+                "--name",
+                name,
+                "--slot",
+                slot,
+                "--artifact-store",
+                store,
+                "--timeout",
+                "5s",
+            ],
+            &[],
+        )
+    }
+
+    pub async fn object(&self, name: &str) -> ScheduledExport {
+        self.api().get(name).await.expect("get ScheduledExport")
+    }
+
+    pub async fn cleanup(self) {
+        delete_namespace(&self.client, &self.namespace).await;
+        let _ = std::fs::remove_dir_all(&self.local_dir);
+    }
+}
+
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).expect("open delivered file");
+    let headers = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|record| record.expect("record").iter().map(str::to_string).collect())
+        .collect();
+    (headers, rows)
+}
+
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read SFTP directory")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}

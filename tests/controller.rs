@@ -1,0 +1,479 @@
+//! The operator on the real test bed: the controller runs in this process on a manual clock, its
+//! Jobs are completed by the real Job controller with the kubelet stand-in running
+//! `scheduled-exports export`, and every schedule semantic of DESIGN section 3 is checked.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::fixture::{Fixture, files_in};
+use common::*;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use scheduled_exports::clock::ManualClock;
+use scheduled_exports::controller::{self, Context, ControllerConfig};
+use scheduled_exports::job::{JobSettings, RunKind, job_name};
+use scheduled_exports::resource::ScheduledExport;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("instant")
+        .with_timezone(&Utc)
+}
+
+/// The Job identity of DESIGN section 7: read its object and Secrets, write its status.
+async fn grant_job_rbac(client: &Client, namespace: &str) {
+    let post = PostParams::default();
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "scheduled-exports-export"}}))
+            .expect("sa");
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(&post, &account)
+        .await
+        .expect("sa");
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "scheduled-exports-export"},
+        "rules": [
+            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports"], "verbs": ["get"]},
+            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports/status"], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+        ]
+    }))
+    .expect("role");
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&post, &role)
+        .await
+        .expect("role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "scheduled-exports-export"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "scheduled-exports-export"},
+        "subjects": [{"kind": "ServiceAccount", "name": "scheduled-exports-export", "namespace": namespace}]
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&post, &binding)
+        .await
+        .expect("binding");
+}
+
+/// A controller for one namespace, running in this process until dropped.
+struct RunningController {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    fn start(fixture: &Fixture, clock: &ManualClock, artifacts: &std::path::Path) -> Self {
+        let config = ControllerConfig {
+            namespace: Some(fixture.namespace.clone()),
+            default_zone: chrono_tz::UTC,
+            job: JobSettings {
+                image: "scheduled-exports:test".into(),
+                service_account: "scheduled-exports-export".into(),
+                artifact_store_url: format!("file://{}", artifacts.display()),
+                ..JobSettings::default()
+            },
+            instance: "tests".into(),
+        };
+        let ctx = Arc::new(Context::new(
+            fixture.client.clone(),
+            Arc::new(clock.clone()),
+            config,
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(ctx, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn setup(prefix: &str) -> (Fixture, tempfile::TempDir) {
+    let fixture = Fixture::new(prefix, 5).await;
+    grant_job_rbac(&fixture.client, &fixture.namespace).await;
+    (fixture, tempfile::tempdir().expect("artifact dir"))
+}
+
+async fn jobs(fixture: &Fixture) -> Vec<Job> {
+    Api::<Job>::namespaced(fixture.client.clone(), &fixture.namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list jobs")
+        .items
+}
+
+async fn job_names(fixture: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = jobs(fixture)
+        .await
+        .into_iter()
+        .filter_map(|job| job.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+async fn wait_for_status<T>(
+    fixture: &Fixture,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ScheduledExport) -> Option<T>,
+) -> T {
+    let check = &check;
+    eventually(WAIT, what, || async move {
+        let object = fixture.api().get(name).await.ok()?;
+        check(&object)
+    })
+    .await
+}
+
+fn next_run(object: &ScheduledExport) -> Option<DateTime<Utc>> {
+    object.status.as_ref()?.next_run_time
+}
+
+async fn wait_for_job_complete(fixture: &Fixture, job: &str) {
+    eventually(WAIT, &format!("Job {job} to complete"), || async move {
+        let job = Api::<Job>::namespaced(fixture.client.clone(), &fixture.namespace)
+            .get(job)
+            .await
+            .ok()?;
+        (job.status?.succeeded? >= 1).then_some(())
+    })
+    .await;
+}
+
+async fn patch_spec(fixture: &Fixture, name: &str, spec: serde_json::Value) {
+    fixture
+        .api()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": spec})),
+        )
+        .await
+        .expect("patch spec");
+}
+
+#[tokio::test]
+async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
+    let (fixture, artifacts) = setup("sx-due").await;
+    let clock = ManualClock::new(utc("2026-11-30T11:59:00Z")); // 06:59 in New York
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+
+    let object = wait_for_status(&fixture, "daily", "the next run", |o| {
+        next_run(o).map(|_| o.clone())
+    })
+    .await;
+    let status = object.status.expect("status");
+    assert_eq!(status.next_run_time, Some(utc("2026-11-30T12:00:00Z")));
+    assert_eq!(
+        status.next_run_local.as_deref(),
+        Some("2026-11-30T07:00:00-05:00")
+    );
+    assert_eq!(status.time_zone.as_deref(), Some("America/New_York"));
+    assert!(
+        job_names(&fixture).await.is_empty(),
+        "nothing runs before the slot"
+    );
+
+    clock.set(utc("2026-11-30T12:00:01Z"));
+    let expected = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_complete(&fixture, &expected).await;
+    let object = wait_for_status(&fixture, "daily", "the delivered run in status", |o| {
+        let status = o.status.as_ref()?;
+        (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
+            && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
+        .then(|| o.clone())
+    })
+    .await;
+    let last_run = object.status.and_then(|s| s.last_run).expect("lastRun");
+    assert_eq!(last_run.job_name.as_deref(), Some(expected.as_str()));
+    assert_eq!(last_run.rows, Some(5));
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        ["interactions-20261130T120000Z.csv"]
+    );
+
+    // Later reconciles (a minute on) start nothing more for that slot.
+    clock.set(utc("2026-11-30T12:01:00Z"));
+    wait_for_status(&fixture, "daily", "a reconcile after the run", |o| {
+        let ready = o
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?;
+        ready
+            .message
+            .contains("2026-12-01T07:00:00-05:00")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(job_names(&fixture).await, [expected]);
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn editing_time_or_zone_moves_the_next_run_and_starts_nothing() {
+    let (fixture, artifacts) = setup("sx-edit").await;
+    let clock = ManualClock::new(utc("2026-11-30T15:00:00Z")); // 10:00 in New York, after 07:00
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    wait_for_status(&fixture, "daily", "next run tomorrow", |o| {
+        (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
+    })
+    .await;
+
+    // 09:00 has passed today as well: the edit starts nothing and moves the next run at once.
+    patch_spec(&fixture, "daily", json!({"time": "09:00"})).await;
+    wait_for_status(&fixture, "daily", "next run moved to 09:00 tomorrow", |o| {
+        (next_run(o) == Some(utc("2026-12-01T14:00:00Z"))).then_some(())
+    })
+    .await;
+    patch_spec(
+        &fixture,
+        "daily",
+        json!({"time": "11:30", "timeZone": "Europe/Berlin"}),
+    )
+    .await;
+    wait_for_status(&fixture, "daily", "next run in Berlin", |o| {
+        let status = o.status.as_ref()?;
+        (status.next_run_time == Some(utc("2026-12-01T10:30:00Z"))
+            && status.next_run_local.as_deref() == Some("2026-12-01T11:30:00+01:00"))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        job_names(&fixture).await.is_empty(),
+        "an edit never starts a run"
+    );
+
+    clock.set(utc("2026-12-01T10:30:00Z"));
+    eventually(WAIT, "the Berlin slot's Job", || async {
+        (job_names(&fixture).await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        job_names(&fixture).await,
+        [job_name(
+            "daily",
+            utc("2026-12-01T10:30:00Z"),
+            &RunKind::Scheduled
+        )]
+    );
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
+    let (fixture, artifacts) = setup("sx-suspend").await;
+    patch_spec(&fixture, "daily", json!({"suspend": true})).await;
+    let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    wait_for_status(&fixture, "daily", "Ready/Suspended", |o| {
+        let ready = o
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.reason == "Suspended" && o.status.as_ref()?.next_run_time.is_none()).then_some(())
+    })
+    .await;
+
+    clock.set(utc("2026-11-30T13:00:00Z")); // past the 07:00 slot while suspended
+    patch_spec(&fixture, "daily", json!({"suspend": false})).await;
+    wait_for_status(&fixture, "daily", "resumed, next run tomorrow", |o| {
+        (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
+    })
+    .await;
+    assert!(
+        job_names(&fixture).await.is_empty(),
+        "resume does not run the missed slot"
+    );
+
+    clock.set(utc("2026-12-01T12:00:00Z"));
+    eventually(WAIT, "the next slot's Job", || async {
+        (job_names(&fixture).await.len() == 1).then_some(())
+    })
+    .await;
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn spring_forward_runs_a_skipped_time_with_the_offset_before_the_gap() {
+    let (fixture, artifacts) = setup("sx-dst").await;
+    patch_spec(&fixture, "daily", json!({"time": "02:30"})).await;
+    let clock = ManualClock::new(utc("2026-03-07T12:00:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    wait_for_status(
+        &fixture,
+        "daily",
+        "02:30 on the gap day is 03:30 EDT",
+        |o| {
+            let status = o.status.as_ref()?;
+            (status.next_run_time == Some(utc("2026-03-08T07:30:00Z"))
+                && status.next_run_local.as_deref() == Some("2026-03-08T03:30:00-04:00"))
+            .then_some(())
+        },
+    )
+    .await;
+    clock.set(utc("2026-03-08T07:29:59Z"));
+    wait_for_status(&fixture, "daily", "a reconcile just before the slot", |o| {
+        (o.status.as_ref()?.schedule.is_some()).then_some(())
+    })
+    .await;
+    clock.set(utc("2026-03-08T07:30:00Z"));
+    let expected = job_name("daily", utc("2026-03-08T07:30:00Z"), &RunKind::Scheduled);
+    wait_for_job_complete(&fixture, &expected).await;
+    wait_for_status(&fixture, "daily", "next run back on 02:30 EDT", |o| {
+        (next_run(o) == Some(utc("2026-03-09T06:30:00Z"))).then_some(())
+    })
+    .await;
+    assert_eq!(job_names(&fixture).await, [expected]);
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn downtime_across_several_slots_gives_exactly_one_catch_up_run() {
+    let (fixture, artifacts) = setup("sx-catchup").await;
+    let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    controller.stop().await;
+
+    clock.set(utc("2026-12-03T15:00:00Z")); // four slots passed while the operator was down
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let expected = job_name("daily", utc("2026-12-03T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_complete(&fixture, &expected).await;
+    wait_for_status(&fixture, "daily", "next run after the catch-up", |o| {
+        (next_run(o) == Some(utc("2026-12-04T12:00:00Z"))).then_some(())
+    })
+    .await;
+    assert_eq!(
+        job_names(&fixture).await,
+        [expected],
+        "one catch-up run, for the latest slot"
+    );
+    let events = Api::<Event>::namespaced(fixture.client.clone(), &fixture.namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("MissedSlots")
+                && e.message.as_deref().is_some_and(|m| m.contains("3 slots"))),
+        "a MissedSlots Event says how many slots passed"
+    );
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn run_now_runs_once_per_token() {
+    let (fixture, artifacts) = setup("sx-runnow").await;
+    let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+
+    let annotate = |token: &'static str| {
+        let api = fixture.api();
+        async move {
+            let patch = json!({"metadata": {"annotations": {"exports.crm.dev/run-now": token}}});
+            api.patch("daily", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("annotate");
+        }
+    };
+    annotate("first").await;
+    let first = job_name(
+        "daily",
+        utc("2026-11-30T15:00:00Z"),
+        &RunKind::RunNow {
+            token: "first".into(),
+        },
+    );
+    wait_for_job_complete(&fixture, &first).await;
+    wait_for_status(&fixture, "daily", "the token recorded", |o| {
+        (o.status.as_ref()?.last_run_now_token.as_deref() == Some("first")).then_some(())
+    })
+    .await;
+    assert!(
+        files_in(&fixture.local_dir).contains(&"interactions-20261130T150000Z.csv".to_string())
+    );
+
+    clock.set(utc("2026-11-30T15:10:00Z"));
+    annotate("first").await; // the same token again: nothing
+    annotate("second").await;
+    let second = job_name(
+        "daily",
+        utc("2026-11-30T15:10:00Z"),
+        &RunKind::RunNow {
+            token: "second".into(),
+        },
+    );
+    wait_for_job_complete(&fixture, &second).await;
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(job_names(&fixture).await, expected);
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleting_the_object_removes_its_jobs_and_keeps_its_files() {
+    let (fixture, artifacts) = setup("sx-delete").await;
+    let clock = ManualClock::new(utc("2026-11-30T12:00:30Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    // The schedule starts at the first reconcile (12:00:30), so today's 07:00 slot has passed.
+    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    clock.set(utc("2026-12-01T12:00:00Z"));
+    let expected = job_name("daily", utc("2026-12-01T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_complete(&fixture, &expected).await;
+
+    fixture
+        .api()
+        .delete("daily", &DeleteParams::foreground())
+        .await
+        .expect("delete");
+    eventually(WAIT, "the garbage collector to remove the Job", || async {
+        job_names(&fixture).await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        ["interactions-20261201T120000Z.csv"],
+        "delivered files stay"
+    );
+    controller.stop().await;
+    fixture.cleanup().await;
+}
