@@ -140,39 +140,9 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
             renew_every: std::time::Duration::from_secs(5),
         },
     ));
-    election
-        .acquire()
+    controller::run_with_leader_election(ctx, election, shutdown_signal())
         .await
-        .map_err(|err| CommandError::Failed(format!("cannot take the leader Lease: {err}")))?;
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
-    let holder = Arc::clone(&election);
-    let holding = tokio::spawn(async move {
-        let _ = lost_tx.send(holder.hold().await);
-    });
-    let stop = async move {
-        tokio::select! {
-            () = shutdown_signal() => None,
-            lost = lost_rx => lost.ok(),
-        }
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let stopped = tokio::spawn(async move {
-        let reason = stop.await;
-        let _ = stop_tx.send(());
-        reason
-    });
-    controller::run(ctx, async move {
-        let _ = stop_rx.await;
-    })
-    .await;
-    holding.abort();
-    match stopped.await {
-        Ok(Some(lost)) => Err(CommandError::Failed(lost.to_string())),
-        _ => {
-            election.release().await;
-            Ok(())
-        }
-    }
+        .map_err(|err| CommandError::Failed(err.to_string()))
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C.

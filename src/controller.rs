@@ -18,12 +18,14 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::job::{self, JobSettings, JobState, RunKind};
+use crate::leader::{LeaderElection, LeaderError};
 use crate::plan::{self, RunToStart};
 use crate::resource::ScheduledExport;
 use crate::status::READY;
 use crate::status_update::update_status;
 
-/// Annotation the controller puts on a finished Job once its outcome Event is published.
+/// Annotations the controller puts on a Job once its `Started` and outcome Events are published.
+const STARTED_ANNOTATION: &str = "exports.crm.dev/reported-started";
 const REPORTED_ANNOTATION: &str = "exports.crm.dev/reported";
 /// Finished Jobs kept per object, like a CronJob's history limits.
 const KEEP_SUCCEEDED_JOBS: usize = 3;
@@ -98,6 +100,38 @@ pub async fn run(
         .await;
 }
 
+/// Runs the controller while this replica holds the leader Lease: waits for it, reconciles until
+/// `shutdown` (then gives the Lease up) or until the Lease is lost (then returns the error, and the
+/// process should exit so it restarts as a standby).
+pub async fn run_with_leader_election(
+    ctx: Arc<Context>,
+    election: Arc<LeaderElection>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), LeaderError> {
+    tokio::pin!(shutdown);
+    tokio::select! {
+        acquired = election.acquire() => acquired?,
+        () = &mut shutdown => return Ok(()),
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    let lost = tokio::select! {
+        lost = election.hold() => Some(lost),
+        () = &mut shutdown => None,
+    };
+    let _ = stop.send(());
+    let _ = controller.await;
+    match lost {
+        Some(lost) => Err(lost),
+        None => {
+            election.release().await;
+            Ok(())
+        }
+    }
+}
+
 fn error_policy(_object: Arc<ScheduledExport>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, "will retry");
     Action::requeue(Duration::from_secs(15))
@@ -152,7 +186,7 @@ async fn reconcile(
     {
         jobs.push(created);
     }
-    report_finished_jobs(&ctx, &object, &jobs_api, &jobs).await;
+    report_job_events(&ctx, &object, &jobs_api, &jobs).await;
     for stale in job::finished_jobs_to_delete(&jobs, KEEP_SUCCEEDED_JOBS, KEEP_FAILED_JOBS) {
         match jobs_api.delete(&stale, &DeleteParams::background()).await {
             Ok(_) => jobs.retain(|job| job.metadata.name.as_deref() != Some(stale.as_str())),
@@ -206,40 +240,52 @@ async fn start_run(
     }
 }
 
-/// One Event per finished Job: `Succeeded` or `Failed`, then the Job is marked as reported.
-async fn report_finished_jobs(
+/// One `Started` Event when a Job's export is running and one `Succeeded` or `Failed` Event when
+/// it ends; an annotation on the Job remembers what was published, across restarts and replicas.
+async fn report_job_events(
     ctx: &Context,
     object: &ScheduledExport,
     jobs_api: &Api<Job>,
     jobs: &[Job],
 ) {
     for job in jobs {
-        let reported = job.annotations().contains_key(REPORTED_ANNOTATION);
-        let (type_, reason, note) = match job::job_state(job) {
-            _ if reported => continue,
-            JobState::Succeeded => (
+        let annotations = job.annotations();
+        let (mark, type_, reason, note) = match job::job_state(job) {
+            JobState::Running if !annotations.contains_key(STARTED_ANNOTATION) => (
+                STARTED_ANNOTATION,
+                EventType::Normal,
+                "Started",
+                format!("Job {} is exporting", job.name_any()),
+            ),
+            JobState::Succeeded if !annotations.contains_key(REPORTED_ANNOTATION) => (
+                REPORTED_ANNOTATION,
                 EventType::Normal,
                 "Succeeded",
                 format!("Job {} delivered its file", job.name_any()),
             ),
-            JobState::Failed { reason, message } => (
-                EventType::Warning,
-                "Failed",
-                format!("Job {} failed ({reason}): {message}", job.name_any()),
-            ),
-            JobState::Pending | JobState::Running => continue,
+            JobState::Failed { reason, message }
+                if !annotations.contains_key(REPORTED_ANNOTATION) =>
+            {
+                (
+                    REPORTED_ANNOTATION,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Job {} failed ({reason}): {message}", job.name_any()),
+                )
+            }
+            _ => continue,
         };
         publish(ctx, object, type_, reason, &note).await;
-        let mark = serde_json::json!({"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}});
+        let patch = serde_json::json!({"metadata": {"annotations": {mark: "true"}}});
         if let Err(err) = jobs_api
             .patch(
                 &job.name_any(),
                 &PatchParams::default(),
-                &Patch::Merge(&mark),
+                &Patch::Merge(&patch),
             )
             .await
         {
-            warn!(job = %job.name_any(), error = %err, "could not mark the Job as reported");
+            warn!(job = %job.name_any(), error = %err, "could not mark the Job's Event as published");
         }
     }
 }

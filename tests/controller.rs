@@ -477,3 +477,229 @@ async fn deleting_the_object_removes_its_jobs_and_keeps_its_files() {
     controller.stop().await;
     fixture.cleanup().await;
 }
+
+/// Holds an exclusive lock on `interactions`, so an export blocks (a long-running run) until released.
+struct TableLock(tokio_postgres::Client);
+
+impl TableLock {
+    async fn take(database_url: &str) -> Self {
+        let client = connect_database(database_url).await;
+        client
+            .batch_execute("BEGIN; LOCK TABLE interactions IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock interactions");
+        Self(client)
+    }
+
+    async fn release(self) {
+        self.0
+            .batch_execute("ROLLBACK")
+            .await
+            .expect("release the lock");
+    }
+}
+
+async fn wait_for_job_running(fixture: &Fixture, job: &str) {
+    eventually(WAIT, &format!("Job {job} to be running"), || async move {
+        let job = Api::<Job>::namespaced(fixture.client.clone(), &fixture.namespace)
+            .get(job)
+            .await
+            .ok()?;
+        (job.status?.active? >= 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_run_still_going_at_the_next_slot_delays_that_slot_until_it_ends() {
+    let (fixture, artifacts) = setup("sx-busy").await;
+    let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+
+    let lock = TableLock::take(&fixture.database_url).await;
+    clock.set(utc("2026-11-30T12:00:00Z"));
+    let first = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_running(&fixture, &first).await;
+
+    clock.set(utc("2026-12-01T12:00:00Z")); // the next slot comes while the first run is blocked
+    wait_for_status(
+        &fixture,
+        "daily",
+        "the next slot waiting for the running Job",
+        |o| {
+            let status = o.status.as_ref()?;
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (ready.reason == "WaitingForRun"
+                && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        job_names(&fixture).await,
+        std::slice::from_ref(&first),
+        "never two runs of one object at once"
+    );
+
+    lock.release().await;
+    let second = job_name("daily", utc("2026-12-01T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_complete(&fixture, &second).await;
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(job_names(&fixture).await, expected);
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        [
+            "interactions-20261130T120000Z.csv",
+            "interactions-20261201T120000Z.csv"
+        ]
+    );
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_it() {
+    let (fixture, artifacts) = setup("sx-restart").await;
+    let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    let lock = TableLock::take(&fixture.database_url).await;
+    clock.set(utc("2026-11-30T12:00:00Z"));
+    let job = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_running(&fixture, &job).await;
+
+    controller.stop().await;
+    clock.set(utc("2026-11-30T12:05:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    lock.release().await;
+    wait_for_job_complete(&fixture, &job).await;
+    wait_for_status(&fixture, "daily", "the run recorded as delivered", |o| {
+        let status = o.status.as_ref()?;
+        (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
+            && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(job_names(&fixture).await, [job]);
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        ["interactions-20261130T120000Z.csv"]
+    );
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
+    use scheduled_exports::leader::{LeaderElection, LeaseSettings};
+
+    let (fixture, artifacts) = setup("sx-replicas").await;
+    let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
+    let replica = |identity: &str| {
+        let config = ControllerConfig {
+            namespace: Some(fixture.namespace.clone()),
+            default_zone: chrono_tz::UTC,
+            job: JobSettings {
+                image: "scheduled-exports:test".into(),
+                service_account: "scheduled-exports-export".into(),
+                artifact_store_url: format!("file://{}", artifacts.path().display()),
+                ..JobSettings::default()
+            },
+            instance: identity.to_string(),
+        };
+        let ctx = Arc::new(Context::new(
+            fixture.client.clone(),
+            Arc::new(clock.clone()),
+            config,
+        ));
+        let election = Arc::new(LeaderElection::new(
+            fixture.client.clone(),
+            LeaseSettings {
+                namespace: fixture.namespace.clone(),
+                name: "scheduled-exports-controller".into(),
+                identity: identity.to_string(),
+                duration: Duration::from_secs(4),
+                renew_every: Duration::from_millis(500),
+            },
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run_with_leader_election(
+            ctx,
+            election,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        (stop, task)
+    };
+    let (stop_a, task_a) = replica("replica-a");
+    let (stop_b, task_b) = replica("replica-b");
+    wait_for_status(&fixture, "daily", "the leader's first reconcile", next_run).await;
+
+    clock.set(utc("2026-11-30T12:00:00Z"));
+    let first = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_complete(&fixture, &first).await;
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        fixture.client.clone(),
+        &fixture.namespace,
+    );
+    let leader = leases
+        .get("scheduled-exports-controller")
+        .await
+        .expect("lease")
+        .spec
+        .and_then(|spec| spec.holder_identity)
+        .expect("a holder");
+
+    // The leader stops and gives the Lease up; the standby takes over and runs the next slot.
+    let (stop_leader, task_leader, task_standby, stop_standby) = if leader == "replica-a" {
+        (stop_a, task_a, task_b, stop_b)
+    } else {
+        (stop_b, task_b, task_a, stop_a)
+    };
+    let _ = stop_leader.send(());
+    assert!(
+        task_leader.await.expect("leader task").is_ok(),
+        "a graceful stop is not an error"
+    );
+    eventually(WAIT, "the standby to take the Lease", || {
+        let leases = leases.clone();
+        let leader = leader.clone();
+        async move {
+            let holder = leases
+                .get("scheduled-exports-controller")
+                .await
+                .ok()?
+                .spec?
+                .holder_identity?;
+            (holder != leader).then_some(())
+        }
+    })
+    .await;
+    clock.set(utc("2026-12-01T12:00:00Z"));
+    let second = job_name("daily", utc("2026-12-01T12:00:00Z"), &RunKind::Scheduled);
+    wait_for_job_complete(&fixture, &second).await;
+
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(job_names(&fixture).await, expected);
+    let events = Api::<Event>::namespaced(fixture.client.clone(), &fixture.namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let scheduled: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+        .collect();
+    let series = scheduled.iter().map(|e| e.count.unwrap_or(1)).sum::<i32>();
+    assert_eq!(
+        series, 2,
+        "one Scheduled Event per slot, whichever replica leads: {scheduled:?}"
+    );
+    let _ = stop_standby.send(());
+    let _ = task_standby.await;
+    fixture.cleanup().await;
+}
