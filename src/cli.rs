@@ -61,6 +61,10 @@ pub struct ControllerArgs {
     /// Where delivered files are kept for recopies: file:///path or s3://bucket/prefix.
     #[arg(long, env = "ARTIFACT_STORE_URL")]
     pub artifact_store: String,
+    /// Secret (in each object's namespace) with the artifact store's credentials for the export
+    /// Jobs, e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL.
+    #[arg(long, env = "ARTIFACT_STORE_SECRET")]
+    pub artifact_store_secret: Option<String>,
     /// Elect a leader through a Lease, for running several replicas.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,

@@ -116,6 +116,7 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
             image: args.image,
             service_account: args.job_service_account,
             artifact_store_url: args.artifact_store,
+            artifact_store_secret: args.artifact_store_secret,
             ..JobSettings::default()
         },
         instance: identity.clone(),

@@ -13,8 +13,9 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -84,6 +85,9 @@ pub struct JobSettings {
     /// Where delivered files are kept for recopies (`ARTIFACT_STORE_URL`). No default: a Job
     /// without it could only fail.
     pub artifact_store_url: String,
+    /// Secret in the object's namespace whose keys become the export's environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, ... for an `s3://` store).
+    pub artifact_store_secret: Option<String>,
     /// Container resources. The ephemeral-storage limit must exceed `spool_size_limit`, or the
     /// kubelet evicts the Pod before the spool reaches its own limit.
     pub resources: ResourceRequirements,
@@ -123,6 +127,7 @@ impl Default for JobSettings {
             image_pull_policy: None,
             service_account: "scheduled-exports-export".to_string(),
             artifact_store_url: String::new(),
+            artifact_store_secret: None,
             resources: ResourceRequirements {
                 requests: Some(requests),
                 limits: Some(limits),
@@ -335,6 +340,15 @@ pub fn build_job(
         image_pull_policy: settings.image_pull_policy.clone(),
         command: Some(command),
         env: Some(env),
+        env_from: settings.artifact_store_secret.as_ref().map(|secret| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: secret.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            }]
+        }),
         resources: Some(settings.resources.clone()),
         volume_mounts: Some(vec![VolumeMount {
             name: SPOOL_VOLUME.to_string(),
@@ -918,6 +932,29 @@ mod tests {
                 .iter()
                 .any(|var| var.name == "LOG_FORMAT")
         );
+    }
+
+    #[test]
+    fn artifact_store_credentials_come_from_a_secret_only_when_named() {
+        let container = |settings: &JobSettings| {
+            let job = build_job(
+                &object("interactions-daily"),
+                slot(),
+                &RunKind::Scheduled,
+                settings,
+            )
+            .unwrap();
+            job.spec.unwrap().template.spec.unwrap().containers[0].clone()
+        };
+        assert_eq!(container(&settings()).env_from, None);
+        let with_secret = JobSettings {
+            artifact_store_secret: Some("artifact-store".to_string()),
+            ..settings()
+        };
+        let env_from = container(&with_secret).env_from.unwrap();
+        let secret = env_from[0].secret_ref.as_ref().unwrap();
+        assert_eq!(secret.name, "artifact-store");
+        assert_eq!(secret.optional, Some(false));
     }
 
     #[test]
