@@ -48,10 +48,10 @@ const ACCEPTED_FORMS: &str =
 ///
 /// One request is cheaper and simpler for the typical daily CSV; above this, multipart keeps memory
 /// bounded and lets a failed part be retried without resending the whole file.
-const SINGLE_PUT_MAX: u64 = 8 * 1024 * 1024;
+const SINGLE_PUT_MAX: u64 = 5 * 1024 * 1024;
 
 /// Size of each multipart part (S3 requires at least 5 MiB for all but the last part).
-const PART_SIZE: usize = 8 * 1024 * 1024;
+const PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// Parts uploading concurrently. With `PART_SIZE` this bounds an upload's memory to about
 /// `(PARTS_IN_FLIGHT + 1) * PART_SIZE`, whatever the file size.
@@ -502,7 +502,7 @@ impl ArtifactStore {
 
     /// Streams a local file into the store under `key`, returning its sha256 (hex) and size.
     ///
-    /// Files larger than 8 MiB go up as multipart uploads of 8 MiB parts, two at a time, so
+    /// Files larger than 5 MiB go up as multipart uploads of 5 MiB parts, two at a time, so
     /// memory stays bounded whatever the file size. The object appears only once complete; a
     /// failed multipart upload is aborted so no parts linger.
     pub async fn put_file(
@@ -531,7 +531,7 @@ impl ArtifactStore {
         };
 
         if size <= SINGLE_PUT_MAX {
-            // `size` is at most 8 MiB here; read a little past it in case the file grew.
+            // `size` is at most 5 MiB here; read a little past it in case the file grew.
             let (read, content) = reader
                 .read_chunk(SINGLE_PUT_MAX as usize + 1)
                 .await

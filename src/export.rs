@@ -247,22 +247,47 @@ async fn deliver(
         name: request.name.clone(),
         file_name: file_name.to_string(),
     };
-    store.put_file(&key, spool.path()).await?;
-
+    // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
+    // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
     let local = spool.path().to_path_buf();
     let remote_name = file_name.to_string();
-    let delivered = tokio::task::spawn_blocking(move || {
-        deliver_file(&target, &credentials, timeout, &local, &remote_name)
-    })
-    .await;
+    let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
+    let upload = tokio::task::spawn_blocking(move || {
+        deliver_file(
+            &upload_target,
+            &upload_credentials,
+            timeout,
+            &local,
+            &remote_name,
+        )
+    });
+    let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
     drop(spool);
-    if !matches!(delivered, Ok(Ok(_))) {
-        // Nothing was delivered, so nothing must be kept for recopies.
-        if let Err(err) = store.delete(&key).await {
-            warn!(error = %err, "could not remove the artifact of the failed delivery");
+    let delivered = delivered
+        .map_err(ExportError::from)
+        .and_then(|result| result.map_err(ExportError::from));
+    match (stored, delivered) {
+        (Ok(_), Ok(_)) => {}
+        (Ok(_), Err(err)) => {
+            if let Err(cleanup) = store.delete(&key).await {
+                warn!(error = %cleanup, "could not remove the artifact of the failed delivery");
+            }
+            return Err(err);
+        }
+        (Err(err), delivered) => {
+            if delivered.is_ok() {
+                let name = file_name.to_string();
+                let removed = tokio::task::spawn_blocking(move || {
+                    remove_delivered(&target, &credentials, timeout, &name)
+                })
+                .await;
+                if !matches!(removed, Ok(Ok(()))) {
+                    warn!(file = %file_name, "could not remove the file of a run whose artifact was not stored");
+                }
+            }
+            return Err(err.into());
         }
     }
-    delivered??;
 
     Ok(DeliveredRun {
         slot,
@@ -298,6 +323,23 @@ fn deliver_file(
         session.remove(&existing)?;
     }
     session.upload(local, file_name)
+}
+
+/// Takes back a delivered file (only when the run as a whole failed).
+fn remove_delivered(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    file_name: &str,
+) -> Result<(), SftpError> {
+    let session = SftpSession::connect(target, credentials, timeout)?;
+    if let Some(found) = session
+        .locate(file_name)?
+        .filter(|found| found.relative == file_name)
+    {
+        session.remove(&found)?;
+    }
+    Ok(())
 }
 
 async fn read_secret(
