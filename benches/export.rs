@@ -11,6 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::fixture::Fixture;
 use common::*;
 use scheduled_exports::resource::FileType;
 use scheduled_exports::source::window_query;
@@ -24,7 +25,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (namespace, database_url, remote_dir, local_dir) = runtime.block_on(setup(rows));
+    let started = Instant::now();
+    let fixture = runtime.block_on(Fixture::new("sx-bench", rows));
+    eprintln!(
+        "generated {rows} interactions in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let spool = tempfile::tempdir().expect("spool dir");
     let query = window_query(FileType::Interactions, None);
 
@@ -39,7 +45,8 @@ fn main() {
         let status = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "psql -X -q '{database_url}' -c \"COPY ({query}) TO STDOUT CSV HEADER\" > '{}'",
+                "psql -X -q '{}' -c \"COPY ({query}) TO STDOUT CSV HEADER\" > '{}'",
+                fixture.database_url,
                 file.display()
             ))
             .status()
@@ -63,16 +70,17 @@ fn main() {
             ])
             .arg(format!("{}@{}", env_var("SFTP_USER"), env_var("SFTP_HOST")))
             .stdin_bytes(format!(
-                "put {} {remote_dir}/baseline-{round}.csv\n",
-                file.display()
+                "put {} {}/baseline-{round}.csv\n",
+                file.display(),
+                fixture.remote_dir
             ))
             .expect("sftp put");
         assert!(status.success(), "sftp put failed");
         baseline.push(started.elapsed());
 
-        // The export: same rows, same server, plus the artifact store and the status write.
+        // The export: same rows, same server, plus the artifact store and the status writes.
         let name = format!("bench-{round}");
-        runtime.block_on(create_object(&namespace, &name, &remote_dir));
+        runtime.block_on(fixture.create_object(&name, json!({})));
         let started = Instant::now();
         let output = Command::new("/usr/bin/time")
             .args(["-f", "maxrss_kib=%M"])
@@ -80,22 +88,16 @@ fn main() {
             .args([
                 "export",
                 "--namespace",
-                &namespace,
+                &fixture.namespace,
                 "--name",
                 &name,
                 "--slot",
                 "2026-11-30T12:00:00Z",
             ])
-            .args([
-                "--artifact-store",
-                &format!("s3://{}/bench-{namespace}", env_var("S3_BUCKET")),
-            ])
+            .args(["--artifact-store", &fixture.artifact_store])
             .args(["--spool-dir", &spool.path().display().to_string()])
-            .env("KUBECONFIG", kubeconfig_path())
-            .env("AWS_ACCESS_KEY_ID", env_var("AWS_ACCESS_KEY_ID"))
-            .env("AWS_SECRET_ACCESS_KEY", env_var("AWS_SECRET_ACCESS_KEY"))
-            .env("AWS_REGION", env_var("AWS_REGION"))
-            .env("AWS_ENDPOINT_URL", env_var("S3_ENDPOINT"))
+            .env_clear()
+            .envs(binary_env())
             .env("RUST_LOG", "warn")
             .output()
             .expect("run export");
@@ -108,12 +110,15 @@ fn main() {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .expect("/usr/bin/time reports maxrss");
         peak_rss_kib = peak_rss_kib.max(rss);
-        bytes = std::fs::metadata(local_dir.join("interactions-20261130T120000Z.csv"))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        let _ = std::fs::remove_file(local_dir.join("interactions-20261130T120000Z.csv"));
-        let _ = std::fs::remove_file(local_dir.join(format!("baseline-{round}.csv")));
-        let _ = std::fs::remove_file(&file);
+        let delivered = fixture.local_dir.join("interactions-20261130T120000Z.csv");
+        bytes = std::fs::metadata(&delivered).map(|m| m.len()).unwrap_or(0);
+        for done in [
+            delivered,
+            fixture.local_dir.join(format!("baseline-{round}.csv")),
+            file,
+        ] {
+            let _ = std::fs::remove_file(done);
+        }
         eprintln!(
             "round {round}: baseline {:.2}s, export {:.2}s, export peak RSS {:.1} MiB",
             baseline[round].as_secs_f64(),
@@ -134,77 +139,7 @@ fn main() {
         export.as_secs_f64() / baseline.as_secs_f64(),
         peak_rss_kib as f64 / 1024.0
     );
-    runtime.block_on(async {
-        delete_namespace(&client().await, &namespace).await;
-    });
-    let _ = std::fs::remove_dir_all(&local_dir);
-}
-
-async fn setup(rows: u64) -> (String, String, String, std::path::PathBuf) {
-    let client = client().await;
-    install_crd(&client).await;
-    let namespace = test_namespace(&client, "sx-bench").await;
-    let database_url = create_database("sx_bench").await;
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_scheduled-exports"))
-        .args([
-            "sample-data",
-            "--database-url",
-            &database_url,
-            "--interactions",
-            &rows.to_string(),
-            "--proposals",
-            "0",
-        ])
-        .output()
-        .expect("sample-data");
-    assert!(
-        output.status.success(),
-        "sample-data: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!(
-        "generated {rows} interactions in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    let (remote_dir, local_dir) = sftp_directory(&namespace);
-    create_secret(
-        &client,
-        &namespace,
-        "crm-database",
-        &[("url", database_url.clone())],
-    )
-    .await;
-    create_secret(&client, &namespace, "sftp-credentials", &sftp_secret_data()).await;
-    (namespace, database_url, remote_dir, local_dir)
-}
-
-async fn create_object(namespace: &str, name: &str, remote_dir: &str) {
-    let client = client().await;
-    let api: kube::Api<scheduled_exports::resource::ScheduledExport> =
-        kube::Api::namespaced(client, namespace);
-    let object = serde_json::from_value(json!({
-        "apiVersion": "exports.crm.dev/v1alpha1",
-        "kind": "ScheduledExport",
-        "metadata": {"name": name},
-        "spec": {
-            "fileType": "interactions",
-            "time": "07:00",
-            "timeZone": "UTC",
-            "source": {"secretRef": {"name": "crm-database"}},
-            "destination": {"sftp": {
-                "host": env_var("SFTP_HOST"),
-                "port": env_var("SFTP_PORT").parse::<u16>().expect("port"),
-                "username": env_var("SFTP_USER"),
-                "directory": remote_dir,
-                "secretRef": {"name": "sftp-credentials"},
-            }},
-        }
-    }))
-    .expect("object");
-    api.create(&Default::default(), &object)
-        .await
-        .expect("create ScheduledExport");
+    runtime.block_on(fixture.cleanup());
 }
 
 /// `Command::status` with bytes on stdin.

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::random_suffix;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,18 +18,6 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 const SECRET_PLACEHOLDER: &str = "do-not-print-this-secret-4f1c";
-
-fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    format!("{:016x}", hasher.finish())
-}
 
 /// Deterministic, incompressible-looking content (xorshift), different per seed.
 fn content(len: usize, seed: u64) -> Vec<u8> {

@@ -64,6 +64,31 @@ async fn grant_job_rbac(client: &Client, namespace: &str) {
         .expect("binding");
 }
 
+/// The controller's context for one test namespace, with its Jobs' artifacts under `artifacts`.
+fn controller_context(
+    fixture: &Fixture,
+    clock: &ManualClock,
+    artifacts: &std::path::Path,
+    identity: &str,
+) -> Arc<Context> {
+    let config = ControllerConfig {
+        namespace: Some(fixture.namespace.clone()),
+        default_zone: chrono_tz::UTC,
+        job: JobSettings {
+            image: "scheduled-exports:test".into(),
+            service_account: "scheduled-exports-export".into(),
+            artifact_store_url: format!("file://{}", artifacts.display()),
+            ..JobSettings::default()
+        },
+        instance: identity.to_string(),
+    };
+    Arc::new(Context::new(
+        fixture.client.clone(),
+        Arc::new(clock.clone()),
+        config,
+    ))
+}
+
 /// A controller for one namespace, running in this process until dropped.
 struct RunningController {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -72,22 +97,7 @@ struct RunningController {
 
 impl RunningController {
     fn start(fixture: &Fixture, clock: &ManualClock, artifacts: &std::path::Path) -> Self {
-        let config = ControllerConfig {
-            namespace: Some(fixture.namespace.clone()),
-            default_zone: chrono_tz::UTC,
-            job: JobSettings {
-                image: "scheduled-exports:test".into(),
-                service_account: "scheduled-exports-export".into(),
-                artifact_store_url: format!("file://{}", artifacts.display()),
-                ..JobSettings::default()
-            },
-            instance: "tests".into(),
-        };
-        let ctx = Arc::new(Context::new(
-            fixture.client.clone(),
-            Arc::new(clock.clone()),
-            config,
-        ));
+        let ctx = controller_context(fixture, clock, artifacts, "tests");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(controller::run(ctx, async move {
             let _ = stopped.await;
@@ -598,22 +608,7 @@ async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
     let (fixture, artifacts) = setup("sx-replicas").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
     let replica = |identity: &str| {
-        let config = ControllerConfig {
-            namespace: Some(fixture.namespace.clone()),
-            default_zone: chrono_tz::UTC,
-            job: JobSettings {
-                image: "scheduled-exports:test".into(),
-                service_account: "scheduled-exports-export".into(),
-                artifact_store_url: format!("file://{}", artifacts.path().display()),
-                ..JobSettings::default()
-            },
-            instance: identity.to_string(),
-        };
-        let ctx = Arc::new(Context::new(
-            fixture.client.clone(),
-            Arc::new(clock.clone()),
-            config,
-        ));
+        let ctx = controller_context(&fixture, &clock, artifacts.path(), identity);
         let election = Arc::new(LeaderElection::new(
             fixture.client.clone(),
             LeaseSettings {

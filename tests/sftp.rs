@@ -55,18 +55,7 @@ impl TestDir {
 
     /// Names of the entries directly in the directory, sorted.
     fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.local)
-            .expect("read test directory")
-            .map(|entry| {
-                entry
-                    .expect("entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        names
+        common::fixture::files_in(&self.local)
     }
 }
 

@@ -124,8 +124,7 @@ pub async fn install_crd(client: &Client) {
 /// A fresh namespace for one test, so tests run in parallel without seeing each other's objects.
 pub async fn test_namespace(client: &Client, prefix: &str) -> String {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let suffix: u32 = rand_suffix();
-    let name = format!("{prefix}-{suffix:08x}");
+    let name = format!("{prefix}-{}", random_suffix());
     let namespace: Namespace = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {"scheduled-exports.test/owner": "integration-tests"}}
     }))
@@ -142,7 +141,8 @@ pub async fn delete_namespace(client: &Client, name: &str) {
     let _ = namespaces.delete(name, &DeleteParams::background()).await;
 }
 
-fn rand_suffix() -> u32 {
+/// A random hex suffix for names that must not collide between parallel tests.
+pub fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -151,7 +151,7 @@ fn rand_suffix() -> u32 {
             .map(|d| d.as_nanos())
             .unwrap_or_default(),
     );
-    hasher.finish() as u32
+    format!("{:08x}", hasher.finish() as u32)
 }
 
 /// Runs the machine's kubectl against the test bed, returning (success, stdout, stderr).
@@ -192,7 +192,7 @@ pub fn valid_object(name: &str) -> serde_json::Value {
 /// Returns its URL (superuser credentials, as in `DATABASE_URL`).
 pub async fn create_database(prefix: &str) -> String {
     let admin_url = env_var("DATABASE_URL");
-    let name = format!("{prefix}_{:08x}", rand_suffix());
+    let name = format!("{prefix}_{}", random_suffix());
     let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
         .await
         .expect("connect to the test bed's PostgreSQL");
@@ -281,21 +281,26 @@ pub fn secret_values() -> Vec<String> {
     values
 }
 
-/// Runs this project's binary with the test bed's kubeconfig and S3 settings.
+/// The environment the binary gets in tests: the test bed's kubeconfig and S3 settings, nothing else.
+pub fn binary_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("KUBECONFIG", kubeconfig_path().display().to_string()),
+        ("AWS_ACCESS_KEY_ID", env_var("AWS_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", env_var("AWS_SECRET_ACCESS_KEY")),
+        ("AWS_REGION", env_var("AWS_REGION")),
+        ("AWS_ENDPOINT_URL", env_var("S3_ENDPOINT")),
+        ("RUST_LOG", "info".to_string()),
+    ]
+}
+
+/// Runs this project's binary with `binary_env`, plus `extra_env`.
 pub fn run_binary(args: &[&str], extra_env: &[(&str, String)]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scheduled-exports"));
-    command
+    std::process::Command::new(env!("CARGO_BIN_EXE_scheduled-exports"))
         .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", kubeconfig_path())
-        .env("AWS_ACCESS_KEY_ID", env_var("AWS_ACCESS_KEY_ID"))
-        .env("AWS_SECRET_ACCESS_KEY", env_var("AWS_SECRET_ACCESS_KEY"))
-        .env("AWS_REGION", env_var("AWS_REGION"))
-        .env("AWS_ENDPOINT_URL", env_var("S3_ENDPOINT"))
-        .env("RUST_LOG", "info");
-    for (name, value) in extra_env {
-        command.env(name, value);
-    }
-    command.output().expect("run scheduled-exports")
+        .envs(binary_env())
+        .envs(extra_env.iter().cloned())
+        .output()
+        .expect("run scheduled-exports")
 }
