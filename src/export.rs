@@ -252,6 +252,11 @@ async fn deliver(
     let local = spool.path().to_path_buf();
     let remote_name = file_name.to_string();
     let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
+    let earlier_attempt = object
+        .status
+        .as_ref()
+        .and_then(|status| status.last_run.as_ref())
+        .is_some_and(|run| run.slot == Some(slot));
     let upload = tokio::task::spawn_blocking(move || {
         deliver_file(
             &upload_target,
@@ -259,6 +264,7 @@ async fn deliver(
             timeout,
             &local,
             &remote_name,
+            earlier_attempt,
         )
     });
     let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
@@ -304,20 +310,24 @@ async fn deliver(
 
 /// Uploads under a temporary name and renames; `upload` verifies the size on the server.
 ///
-/// A file already under the final name is from an earlier attempt at this same slot whose status
-/// write was lost: its window started at the same watermark, so the new file holds all of its rows
-/// and more, and replaces it.
+/// A file already under the final name is replaced only when `replace_earlier_attempt` says the
+/// object's last run was an unfinished attempt at this same slot (its status write was lost): that
+/// window started at the same watermark, so the new file holds all of its rows and more. Any other
+/// file of that name is left alone and the run fails, so a delivered file is never overwritten
+/// with different rows.
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
     timeout: Duration,
     local: &std::path::Path,
     file_name: &str,
+    replace_earlier_attempt: bool,
 ) -> Result<u64, SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
-    if let Some(existing) = session
-        .locate(file_name)?
-        .filter(|found| found.relative == file_name)
+    if replace_earlier_attempt
+        && let Some(existing) = session
+            .locate(file_name)?
+            .filter(|found| found.relative == file_name)
     {
         warn!(file = %file_name, "replacing the file of an earlier attempt at this slot");
         session.remove(&existing)?;

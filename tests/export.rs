@@ -461,3 +461,63 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
     fixture.cleanup().await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn a_lost_status_write_is_repaired_and_an_unrelated_file_is_never_overwritten() {
+    let fixture = Fixture::new("sx-rerun", 4).await;
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let name = "interactions-20261130T120000Z.csv";
+
+    // As if the export's final status write had been lost: status still says the slot is running,
+    // from the watermark before it. The retry replaces its own earlier file with a complete one.
+    let lost = json!({"status": {"watermark": null, "delivery": null, "lastRun": {"slot": "2026-11-30T12:00:00Z", "phase": "Running"}}});
+    fixture
+        .api()
+        .patch_status("daily", &PatchParams::default(), &Patch::Merge(&lost))
+        .await
+        .expect("simulate the lost write");
+    let db = connect_database(&fixture.database_url).await;
+    db.batch_execute("INSERT INTO interactions (interaction_id, constituent_id) VALUES (4242, 1)")
+        .await
+        .expect("insert");
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(
+        output.status.success(),
+        "retry of the same slot: {}",
+        stderr(&output)
+    );
+    let (_, rows) = read_csv(&fixture.local_dir.join(name));
+    assert_eq!(
+        rows.len(),
+        5,
+        "the replacement holds every row of the window and the new one"
+    );
+    assert_eq!(files_in(&fixture.local_dir), [name]);
+
+    // A file of the next slot's name that no attempt of ours wrote is left alone; the run fails.
+    let foreign = fixture.local_dir.join("interactions-20261201T120000Z.csv");
+    std::fs::write(&foreign, "not ours\n").expect("write foreign file");
+    let watermark = fixture
+        .object("daily")
+        .await
+        .status
+        .and_then(|s| s.watermark);
+    let output = fixture.export("daily", "2026-12-01T12:00:00Z");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).to_lowercase().contains("exists"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&foreign).expect("read"),
+        "not ours\n"
+    );
+    let status = fixture.object("daily").await.status.expect("status");
+    assert_eq!(
+        status.watermark, watermark,
+        "a failed run never advances the watermark"
+    );
+    fixture.cleanup().await;
+}
