@@ -14,7 +14,8 @@
 //! - Dates are ISO 8601 (`2024-03-05`), via the `date` text output under `DateStyle = ISO`, which
 //!   [`SESSION_SETTINGS`] pins for the export transaction.
 //! - `solicitors` is a `text[]` joined with `;` (NULL elements are dropped by `array_to_string`).
-//! - `deleted` is `true`/`false` (the boolean-to-text cast, not the `t`/`f` output format).
+//! - `deleted` is `true`/`false` (the boolean-to-text cast, not the `t`/`f` output format; a NULL
+//!   from a view counts as not deleted).
 //! - Amounts are the plain `numeric` text (`1250.00`, never an exponent).
 //! - NULL becomes an empty cell.
 //!
@@ -124,7 +125,11 @@ const INTERACTIONS: [Column; 16] = [
     ),
     Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
     Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
-    Column::new("deleted", ColumnKind::Boolean, "deleted::boolean::text"),
+    Column::new(
+        "deleted",
+        ColumnKind::Boolean,
+        "coalesce(deleted, false)::boolean::text",
+    ),
 ];
 
 const PROPOSALS: [Column; 17] = [
@@ -172,7 +177,11 @@ const PROPOSALS: [Column; 17] = [
     ),
     Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
     Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
-    Column::new("deleted", ColumnKind::Boolean, "deleted::boolean::text"),
+    Column::new(
+        "deleted",
+        ColumnKind::Boolean,
+        "coalesce(deleted, false)::boolean::text",
+    ),
 ];
 
 /// The columns of `file_type`, in file order.

@@ -70,6 +70,8 @@ pub enum ReconcileError {
     NoNamespace,
     #[error("cannot build the export Job: {0}")]
     Job(#[from] job::JobError),
+    #[error("Job {0} already exists and belongs to another object")]
+    JobNameConflict(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -235,7 +237,24 @@ async fn start_run(
             publish(ctx, object, EventType::Normal, reason, &note).await;
             Ok(Some(created))
         }
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(None),
+        // Ours already (a restart, a lost status write): nothing to do. Another object's (a
+        // recreated object whose old Jobs were orphaned): running nothing would skip the slot
+        // silently, so say so and retry.
+        Err(kube::Error::Api(response)) if response.code == 409 => {
+            let existing = jobs_api.get(&job_name).await?;
+            let ours = existing
+                .owner_references()
+                .iter()
+                .any(|owner| Some(&owner.uid) == object.uid().as_ref());
+            if ours {
+                return Ok(None);
+            }
+            let note = format!(
+                "Job {job_name} already exists and belongs to another object; delete it so this slot can run"
+            );
+            publish(ctx, object, EventType::Warning, "JobNameConflict", &note).await;
+            Err(ReconcileError::JobNameConflict(job_name))
+        }
         Err(err) => Err(err.into()),
     }
 }

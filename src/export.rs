@@ -93,6 +93,7 @@ impl ExportError {
                 "SecretInvalid"
             }
             ExportError::ArtifactStore(_) => "ArtifactStoreFailed",
+            ExportError::Source(SourceError::WatermarkAhead { .. }) => "WatermarkAhead",
             ExportError::Source(_) => "DatabaseFailed",
             ExportError::Sftp(err) => err.reason(),
             ExportError::Spool(_) | ExportError::Task(_) => "SpoolFailed",
@@ -140,6 +141,7 @@ pub async fn run_export(
             })
             .await?;
             info!(file = %run.file_name, rows = run.rows, bytes = run.bytes, "export delivered");
+            prune_artifacts(request, &run.file_name).await;
             Ok(ExportOutcome::Delivered(run))
         }
         Err(err) => {
@@ -154,6 +156,23 @@ pub async fn run_export(
             }
             Err(err)
         }
+    }
+}
+
+/// A delivered file's artifact is needed only until the next file is delivered; older ones go,
+/// so the store does not accumulate CRM data. Best effort: a leftover is removed next time.
+async fn prune_artifacts(request: &ExportRequest, keep: &str) {
+    let pruned = async {
+        let store = ArtifactStore::from_url(&request.artifact_store_url)?;
+        for key in store.list(&request.namespace, &request.name).await? {
+            if key.file_name != keep {
+                store.delete(&key).await?;
+            }
+        }
+        Ok::<(), ArtifactError>(())
+    };
+    if let Err(err) = pruned.await {
+        warn!(error = %err, "could not remove artifacts of earlier files");
     }
 }
 

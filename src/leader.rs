@@ -36,18 +36,28 @@ pub enum LeaderError {
     },
     #[error("cannot renew the leader Lease: {0}")]
     Kube(#[from] kube::Error),
+    #[error("cannot renew the leader Lease: the API server did not answer in time")]
+    RenewTimeout,
 }
 
 pub struct LeaderElection {
     api: Api<Lease>,
     settings: LeaseSettings,
+    /// The holder and renew time last seen, and when this replica saw them change. Expiry is
+    /// judged on this replica's own monotonic clock, as client-go does, so clock skew between
+    /// replicas cannot make a live Lease look expired.
+    observed: std::sync::Mutex<Option<ObservedLease>>,
 }
+
+/// (holder, renewTime) as last seen, and when this replica first saw them.
+type ObservedLease = (Option<String>, Option<Timestamp>, std::time::Instant);
 
 impl LeaderElection {
     pub fn new(client: Client, settings: LeaseSettings) -> Self {
         Self {
             api: Api::namespaced(client, &settings.namespace),
             settings,
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -62,15 +72,20 @@ impl LeaderElection {
         }
     }
 
-    /// Renews the Lease until it is lost (returns the error) or a renewal keeps failing for
-    /// longer than the Lease lasts; the caller then stops reconciling.
+    /// Renews the Lease until it is lost, or until renewals have failed for two thirds of its
+    /// duration (the rest is the margin before a standby may take it over); returns why. The
+    /// caller must stop reconciling at once.
     pub async fn hold(&self) -> LeaderError {
+        let renew_deadline = self.settings.duration * 2 / 3;
         let mut last_renewal = std::time::Instant::now();
         loop {
             tokio::time::sleep(self.settings.renew_every).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = std::time::Instant::now(),
-                Ok(false) => {
+            // A call that hangs (API server unreachable) must not outlive the deadline.
+            let attempt =
+                tokio::time::timeout(self.settings.renew_every, self.try_acquire_or_renew()).await;
+            match attempt {
+                Ok(Ok(true)) => last_renewal = std::time::Instant::now(),
+                Ok(Ok(false)) => {
                     let holder = self
                         .current_holder()
                         .await
@@ -81,8 +96,12 @@ impl LeaderElection {
                         holder,
                     };
                 }
-                Err(err) if last_renewal.elapsed() >= self.settings.duration => return err.into(),
-                Err(err) => warn!(error = %err, "Lease renewal failed; retrying"),
+                Ok(Err(err)) if last_renewal.elapsed() >= renew_deadline => return err.into(),
+                Err(_) if last_renewal.elapsed() >= renew_deadline => {
+                    return LeaderError::RenewTimeout;
+                }
+                Ok(Err(err)) => warn!(error = %err, "Lease renewal failed; retrying"),
+                Err(_) => warn!("Lease renewal timed out; retrying"),
             }
         }
     }
@@ -99,6 +118,26 @@ impl LeaderElection {
                 .api
                 .replace(&self.settings.name, &PostParams::default(), &lease)
                 .await;
+        }
+    }
+
+    /// Whether the holder has not renewed for a whole Lease duration, measured from when this
+    /// replica first saw the current (holder, renewTime).
+    fn expired(&self, holder: Option<String>, renew_time: Option<Timestamp>) -> bool {
+        let mut observed = self
+            .observed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match observed.as_ref() {
+            Some((seen_holder, seen_renewal, at))
+                if *seen_holder == holder && *seen_renewal == renew_time =>
+            {
+                at.elapsed() >= self.settings.duration
+            }
+            _ => {
+                *observed = Some((holder, renew_time, std::time::Instant::now()));
+                false
+            }
         }
     }
 
@@ -147,12 +186,10 @@ impl LeaderElection {
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let held_by_us = spec.holder_identity.as_deref() == Some(self.settings.identity.as_str());
-        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(seconds)) => {
-                renewed.0.as_second().saturating_add(i64::from(seconds)) < now.as_second()
-            }
-            _ => true,
-        };
+        let expired = self.expired(
+            spec.holder_identity.clone(),
+            spec.renew_time.as_ref().map(|t| t.0),
+        );
         let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
         if !held_by_us && !expired && !free {
             return Ok(false);

@@ -120,7 +120,14 @@ pub fn plan(
     .max()
     .unwrap_or(schedule.since);
     let due = schedule::latest_run_at_or_before(now, time, zone);
-    let pending = !schedule.suspended && due > anchor;
+    // One scheduled run per local day: after an edit of `time` later on a day that already ran,
+    // the next run is tomorrow's.
+    let local_day = |instant: DateTime<Utc>| instant.with_timezone(&zone).date_naive();
+    let ran_on = status
+        .last_schedule_time
+        .max(latest_scheduled_job)
+        .map(local_day);
+    let pending = !schedule.suspended && due > anchor && Some(local_day(due)) != ran_on;
 
     let run_now_token = object
         .metadata
@@ -138,10 +145,14 @@ pub fn plan(
                     })
             })
     };
-    let new_token = run_now_token.filter(|token| !run_now_done(token));
+    let new_token = run_now_token.clone().filter(|token| !run_now_done(token));
 
     let mut last_schedule_time = status.last_schedule_time.max(latest_scheduled_job);
-    let mut last_run_now_token = status.last_run_now_token.clone();
+    // A token whose Job exists is done even if recording it in status was lost.
+    let mut last_run_now_token = match &run_now_token {
+        Some(token) if run_now_done(token) => Some(token.clone()),
+        _ => status.last_run_now_token.clone(),
+    };
     let start = match (running, &new_token) {
         (Some(_), _) => None,
         (None, Some(token)) => {
@@ -171,7 +182,10 @@ pub fn plan(
     } else if pending && start.is_none() {
         Some(due)
     } else {
-        Some(schedule::next_run_after(now, time, zone))
+        let ran_on = last_schedule_time.map(local_day);
+        schedule::runs_after(now, time, zone)
+            .take(3)
+            .find(|run| Some(local_day(*run)) != ran_on)
     };
     let ready = match (schedule.suspended, running, next_run) {
         (true, _, _) => (
@@ -341,5 +355,251 @@ pub fn describe_missed(missed: u32) -> Option<String> {
         n => Some(format!(
             "{n} slots passed without a run; this one catch-up run covers every row since the last file"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobSettings, build_job};
+    use serde_json::json;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// 07:00 New York, with the schedule in effect since `since`.
+    fn object(since: &str, status: serde_json::Value) -> ScheduledExport {
+        let mut status = status;
+        status["schedule"] = json!({"time": "07:00", "timeZone": "America/New_York", "suspended": false, "since": since});
+        serde_json::from_value(json!({
+            "apiVersion": "exports.crm.dev/v1alpha1",
+            "kind": "ScheduledExport",
+            "metadata": {"name": "daily", "namespace": "ns", "uid": "uid-1", "generation": 1},
+            "spec": {
+                "fileType": "interactions", "time": "07:00", "timeZone": "America/New_York",
+                "source": {"secretRef": {"name": "db"}},
+                "destination": {"sftp": {"host": "h", "username": "u", "secretRef": {"name": "s"}}}
+            },
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    fn job(object: &ScheduledExport, slot: &str, kind: RunKind, condition: Option<&str>) -> Job {
+        let settings = JobSettings {
+            artifact_store_url: "file:///a".into(),
+            ..JobSettings::default()
+        };
+        let mut job = build_job(object, utc(slot), &kind, &settings).unwrap();
+        job.status = Some(match condition {
+            Some(done) => {
+                serde_json::from_value(json!({"conditions": [{"type": done, "status": "True"}]}))
+                    .unwrap()
+            }
+            None => serde_json::from_value(json!({"active": 1, "ready": 1})).unwrap(),
+        });
+        job
+    }
+
+    #[test]
+    fn nothing_starts_before_the_slot_and_the_slot_starts_once_due() {
+        let object = object("2026-11-30T10:00:00Z", json!({}));
+        let before = plan(
+            utc("2026-11-30T11:59:59Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            false,
+        );
+        assert_eq!(before.start, None);
+        assert_eq!(
+            before.schedule_status.next_run_time,
+            Some(utc("2026-11-30T12:00:00Z"))
+        );
+        assert_eq!(before.requeue_after, std::time::Duration::from_secs(1));
+
+        let due = plan(
+            utc("2026-11-30T12:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            false,
+        );
+        let start = due.start.expect("a run starts");
+        assert_eq!(
+            (start.slot, start.kind, start.missed_slots),
+            (utc("2026-11-30T12:00:00Z"), RunKind::Scheduled, 0)
+        );
+        assert_eq!(
+            due.schedule_status.last_schedule_time,
+            Some(utc("2026-11-30T12:00:00Z"))
+        );
+        assert_eq!(
+            due.schedule_status.next_run_time,
+            Some(utc("2026-12-01T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_slot_before_the_schedule_took_effect_never_runs() {
+        let object = object("2026-11-30T12:30:00Z", json!({}));
+        let plan = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            false,
+        );
+        assert_eq!(plan.start, None);
+        assert_eq!(
+            plan.schedule_status.next_run_time,
+            Some(utc("2026-12-01T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_running_job_delays_the_next_slot_and_downtime_gives_one_catch_up() {
+        let object = object(
+            "2026-11-01T00:00:00Z",
+            json!({"lastScheduleTime": "2026-11-27T12:00:00Z"}),
+        );
+        let running = job(&object, "2026-11-27T12:00:00Z", RunKind::Scheduled, None);
+        let busy = plan(
+            utc("2026-11-30T15:00:00Z"),
+            &object,
+            &[running],
+            chrono_tz::UTC,
+            false,
+        );
+        assert_eq!(busy.start, None, "never two runs of one object at once");
+        assert_eq!(
+            busy.schedule_status.next_run_time,
+            Some(utc("2026-11-30T12:00:00Z")),
+            "the due slot waits"
+        );
+        assert_eq!(busy.schedule_status.ready.1, "WaitingForRun");
+
+        let done = job(
+            &object,
+            "2026-11-27T12:00:00Z",
+            RunKind::Scheduled,
+            Some("Complete"),
+        );
+        let free = plan(
+            utc("2026-11-30T15:00:00Z"),
+            &object,
+            &[done],
+            chrono_tz::UTC,
+            false,
+        );
+        let start = free.start.expect("one catch-up run");
+        assert_eq!(
+            (start.slot, start.missed_slots),
+            (utc("2026-11-30T12:00:00Z"), 2)
+        );
+    }
+
+    #[test]
+    fn a_job_for_the_slot_counts_as_scheduled_even_if_status_lost_it() {
+        let object = object("2026-11-01T00:00:00Z", json!({}));
+        let done = job(
+            &object,
+            "2026-11-30T12:00:00Z",
+            RunKind::Scheduled,
+            Some("Complete"),
+        );
+        let plan = plan(
+            utc("2026-11-30T12:05:00Z"),
+            &object,
+            &[done],
+            chrono_tz::UTC,
+            false,
+        );
+        assert_eq!(plan.start, None);
+        assert_eq!(
+            plan.schedule_status.last_schedule_time,
+            Some(utc("2026-11-30T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn an_edit_later_on_a_day_that_already_ran_moves_the_next_run_to_tomorrow() {
+        // 07:00 ran; at 07:30 the time became 08:00 (since = the edit).
+        let mut object = object(
+            "2026-11-30T12:30:00Z",
+            json!({"lastScheduleTime": "2026-11-30T12:00:00Z"}),
+        );
+        object.spec.time = "08:00".into();
+        if let Some(schedule) = object.status.as_mut().and_then(|s| s.schedule.as_mut()) {
+            schedule.time = "08:00".into();
+        }
+        let plan = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            false,
+        );
+        assert_eq!(plan.start, None, "one scheduled run per local day");
+        assert_eq!(
+            plan.schedule_status.next_run_time,
+            Some(utc("2026-12-01T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn run_now_runs_once_per_token_even_when_recording_it_was_lost() {
+        let mut object = object("2026-11-30T12:30:00Z", json!({}));
+        object.metadata.annotations =
+            Some([(RUN_NOW_ANNOTATION.to_string(), "t1".to_string())].into());
+        let first = plan(
+            utc("2026-11-30T15:00:00.750Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            false,
+        );
+        let start = first.start.expect("run-now starts");
+        assert_eq!(start.kind, RunKind::RunNow { token: "t1".into() });
+        assert_eq!(start.slot, utc("2026-11-30T15:00:00Z"), "whole seconds");
+
+        let done = job(
+            &object,
+            "2026-11-30T15:00:00Z",
+            RunKind::RunNow { token: "t1".into() },
+            Some("Complete"),
+        );
+        let again = plan(
+            utc("2026-11-30T15:10:00Z"),
+            &object,
+            &[done],
+            chrono_tz::UTC,
+            false,
+        );
+        assert_eq!(again.start, None);
+        assert_eq!(
+            again.schedule_status.last_run_now_token.as_deref(),
+            Some("t1")
+        );
+    }
+
+    #[test]
+    fn suspended_objects_have_no_next_run_and_a_manual_clock_is_polled() {
+        let mut object = object("2026-11-01T00:00:00Z", json!({}));
+        object.spec.suspend = true;
+        let plan = plan(
+            utc("2026-11-30T12:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            true,
+        );
+        assert_eq!(plan.start, None);
+        assert_eq!(plan.schedule_status.next_run_time, None);
+        assert_eq!(plan.schedule_status.ready.1, "Suspended");
+        assert!(plan.requeue_after < std::time::Duration::from_secs(1));
     }
 }

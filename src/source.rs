@@ -72,6 +72,12 @@ pub enum SourceError {
          status to export every row again"
     )]
     InvalidWatermark { watermark: String, reason: String },
+    /// The database's transaction ids are behind the stored watermark (a restore, or another server).
+    #[error(
+        "status.watermark {watermark} is ahead of the database's current snapshot {current}: the database \
+         was restored or replaced; check the source, then remove status.watermark to export every row again"
+    )]
+    WatermarkAhead { watermark: String, current: String },
     /// A statement failed.
     #[error("{context}: {source}")]
     Query {
@@ -226,6 +232,13 @@ pub async fn connect(
 ) -> Result<(Client, JoinHandle<()>), SourceError> {
     let mut config = parse_url(url)?;
     config.connect_timeout(timeout);
+    // A connection that dies mid-COPY (a half-open TCP path) must fail the run, not hang it until
+    // the Job's deadline and block the object's next runs: TCP keepalives and a bound on
+    // unacknowledged data detect it.
+    config
+        .keepalives(true)
+        .keepalives_idle(timeout)
+        .tcp_user_timeout(timeout.max(Duration::from_secs(30)));
     if config.get_application_name().is_none() {
         config.application_name("scheduled-exports");
     }
@@ -365,6 +378,19 @@ pub async fn export_window<W: Write>(
         .ok_or_else(|| {
             SourceError::MalformedCopy("pg_current_snapshot() returned no row".into())
         })?;
+
+    // Transaction ids only grow; a database whose current snapshot is behind the watermark was
+    // restored or replaced, and its new rows would be invisible to this window until the ids
+    // caught up, then skipped for good. Refuse instead of delivering empty files.
+    if let Some(previous) = &previous {
+        let current = Snapshot::parse(&watermark)?;
+        if current.xmax < previous.xmax {
+            return Err(SourceError::WatermarkAhead {
+                watermark: previous.to_string(),
+                current: current.to_string(),
+            });
+        }
+    }
 
     let query = window_query(file_type, previous.as_ref());
     let copy = format!("COPY ({query}) TO STDOUT (FORMAT binary)");

@@ -146,6 +146,13 @@ async fn export_delivers_every_row_then_only_what_changed_and_records_it() {
     assert!(rows.is_empty());
     let status = fixture.object("daily").await.status.expect("status");
     assert_eq!(status.last_run.and_then(|r| r.rows), Some(0));
+    // Only the latest file's artifact is kept: it is all a recopy can need.
+    let kept = store
+        .list(&fixture.namespace, "daily")
+        .await
+        .expect("list artifacts");
+    let kept: Vec<_> = kept.iter().map(|key| key.file_name.as_str()).collect();
+    assert_eq!(kept, ["interactions-20261202T120000Z.csv"]);
     assert_ne!(status.watermark, Some(first_watermark));
     fixture.cleanup().await;
 }

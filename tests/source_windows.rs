@@ -356,6 +356,25 @@ async fn a_malformed_watermark_is_refused_naming_the_status_field() {
 }
 
 #[tokio::test]
+async fn a_watermark_ahead_of_the_database_is_refused_instead_of_exporting_nothing() {
+    let db = TestDb::create().await;
+    let mut client = db.client().await;
+    insert_interaction(&client, "after a restore").await;
+    // As if the database had been restored from a dump: its ids are far behind the watermark.
+    let err = export_with(
+        &mut client,
+        FileType::Interactions,
+        Some("4000000000:4000000000:"),
+        &CsvOptions::default(),
+    )
+    .await
+    .expect_err("watermark ahead");
+    assert!(matches!(err, SourceError::WatermarkAhead { .. }), "{err:?}");
+    assert!(err.to_string().contains("remove status.watermark"), "{err}");
+    db.drop().await;
+}
+
+#[tokio::test]
 async fn connection_failures_name_the_cause_without_the_password() {
     let secret = "Sx-Wr0ng-Passw0rd";
     // Unreachable: a port nobody listens on.
