@@ -538,3 +538,69 @@ async fn s3_check_succeeds_on_the_test_bed() {
     let shown = t.store.to_string();
     assert!(shown.contains(&common::env_var("S3_ENDPOINT")), "{shown}");
 }
+
+/// The export's spool file is stored while it is written: parts go up as progress reports them,
+/// and the object appears complete only when the writer says done.
+#[tokio::test]
+async fn a_file_stored_while_written_arrives_whole_and_an_abandoned_one_not_at_all() {
+    use scheduled_exports::artifacts::SpoolProgress;
+    use std::io::Write;
+
+    for test_store in [file_store(), s3_store()] {
+        let store = test_store.store.clone();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("spool.csv");
+        let data = content(13 * 1024 * 1024 + 17, 5);
+
+        let (progress, updates) = tokio::sync::watch::channel(SpoolProgress::default());
+        let growing = key("ns", "grow", "interactions-20261130T120000Z.csv");
+        let upload = {
+            let (store, growing, path) = (store.clone(), growing.clone(), path.clone());
+            tokio::spawn(async move { store.put_growing_file(&growing, &path, updates).await })
+        };
+        let mut file = std::fs::File::create(&path).expect("spool");
+        for (written, piece) in data.chunks(1024 * 1024).scan(0u64, |sum, piece| {
+            *sum += piece.len() as u64;
+            Some((*sum, piece))
+        }) {
+            file.write_all(piece).expect("write");
+            progress.send_replace(SpoolProgress {
+                written,
+                done: false,
+            });
+        }
+        progress.send_replace(SpoolProgress {
+            written: data.len() as u64,
+            done: true,
+        });
+        let stored = upload.await.expect("task").expect("stored while written");
+        assert_eq!(stored.bytes, data.len() as u64);
+        assert_eq!(stored.sha256, hex::encode(Sha256::digest(&data)));
+        let back = dir.path().join("back.csv");
+        store
+            .get_to_file(&growing, &back, &stored.sha256)
+            .await
+            .expect("same bytes back");
+
+        // A writer that fails (drops its progress without done) leaves no object behind.
+        let (progress, updates) = tokio::sync::watch::channel(SpoolProgress::default());
+        let abandoned = key("ns", "grow", "interactions-20261201T120000Z.csv");
+        let upload = {
+            let (store, abandoned, path) = (store.clone(), abandoned.clone(), path.clone());
+            tokio::spawn(async move { store.put_growing_file(&abandoned, &path, updates).await })
+        };
+        progress.send_replace(SpoolProgress {
+            written: 6 * 1024 * 1024,
+            done: false,
+        });
+        drop(progress);
+        assert!(
+            upload.await.expect("task").is_err(),
+            "an abandoned file is not stored"
+        );
+        assert!(
+            !store.exists(&abandoned).await.expect("exists"),
+            "no object for an abandoned file"
+        );
+    }
+}
