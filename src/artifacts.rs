@@ -585,79 +585,6 @@ impl ArtifactStore {
         Ok(stored)
     }
 
-    /// Stores a file while it is still being written, so the upload overlaps the export instead
-    /// of following it: parts go up as `progress` reports them written, and the object is
-    /// completed once the writer reports it done. A writer that goes away without reporting
-    /// done (a failed export) aborts the upload, so no object appears.
-    pub async fn put_growing_file(
-        &self,
-        key: &ArtifactKey,
-        local: &LocalPath,
-        mut progress: tokio::sync::watch::Receiver<SpoolProgress>,
-    ) -> Result<StoredArtifact, ArtifactError> {
-        let location = self.location(key)?;
-        let local_error = |source| ArtifactError::LocalIo {
-            store: self.description.clone(),
-            path: local.to_path_buf(),
-            source,
-        };
-        let path = local.to_path_buf();
-        let file = blocking(move || std::fs::File::open(&path))
-            .await
-            .map_err(local_error)?;
-        let mut reader = HashingReader {
-            file,
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
-        let upload = self
-            .store
-            .put_multipart(&location)
-            .await
-            .map_err(|err| self.classify("put", Some(key), err))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        loop {
-            let state = *progress.borrow_and_update();
-            let available = state.written.saturating_sub(reader.bytes);
-            if available >= PART_SIZE as u64 || (state.done && available > 0) {
-                let want = usize::try_from(available.min(PART_SIZE as u64)).unwrap_or(PART_SIZE);
-                let (read, chunk) = match reader.read_chunk(want).await {
-                    Ok(next) => next,
-                    Err(source) => {
-                        abort_upload(writer).await;
-                        return Err(local_error(source));
-                    }
-                };
-                reader = read;
-                if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                    abort_upload(writer).await;
-                    return Err(self.classify("put", Some(key), err));
-                }
-                writer.put(chunk);
-                continue;
-            }
-            if state.done {
-                break;
-            }
-            if progress.changed().await.is_err() {
-                abort_upload(writer).await;
-                return Err(local_error(std::io::Error::other(
-                    "the file was abandoned before it was complete",
-                )));
-            }
-        }
-        writer
-            .finish()
-            .await
-            .map_err(|err| self.classify("put", Some(key), err))?;
-        let stored = StoredArtifact {
-            sha256: hex::encode(reader.hasher.finalize()),
-            bytes: reader.bytes,
-        };
-        debug!(store = %self, %key, sha256 = %stored.sha256, bytes = stored.bytes, "artifact stored while written");
-        Ok(stored)
-    }
-
     /// Streams the object to `local` and verifies it against `expected_sha256` (hex, any case).
     ///
     /// The content goes to a temporary file beside `local` that is renamed into place only when
@@ -1001,15 +928,6 @@ impl ArtifactStore {
 }
 
 /// A file being read in chunks off the async threads, hashed as it goes.
-/// How much of a file being written is on disk, for `put_growing_file`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpoolProgress {
-    /// Bytes written to the file so far (all of them readable).
-    pub written: u64,
-    /// The file is complete.
-    pub done: bool,
-}
-
 struct HashingReader {
     file: std::fs::File,
     hasher: Sha256,

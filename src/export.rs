@@ -1,11 +1,10 @@
 //! One export run (what a Job executes): read the object and its Secrets, export the window since
-//! the watermark into a spool file (uploaded to the artifact store as it is written), deliver it
-//! over SFTP under a temporary name then the final one, and only then advance the watermark.
+//! the watermark into a spool file, keep it in the artifact store, deliver it over SFTP under a
+//! temporary name then the final one, and only then advance the watermark in status.
 //!
-//! What makes a failure lose nothing: the store and the server are checked before the database
-//! is read; the file appears under its final name only complete; a run whose artifact or delivery
-//! failed undoes the other half (so no file stays without the artifact a recopy needs); and the
-//! watermark moves only after both succeeded.
+//! The order is what makes a failure lose nothing: the artifact is stored before delivery (so a
+//! recopy can always send the same bytes), the file appears under its final name only complete,
+//! and the watermark moves only after the rename succeeded.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -18,7 +17,7 @@ use kube::api::Api;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::artifacts::{ArtifactError, ArtifactKey, ArtifactStore, SpoolProgress};
+use crate::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
 use crate::csv_file::CsvFileWriter;
 use crate::files::export_file_name;
 use crate::resource::ScheduledExport;
@@ -239,18 +238,7 @@ async fn deliver(
     let spool = tempfile::Builder::new()
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;
-    // The artifact goes up while the window is exported, so it costs no time after it.
-    let key = ArtifactKey {
-        namespace: request.namespace.clone(),
-        name: request.name.clone(),
-        file_name: file_name.to_string(),
-    };
-    let (progress, progress_updates) = tokio::sync::watch::channel(SpoolProgress::default());
-    let artifact_upload = {
-        let (store, key, path) = (store.clone(), key.clone(), spool.path().to_path_buf());
-        tokio::spawn(async move { store.put_growing_file(&key, &path, progress_updates).await })
-    };
-    let counter = HashingWriter::new(spool.reopen()?, progress);
+    let counter = HashingWriter::new(spool.reopen()?);
     let mut csv = CsvFileWriter::new(
         BufWriter::with_capacity(1 << 20, counter),
         object.spec.file_type,
@@ -273,6 +261,11 @@ async fn deliver(
         .finish()?;
     info!(file = %file_name, rows = window.rows, bytes, "window exported");
 
+    let key = ArtifactKey {
+        namespace: request.namespace.clone(),
+        name: request.name.clone(),
+        file_name: file_name.to_string(),
+    };
     // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
     // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
     let local = spool.path().to_path_buf();
@@ -293,10 +286,7 @@ async fn deliver(
             earlier_attempt,
         )
     });
-    let (stored, delivered) = tokio::join!(artifact_upload, upload);
-    let stored = stored
-        .map_err(ExportError::from)
-        .and_then(|result| result.map_err(ExportError::from));
+    let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
     drop(spool);
     let delivered = delivered
         .map_err(ExportError::from)
@@ -320,7 +310,7 @@ async fn deliver(
                     warn!(file = %file_name, "could not remove the file of a run whose artifact was not stored");
                 }
             }
-            return Err(err);
+            return Err(err.into());
         }
     }
 
@@ -424,32 +414,25 @@ async fn secret_string(
         })
 }
 
-/// Counts and hashes the bytes on their way to the spool file, so the file is read only once,
-/// and reports how much is on disk to the artifact upload running alongside.
+/// Counts and hashes the bytes on their way to the spool file, so the file is read only once.
 struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     bytes: u64,
-    progress: tokio::sync::watch::Sender<SpoolProgress>,
 }
 
 impl<W: Write> HashingWriter<W> {
-    fn new(inner: W, progress: tokio::sync::watch::Sender<SpoolProgress>) -> Self {
+    fn new(inner: W) -> Self {
         Self {
             inner,
             hasher: Sha256::new(),
             bytes: 0,
-            progress,
         }
     }
 
-    /// Flushes to the file, marks it complete and returns the sha256 (hex) and size.
+    /// Flushes to the file and returns the sha256 (hex) and size.
     fn finish(mut self) -> std::io::Result<(String, u64)> {
         self.inner.flush()?;
-        self.progress.send_replace(SpoolProgress {
-            written: self.bytes,
-            done: true,
-        });
         Ok((hex::encode(self.hasher.finalize()), self.bytes))
     }
 }
@@ -459,10 +442,6 @@ impl<W: Write> Write for HashingWriter<W> {
         let written = self.inner.write(buf)?;
         self.hasher.update(&buf[..written]);
         self.bytes += written as u64;
-        self.progress.send_replace(SpoolProgress {
-            written: self.bytes,
-            done: false,
-        });
         Ok(written)
     }
 
