@@ -32,6 +32,13 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let spool = tempfile::tempdir().expect("spool dir");
+    // `BENCH_ARTIFACT_STORE=file` keeps artifacts on local disk instead of the test bed's MinIO,
+    // which otherwise competes for the same two cores as PostgreSQL and sshd.
+    let artifacts = tempfile::tempdir().expect("artifact dir");
+    let artifact_store = match std::env::var("BENCH_ARTIFACT_STORE").as_deref() {
+        Ok("file") => format!("file://{}", artifacts.path().display()),
+        _ => fixture.artifact_store.clone(),
+    };
     let query = window_query(FileType::Interactions, None);
 
     let mut baseline = Vec::new();
@@ -94,7 +101,7 @@ fn main() {
                 "--slot",
                 "2026-11-30T12:00:00Z",
             ])
-            .args(["--artifact-store", &fixture.artifact_store])
+            .args(["--artifact-store", &artifact_store])
             .args(["--spool-dir", &spool.path().display().to_string()])
             .env_clear()
             .envs(binary_env())
@@ -132,7 +139,7 @@ fn main() {
     };
     let (baseline, export) = (median(&mut baseline), median(&mut export));
     println!(
-        "export bench: {rows} interactions, {:.1} MiB file; baseline (psql COPY + sftp put) {:.2}s; export {:.2}s; ratio export/baseline {:.2}x; export peak RSS {:.1} MiB",
+        "export bench ({artifact_store}): {rows} interactions, {:.1} MiB file; baseline (psql COPY + sftp put) {:.2}s; export {:.2}s; ratio export/baseline {:.2}x; export peak RSS {:.1} MiB",
         bytes as f64 / (1024.0 * 1024.0),
         baseline.as_secs_f64(),
         export.as_secs_f64(),

@@ -1,10 +1,12 @@
 //! One export run (what a Job executes): read the object and its Secrets, export the window since
-//! the watermark into a spool file, keep it in the artifact store, deliver it over SFTP under a
-//! temporary name then the final one, and only then advance the watermark in status.
+//! the watermark into a spool file, then keep it in the artifact store and deliver it over SFTP
+//! (under a temporary name, then the final one) at the same time, and only then advance the
+//! watermark in status.
 //!
-//! The order is what makes a failure lose nothing: the artifact is stored before delivery (so a
-//! recopy can always send the same bytes), the file appears under its final name only complete,
-//! and the watermark moves only after the rename succeeded.
+//! What makes a failure lose nothing: the store and the server are checked before the database
+//! is read; the file appears under its final name only complete; a run whose artifact or delivery
+//! failed undoes the other half (so no file stays without the artifact a recopy needs); and the
+//! watermark moves only after both succeeded.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
