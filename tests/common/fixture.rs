@@ -79,19 +79,9 @@ impl Fixture {
         for (key, value) in sftp_overrides.as_object().expect("object") {
             sftp[key] = value.clone();
         }
-        let object: ScheduledExport = serde_json::from_value(json!({
-            "apiVersion": "exports.crm.dev/v1alpha1",
-            "kind": "ScheduledExport",
-            "metadata": {"name": name},
-            "spec": {
-                "fileType": "interactions",
-                "time": "07:00",
-                "timeZone": "America/New_York",
-                "source": {"secretRef": {"name": "crm-database"}},
-                "destination": {"sftp": sftp},
-            }
-        }))
-        .expect("object");
+        let mut object = valid_object(name);
+        object["spec"]["destination"]["sftp"] = sftp;
+        let object: ScheduledExport = serde_json::from_value(object).expect("object");
         self.api()
             .create(&Default::default(), &object)
             .await
