@@ -230,34 +230,30 @@ pub async fn container_env(
                 if let Some(field) = &from.field_ref {
                     field_ref(pod, node_name, &field.field_path)?
                 } else if let Some(key) = &from.secret_key_ref {
-                    let value = refs
-                        .secret(&key.name)
-                        .await?
-                        .and_then(|d| d.get(&key.key).cloned());
-                    match value {
+                    let data = refs.secret(&key.name).await?;
+                    match referenced_key(
+                        "secret",
+                        &key.name,
+                        &key.key,
+                        key.optional,
+                        data,
+                        &var.name,
+                    )? {
                         Some(value) => value,
-                        None if key.optional == Some(true) => continue,
-                        None => bail!(
-                            "secret {:?} or its key {:?} not found (env {})",
-                            key.name,
-                            key.key,
-                            var.name
-                        ),
+                        None => continue,
                     }
                 } else if let Some(key) = &from.config_map_key_ref {
-                    let value = refs
-                        .configmap(&key.name)
-                        .await?
-                        .and_then(|d| d.get(&key.key).cloned());
-                    match value {
+                    let data = refs.configmap(&key.name).await?;
+                    match referenced_key(
+                        "configmap",
+                        &key.name,
+                        &key.key,
+                        key.optional,
+                        data,
+                        &var.name,
+                    )? {
                         Some(value) => value,
-                        None if key.optional == Some(true) => continue,
-                        None => bail!(
-                            "configmap {:?} or its key {:?} not found (env {})",
-                            key.name,
-                            key.key,
-                            var.name
-                        ),
+                        None => continue,
                     }
                 } else {
                     bail!(
@@ -270,6 +266,23 @@ pub async fn container_env(
         env.set(var.name.clone(), value);
     }
     Ok(env)
+}
+
+/// The value of a `secretKeyRef`/`configMapKeyRef`: `None` when it is absent and optional (the
+/// variable is then left unset, as the kubelet does), an error when it is absent and required.
+fn referenced_key(
+    kind: &str,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+    data: Option<BTreeMap<String, String>>,
+    variable: &str,
+) -> Result<Option<String>> {
+    match data.and_then(|data| data.get(key).cloned()) {
+        Some(value) => Ok(Some(value)),
+        None if optional == Some(true) => Ok(None),
+        None => bail!("{kind} {name:?} or its key {key:?} not found (env {variable})"),
+    }
 }
 
 /// Local directories standing in for the container's emptyDir mounts: mountPath -> directory,
