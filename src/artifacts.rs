@@ -1036,7 +1036,7 @@ fn is_plain_segment(part: &str) -> bool {
 
 /// The URL without user name, password, query or fragment, safe for logs and messages. A URL with
 /// none of those is shown exactly as written, so the message quotes what the operator typed.
-fn redact_url(raw: &str) -> String {
+pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw.trim()) {
         Ok(url)
             if url.username().is_empty()

@@ -65,6 +65,19 @@ pub struct ControllerArgs {
     /// Jobs, e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL.
     #[arg(long, env = "ARTIFACT_STORE_SECRET")]
     pub artifact_store_secret: Option<String>,
+    /// PersistentVolumeClaim holding a file:// artifact store, mounted into the export Jobs at the
+    /// URL's path (mount it at the same path in the operator's own Pod).
+    #[arg(long, env = "ARTIFACT_STORE_CLAIM")]
+    pub artifact_store_claim: Option<String>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "LISTEN_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub listen_address: std::net::SocketAddr,
+    /// Bound on each SFTP step of rechecks, recopies and pruning, e.g. 30s.
+    #[arg(long, env = "SFTP_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub sftp_timeout: std::time::Duration,
+    /// Directory where a recopy keeps the file while it uploads it.
+    #[arg(long, env = "SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
+    pub spool_dir: std::path::PathBuf,
     /// Elect a leader through a Lease, for running several replicas.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,

@@ -98,13 +98,17 @@ pub async fn sample_data(args: SampleDataArgs) -> Result<(), CommandError> {
 pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
     use std::sync::Arc;
 
+    use crate::artifacts::{ArtifactStore, S3Options};
     use crate::controller::{self, Context, ControllerConfig};
     use crate::job::JobSettings;
     use crate::leader::{LeaderElection, LeaseSettings};
+    use crate::recheck::DeliverySettings;
+    use crate::server::Health;
 
     let client = kube::Client::try_default()
         .await
         .map_err(|err| CommandError::Failed(format!("cannot reach the Kubernetes API: {err}")))?;
+    let client_for_health = client.clone();
     let identity = args
         .identity
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -117,15 +121,50 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
             service_account: args.job_service_account,
             artifact_store_url: args.artifact_store,
             artifact_store_secret: args.artifact_store_secret,
+            artifact_store_claim: args.artifact_store_claim,
             ..JobSettings::default()
+        },
+        delivery: DeliverySettings {
+            s3: S3Options::from_env(),
+            sftp_timeout: args.sftp_timeout,
+            spool_dir: args.spool_dir,
+            ..DeliverySettings::default()
         },
         instance: identity.clone(),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Arc::new(crate::clock::SystemClock),
-        config,
+    // A bad setting (e.g. a claim with an s3:// store) fails at start, not at the first run.
+    ArtifactStore::from_url(&config.job.artifact_store_url)
+        .map_err(|err| CommandError::BadInput(format!("--artifact-store: {err}")))?;
+    if let Err(err) = crate::job::check_settings(&config.job) {
+        return Err(CommandError::BadInput(err.to_string()));
+    }
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+    let ctx = Arc::new(Context::new(client.clone(), clock.clone(), config));
+    let listener = tokio::net::TcpListener::bind(args.listen_address)
+        .await
+        .map_err(|err| {
+            CommandError::Failed(format!(
+                "cannot listen on {} (--listen-address): {err}",
+                args.listen_address
+            ))
+        })?;
+    let health = Arc::new(Health::default());
+    tokio::spawn(crate::server::serve(
+        listener,
+        ctx.metrics.clone(),
+        clock,
+        health.clone(),
     ));
+    // Ready once the API server answers: a replica that cannot reach it is of no use.
+    tokio::spawn(async move {
+        loop {
+            if client_for_health.apiserver_version().await.is_ok() {
+                health.set_ready();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    });
 
     if !args.leader_election {
         controller::run(ctx, shutdown_signal()).await;

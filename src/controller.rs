@@ -3,10 +3,11 @@
 //! due Job, prune Job history, publish Events, and write the controller's part of the status.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -19,7 +20,9 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::job::{self, JobSettings, JobState, RunKind};
 use crate::leader::{LeaderElection, LeaderError};
+use crate::metrics::Metrics;
 use crate::plan::{self, RunToStart};
+use crate::recheck::{self, DeliverySettings};
 use crate::resource::ScheduledExport;
 use crate::status::READY;
 use crate::status_update::update_status;
@@ -38,6 +41,8 @@ pub struct ControllerConfig {
     pub namespace: Option<String>,
     pub default_zone: Tz,
     pub job: JobSettings,
+    /// How delivered files are rechecked, recopied and pruned.
+    pub delivery: DeliverySettings,
     /// Name under which Events are reported, e.g. the Pod name.
     pub instance: String,
 }
@@ -46,6 +51,7 @@ pub struct Context {
     pub client: Client,
     pub clock: Arc<dyn Clock>,
     pub config: ControllerConfig,
+    pub metrics: Arc<Metrics>,
     recorder: Recorder,
 }
 
@@ -60,6 +66,7 @@ impl Context {
             client,
             clock,
             config,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -90,16 +97,35 @@ pub async fn run(
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let jobs_config = watcher::Config::default().labels("app.kubernetes.io/component=export");
-    Controller::new(objects, watcher::Config::default())
-        .owns(jobs, jobs_config)
+    let controller = Controller::new(objects, watcher::Config::default()).owns(jobs, jobs_config);
+    let store = controller.store();
+    ctx.metrics.watch_objects(Some(store.clone()));
+    ctx.metrics.leader.set(1);
+    // Rechecks and pruning run beside the reconcile loop, on the same cache, until shutdown.
+    let shutdown = shutdown.shared();
+    let synced = Arc::new(AtomicBool::new(false));
+    let checker = tokio::spawn(recheck::run(
+        ctx.clone(),
+        store,
+        synced.clone(),
+        shutdown.clone(),
+    ));
+    controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                warn!(error = %err, "reconcile failed");
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            // Reconciles start only once the cache is complete.
+            synced.store(true, Ordering::Relaxed);
+            async move {
+                if let Err(err) = result {
+                    warn!(error = %err, "reconcile failed");
+                }
             }
         })
         .await;
+    let _ = checker.await;
+    ctx.metrics.leader.set(0);
+    ctx.metrics.watch_objects(None);
 }
 
 /// Runs the controller while this replica holds the leader Lease: waits for it, reconciles until
@@ -134,8 +160,9 @@ pub async fn run_with_leader_election(
     }
 }
 
-fn error_policy(_object: Arc<ScheduledExport>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+fn error_policy(_object: Arc<ScheduledExport>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
     warn!(error = %err, "will retry");
+    ctx.metrics.reconcile_errors.inc();
     Action::requeue(Duration::from_secs(15))
 }
 
@@ -295,6 +322,13 @@ async fn report_job_events(
             _ => continue,
         };
         publish(ctx, object, type_, reason, &note).await;
+        match reason {
+            "Succeeded" => record_success(ctx, object, job).await,
+            "Failed" => ctx
+                .metrics
+                .record_run(object.spec.file_type.as_str(), false),
+            _ => {}
+        }
         let patch = serde_json::json!({"metadata": {"annotations": {mark: "true"}}});
         if let Err(err) = jobs_api
             .patch(
@@ -306,6 +340,36 @@ async fn report_job_events(
         {
             warn!(job = %job.name_any(), error = %err, "could not mark the Job's Event as published");
         }
+    }
+}
+
+/// Counts a delivered run in the metrics: rows and bytes as the export recorded them in status
+/// (read fresh, since the cached object may predate that write), duration from the Job.
+async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) {
+    let file_type = object.spec.file_type.as_str();
+    ctx.metrics.record_run(file_type, true);
+    let api: Api<ScheduledExport> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let last_run = match api.get_status(&object.name_any()).await {
+        Ok(fresh) => fresh.status.and_then(|status| status.last_run),
+        Err(err) => {
+            warn!(error = %err, "could not read the run's figures for the metrics");
+            None
+        }
+    }
+    .filter(|run| run.job_name == job.metadata.name);
+    let seconds = job.status.as_ref().and_then(|status| {
+        let started = status.start_time.as_ref()?.0;
+        let completed = status.completion_time.as_ref()?.0;
+        Some(completed.duration_since(started).as_secs_f64())
+    });
+    if let Some(run) = last_run {
+        ctx.metrics.record_delivery(
+            file_type,
+            run.rows.unwrap_or(0),
+            run.bytes.unwrap_or(0),
+            seconds,
+        );
     }
 }
 
@@ -332,7 +396,7 @@ async fn missing_secret(
     Ok(None)
 }
 
-async fn publish(
+pub(crate) async fn publish(
     ctx: &Context,
     object: &ScheduledExport,
     type_: EventType,

@@ -13,9 +13,9 @@ use k8s_openapi::api::batch::v1::{
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -88,6 +88,9 @@ pub struct JobSettings {
     /// Secret in the object's namespace whose keys become the export's environment
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, ... for an `s3://` store).
     pub artifact_store_secret: Option<String>,
+    /// PersistentVolumeClaim holding a `file://` store, mounted in the export Pod at the URL's
+    /// path (the controller mounts the same claim, so it can recopy from it).
+    pub artifact_store_claim: Option<String>,
     /// Container resources. The ephemeral-storage limit must exceed `spool_size_limit`, or the
     /// kubelet evicts the Pod before the spool reaches its own limit.
     pub resources: ResourceRequirements,
@@ -128,6 +131,7 @@ impl Default for JobSettings {
             service_account: "scheduled-exports-export".to_string(),
             artifact_store_url: String::new(),
             artifact_store_secret: None,
+            artifact_store_claim: None,
             resources: ResourceRequirements {
                 requests: Some(requests),
                 limits: Some(limits),
@@ -163,6 +167,57 @@ pub enum JobError {
     /// A setting without which the Job could only fail.
     #[error("the operator setting {setting} is empty; set it in the operator's configuration")]
     MissingSetting { setting: &'static str },
+    /// A claim only makes sense for a store on a filesystem.
+    #[error(
+        "the artifact store claim {claim} needs a file:// artifact store URL, not {url}; remove the claim or use a file:// URL"
+    )]
+    ClaimWithoutFileStore { claim: String, url: String },
+}
+
+const ARTIFACT_VOLUME: &str = "artifacts";
+
+/// The settings every Job needs; checked at the operator's start and for each Job.
+pub fn check_settings(settings: &JobSettings) -> Result<(), JobError> {
+    if settings.artifact_store_url.is_empty() {
+        return Err(JobError::MissingSetting {
+            setting: "artifact_store_url",
+        });
+    }
+    if settings.image.is_empty() {
+        return Err(JobError::MissingSetting { setting: "image" });
+    }
+    artifact_claim_volume(settings).map(|_| ())
+}
+
+/// The volume and mount of `artifact_store_claim`: the claim mounted at the `file://` URL's path.
+fn artifact_claim_volume(
+    settings: &JobSettings,
+) -> Result<Option<(Volume, VolumeMount)>, JobError> {
+    let Some(claim) = &settings.artifact_store_claim else {
+        return Ok(None);
+    };
+    let path = url::Url::parse(&settings.artifact_store_url)
+        .ok()
+        .filter(|url| url.scheme() == "file")
+        .and_then(|url| url.to_file_path().ok())
+        .ok_or_else(|| JobError::ClaimWithoutFileStore {
+            claim: claim.clone(),
+            url: crate::artifacts::redact_url(&settings.artifact_store_url),
+        })?;
+    let volume = Volume {
+        name: ARTIFACT_VOLUME.to_string(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.clone(),
+            read_only: Some(false),
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: ARTIFACT_VOLUME.to_string(),
+        mount_path: path.display().to_string(),
+        ..VolumeMount::default()
+    };
+    Ok(Some((volume, mount)))
 }
 
 /// Deterministic Job name for (object, slot, kind): restarts, two replicas or a lost status write
@@ -267,14 +322,7 @@ pub fn build_job(
         .as_deref()
         .ok_or(missing("namespace"))?;
     let uid = object.metadata.uid.as_deref().ok_or(missing("uid"))?;
-    if settings.artifact_store_url.is_empty() {
-        return Err(JobError::MissingSetting {
-            setting: "artifact_store_url",
-        });
-    }
-    if settings.image.is_empty() {
-        return Err(JobError::MissingSetting { setting: "image" });
-    }
+    check_settings(settings)?;
     // kube's controller reference leaves blockOwnerDeletion unset; with it, a foreground deletion
     // of the object waits until its Jobs are gone.
     let owner = OwnerReference {
@@ -334,6 +382,7 @@ pub fn build_job(
     .map(literal)
     .collect();
 
+    let artifact_claim = artifact_claim_volume(settings)?;
     let container = Container {
         name: CONTAINER_NAME.to_string(),
         image: Some(settings.image.clone()),
@@ -350,11 +399,16 @@ pub fn build_job(
             }]
         }),
         resources: Some(settings.resources.clone()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: SPOOL_VOLUME.to_string(),
-            mount_path: SPOOL_MOUNT_PATH.to_string(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(
+            [VolumeMount {
+                name: SPOOL_VOLUME.to_string(),
+                mount_path: SPOOL_MOUNT_PATH.to_string(),
+                ..VolumeMount::default()
+            }]
+            .into_iter()
+            .chain(artifact_claim.as_ref().map(|(_, mount)| mount.clone()))
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -390,14 +444,19 @@ pub fn build_job(
             }),
             ..PodSecurityContext::default()
         }),
-        volumes: Some(vec![Volume {
-            name: SPOOL_VOLUME.to_string(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: None,
-                size_limit: settings.spool_size_limit.clone().map(Quantity),
-            }),
-            ..Volume::default()
-        }]),
+        volumes: Some(
+            [Volume {
+                name: SPOOL_VOLUME.to_string(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: None,
+                    size_limit: settings.spool_size_limit.clone().map(Quantity),
+                }),
+                ..Volume::default()
+            }]
+            .into_iter()
+            .chain(artifact_claim.map(|(volume, _)| volume))
+            .collect(),
+        ),
         ..PodSpec::default()
     };
 
@@ -1251,6 +1310,52 @@ mod tests {
         assert_eq!(
             jobs_selector("abc-123"),
             "app.kubernetes.io/component=export,exports.crm.dev/scheduled-export-uid=abc-123"
+        );
+    }
+
+    #[test]
+    fn an_artifact_store_claim_is_mounted_at_the_file_url_path_and_refused_for_s3() {
+        let with_claim = JobSettings {
+            artifact_store_url: "file:///var/lib/scheduled-exports/artifacts".to_string(),
+            artifact_store_claim: Some("exports-artifacts".to_string()),
+            ..settings()
+        };
+        let job = build_job(&object("daily"), slot(), &RunKind::Scheduled, &with_claim).unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|volume| volume.name == "artifacts")
+            .expect("artifact volume");
+        assert_eq!(
+            volume.persistent_volume_claim.unwrap().claim_name,
+            "exports-artifacts"
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|mount| mount.name == "artifacts")
+            .expect("artifact mount");
+        assert_eq!(mount.mount_path, "/var/lib/scheduled-exports/artifacts");
+
+        let s3_with_claim = JobSettings {
+            artifact_store_claim: Some("exports-artifacts".to_string()),
+            ..settings()
+        };
+        let err = build_job(
+            &object("daily"),
+            slot(),
+            &RunKind::Scheduled,
+            &s3_with_claim,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("exports-artifacts") && err.contains("file://"),
+            "{err}"
         );
     }
 }

@@ -351,9 +351,15 @@ pub struct DeliveryStatus {
     /// When the operator last looked for the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_time: Option<DateTime<Utc>>,
-    /// `present`, `moved` (found in a sub-directory), `recopied` or `unreachable`.
+    /// `present` (in the export directory), `moved` (found by name in a sub-directory: picked up,
+    /// so checks stop), `recopied` (it was gone and was copied again from the artifact store),
+    /// `unreachable` (the server could not be asked; checked again next interval) or `missing`
+    /// (gone, and copying it again failed; see the Delivered condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_result: Option<String>,
+    /// Where the last check found the file, relative to the export directory, e.g. `archive/x.csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_at: Option<String>,
     /// How many times the file was copied again after it went missing.
     #[serde(default)]
     pub recopies: u32,
@@ -369,7 +375,10 @@ pub struct RetentionStatus {
     /// Files deleted by the last prune.
     #[serde(default)]
     pub files_deleted: u32,
-    /// Why the last prune deleted nothing, when the server could not be reached.
+    /// When pruning was last tried, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<DateTime<Utc>>,
+    /// What the last attempt did, or why it deleted nothing (e.g. the server could not be reached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -112,6 +112,7 @@ pub fn run_delivered(
         delivered_at: Some(run.finished),
         last_check_time: Some(run.finished),
         last_check_result: Some("present".to_string()),
+        found_at: Some(run.file_name.clone()),
         recopies: 0,
     });
     let rows = match run.rows {

@@ -11,10 +11,8 @@ use chrono::{DateTime, Utc};
 use common::fixture::{Fixture, files_in};
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use scheduled_exports::clock::ManualClock;
 use scheduled_exports::controller::{self, Context, ControllerConfig};
 use scheduled_exports::job::{JobSettings, RunKind, job_name};
@@ -27,41 +25,6 @@ fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .expect("instant")
         .with_timezone(&Utc)
-}
-
-/// The Job identity of DESIGN section 7: read its object and Secrets, write its status.
-async fn grant_job_rbac(client: &Client, namespace: &str) {
-    let post = PostParams::default();
-    let account: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "scheduled-exports-export"}}))
-            .expect("sa");
-    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .create(&post, &account)
-        .await
-        .expect("sa");
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "scheduled-exports-export"},
-        "rules": [
-            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports"], "verbs": ["get"]},
-            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports/status"], "verbs": ["get", "update", "patch"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
-        ]
-    }))
-    .expect("role");
-    Api::<Role>::namespaced(client.clone(), namespace)
-        .create(&post, &role)
-        .await
-        .expect("role");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "scheduled-exports-export"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "scheduled-exports-export"},
-        "subjects": [{"kind": "ServiceAccount", "name": "scheduled-exports-export", "namespace": namespace}]
-    }))
-    .expect("binding");
-    Api::<RoleBinding>::namespaced(client.clone(), namespace)
-        .create(&post, &binding)
-        .await
-        .expect("binding");
 }
 
 /// The controller's context for one test namespace, with its Jobs' artifacts under `artifacts`.
@@ -80,6 +43,7 @@ fn controller_context(
             artifact_store_url: format!("file://{}", artifacts.display()),
             ..JobSettings::default()
         },
+        delivery: Default::default(),
         instance: identity.to_string(),
     };
     Arc::new(Context::new(

@@ -304,3 +304,41 @@ pub fn run_binary(args: &[&str], extra_env: &[(&str, String)]) -> std::process::
         .output()
         .expect("run scheduled-exports")
 }
+
+/// The Job identity of DESIGN section 7: read its object and Secrets, write its status.
+pub async fn grant_job_rbac(client: &Client, namespace: &str) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use serde_json::json;
+    let post = PostParams::default();
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "scheduled-exports-export"}}))
+            .expect("sa");
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(&post, &account)
+        .await
+        .expect("sa");
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "scheduled-exports-export"},
+        "rules": [
+            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports"], "verbs": ["get"]},
+            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports/status"], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+        ]
+    }))
+    .expect("role");
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&post, &role)
+        .await
+        .expect("role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "scheduled-exports-export"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "scheduled-exports-export"},
+        "subjects": [{"kind": "ServiceAccount", "name": "scheduled-exports-export", "namespace": namespace}]
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&post, &binding)
+        .await
+        .expect("binding");
+}

@@ -14,6 +14,7 @@ CACHE="${SCHEDULED_EXPORTS_CACHE:-$HOME/.cache/scheduled-exports}"
 
 KUBE_BIN="$CACHE/kubernetes-$KUBERNETES_VERSION"
 MINIO_BIN="$CACHE/minio-$MINIO_VERSION/minio"
+HELM_BIN="$CACHE/helm-$HELM_VERSION/helm"
 
 SFTP_USER=sxsftp
 SFTP_PASSWORD=sxsftp-testbed-password

@@ -1,0 +1,699 @@
+//! Delivery assurance on the real test bed (DESIGN section 5): the controller runs in this process
+//! on a manual clock, files are delivered by the real `export`, and the tests delete, move and
+//! age files in the sshd's directory, stop the server, and watch what the operator does.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use common::fixture::{Fixture, files_in};
+use common::*;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use scheduled_exports::artifacts::S3Options;
+use scheduled_exports::clock::{Clock, ManualClock};
+use scheduled_exports::controller::{self, Context, ControllerConfig};
+use scheduled_exports::files::export_file_name;
+use scheduled_exports::job::JobSettings;
+use scheduled_exports::recheck::DeliverySettings;
+use scheduled_exports::resource::{FileType, ScheduledExport};
+use serde_json::json;
+use sha2::Digest;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The controller (and so the checker) for one namespace, on a manual clock.
+struct RunningController {
+    ctx: Arc<Context>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    fn start(fixture: &Fixture, clock: &ManualClock, store: &str, sftp_timeout: Duration) -> Self {
+        // The operator's log, shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("scheduled_exports=debug")
+            .with_test_writer()
+            .try_init();
+        let s3 = S3Options::from_lookup(|name| testbed_env().get(name).cloned());
+        let config = ControllerConfig {
+            namespace: Some(fixture.namespace.clone()),
+            default_zone: chrono_tz::UTC,
+            job: JobSettings {
+                image: "scheduled-exports:test".into(),
+                artifact_store_url: store.to_string(),
+                ..JobSettings::default()
+            },
+            delivery: DeliverySettings {
+                s3,
+                sftp_timeout,
+                ..DeliverySettings::default()
+            },
+            instance: "delivery-tests".into(),
+        };
+        let ctx = Arc::new(Context::new(
+            fixture.client.clone(),
+            Arc::new(clock.clone()),
+            config,
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(ctx.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            ctx,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(40), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs the real export of `name` for `slot` into `store`; returns the delivered file's name.
+fn export(fixture: &Fixture, name: &str, slot: DateTime<Utc>, store: &str) -> String {
+    let output = fixture.export_with_store(name, &slot.to_rfc3339(), store);
+    assert!(
+        output.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let file_type = if name.starts_with("proposals") {
+        FileType::Proposals
+    } else {
+        FileType::Interactions
+    };
+    export_file_name(file_type, slot)
+}
+
+/// Moves the object's daily slot about twelve hours away from `from`, so advancing the clock by
+/// minutes or hours in a test never reaches a scheduled run by accident.
+async fn schedule_far_from(fixture: &Fixture, name: &str, from: DateTime<Utc>) {
+    let far = (from + TimeDelta::hours(12)).with_timezone(&chrono_tz::UTC);
+    let time = format!(
+        "{:02}:{}",
+        far.hour(),
+        if far.minute() < 30 { "00" } else { "30" }
+    );
+    patch_spec(fixture, name, json!({"time": time, "timeZone": "UTC"})).await;
+}
+
+async fn patch_spec(fixture: &Fixture, name: &str, spec: serde_json::Value) {
+    fixture
+        .api()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": spec})),
+        )
+        .await
+        .expect("patch spec");
+}
+
+/// The manual clock's start: just after the export recorded its delivery (real time).
+async fn clock_after_delivery(fixture: &Fixture, name: &str) -> ManualClock {
+    let delivered = fixture
+        .object(name)
+        .await
+        .status
+        .and_then(|status| status.delivery)
+        .and_then(|delivery| delivery.delivered_at)
+        .expect("deliveredAt");
+    ManualClock::new(delivered + TimeDelta::seconds(30))
+}
+
+async fn wait_for<T>(
+    fixture: &Fixture,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ScheduledExport) -> Option<T>,
+) -> T {
+    let check = &check;
+    eventually(WAIT, what, || async move {
+        let object = fixture.api().get(name).await.ok()?;
+        check(&object)
+    })
+    .await
+}
+
+fn check_result(object: &ScheduledExport) -> Option<(String, u32, Option<DateTime<Utc>>)> {
+    let delivery = object.status.as_ref()?.delivery.as_ref()?;
+    Some((
+        delivery.last_check_result.clone()?,
+        delivery.recopies,
+        delivery.last_check_time,
+    ))
+}
+
+fn condition(object: &ScheduledExport, type_: &str) -> Option<(String, String, String)> {
+    let condition = object
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((
+        condition.status.clone(),
+        condition.reason.clone(),
+        condition.message.clone(),
+    ))
+}
+
+async fn event_reasons(fixture: &Fixture) -> Vec<String> {
+    Api::<Event>::namespaced(fixture.client.clone(), &fixture.namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|event| event.reason)
+        .collect()
+}
+
+fn sha256_of(path: &Path) -> String {
+    hex::encode(sha2::Sha256::digest(
+        std::fs::read(path).expect("read file"),
+    ))
+}
+
+/// A directory the sshd user can write, below the fixture's export directory.
+fn sub_directory(fixture: &Fixture, relative: &str) -> std::path::PathBuf {
+    let dir = fixture.local_dir.join(relative);
+    std::fs::create_dir_all(&dir).expect("create sub-directory");
+    let status = std::process::Command::new("chown")
+        .arg(format!("{0}:{0}", env_var("SFTP_USER")))
+        .arg(&dir)
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[tokio::test]
+async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_put_it() {
+    let fixture = Fixture::new("sx-recheck", 5).await;
+    let store = fixture.artifact_store.clone(); // the test bed's S3 server
+    let file = export(&fixture, "daily", Utc::now(), &store);
+    let clock = clock_after_delivery(&fixture, "daily").await;
+    schedule_far_from(&fixture, "daily", clock.now()).await;
+    let local = fixture.local_dir.join(&file);
+    let delivered_sha = sha256_of(&local);
+    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(10));
+
+    // The customer deletes the file; within one interval it is back, byte for byte.
+    std::fs::remove_file(&local).expect("delete the delivered file");
+    clock.advance(TimeDelta::minutes(9));
+    clock.advance(TimeDelta::minutes(1));
+    let (result, recopies, _) = wait_for(&fixture, "daily", "a recopy", |o| {
+        check_result(o).filter(|(result, ..)| result == "recopied")
+    })
+    .await;
+    assert_eq!((result.as_str(), recopies), ("recopied", 1));
+    assert_eq!(sha256_of(&local), delivered_sha, "the same bytes came back");
+    let object = fixture.object("daily").await;
+    let (status, reason, _) = condition(&object, "Delivered").expect("Delivered");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Recopied"));
+    assert!(
+        event_reasons(&fixture)
+            .await
+            .contains(&"Recopied".to_string())
+    );
+    let metrics = controller.ctx.metrics.encode(clock.now()).expect("metrics");
+    assert!(
+        metrics.contains("scheduled_exports_recopies_total 1")
+            && metrics.contains("scheduled_exports_rechecks_total{result=\"recopied\"} 1"),
+        "{metrics}"
+    );
+
+    // The next check finds it present.
+    clock.advance(TimeDelta::minutes(10));
+    wait_for(&fixture, "daily", "a present check", |o| {
+        check_result(o)
+            .filter(|(result, _, checked)| result == "present" && *checked == Some(clock.now()))
+    })
+    .await;
+
+    // The customer moves it into archive/: picked up, never copied again, even once it is gone
+    // from there too. A second object on the same destination, checked in the same rounds,
+    // shows that rounds did happen.
+    let mut other = valid_object("proposals-daily");
+    other["spec"]["fileType"] = json!("proposals");
+    other["spec"]["destination"] =
+        serde_json::to_value(fixture.object("daily").await.spec.destination).expect("json");
+    let other: ScheduledExport = serde_json::from_value(other).expect("object");
+    fixture
+        .api()
+        .create(&PostParams::default(), &other)
+        .await
+        .expect("create the second object");
+    export(&fixture, "proposals-daily", Utc::now(), &store);
+    schedule_far_from(&fixture, "proposals-daily", clock.now()).await;
+    let archive = sub_directory(&fixture, "archive");
+    std::fs::rename(&local, archive.join(&file)).expect("move into archive/");
+    clock.advance(TimeDelta::minutes(10));
+    let object = wait_for(&fixture, "daily", "the move to be seen", |o| {
+        check_result(o)
+            .filter(|(result, ..)| result == "moved")
+            .map(|_| o.clone())
+    })
+    .await;
+    let delivery = object.status.and_then(|s| s.delivery).expect("delivery");
+    assert_eq!(delivery.found_at, Some(format!("archive/{file}")));
+    let moved_check = delivery.last_check_time;
+
+    std::fs::remove_file(archive.join(&file)).expect("the customer consumed it");
+    for _ in 0..2 {
+        clock.advance(TimeDelta::minutes(10));
+        let now = clock.now();
+        wait_for(
+            &fixture,
+            "proposals-daily",
+            "a round on the destination",
+            |o| check_result(o).filter(|(_, _, checked)| *checked == Some(now)),
+        )
+        .await;
+    }
+    assert!(
+        !local.exists() && !archive.join(&file).exists(),
+        "a picked-up file is never copied again: {:?} {:?} {:?}",
+        files_in(&fixture.local_dir),
+        files_in(&archive),
+        fixture.object("daily").await.status
+    );
+    let delivery = fixture
+        .object("daily")
+        .await
+        .status
+        .and_then(|s| s.delivery)
+        .expect("delivery");
+    assert_eq!(delivery.last_check_time, moved_check, "checks stopped");
+    assert_eq!(delivery.recopies, 1);
+
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_check_after() {
+    let fixture = Fixture::new("sx-down", 5).await;
+    let artifacts = tempfile::tempdir().expect("artifacts");
+    let store = format!("file://{}", artifacts.path().display());
+    let file = export(&fixture, "daily", Utc::now(), &store);
+    let clock = clock_after_delivery(&fixture, "daily").await;
+    schedule_far_from(&fixture, "daily", clock.now()).await;
+    let local = fixture.local_dir.join(&file);
+    // An old file of ours that retention should delete, but only once the server answers.
+    let old = export_file_name(FileType::Interactions, clock.now() - TimeDelta::days(91));
+    std::fs::write(fixture.local_dir.join(&old), "old\r\n").expect("old file");
+
+    let real_port = env_var("SFTP_PORT").parse::<u16>().expect("port");
+    patch_spec(
+        &fixture,
+        "daily",
+        json!({"destination": {"sftp": {"port": free_port()}}}),
+    )
+    .await;
+    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(5));
+
+    // Pruning is due at once (never done): the server is down, so nothing is deleted.
+    let retention = wait_for(&fixture, "daily", "a failed prune", |o| {
+        o.status.as_ref()?.retention.clone()
+    })
+    .await;
+    assert_eq!(retention.last_prune_time, None);
+    assert!(
+        retention
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("nothing deleted"),
+        "{retention:?}"
+    );
+    assert!(fixture.local_dir.join(&old).exists());
+
+    std::fs::remove_file(&local).expect("delete the delivered file");
+    clock.advance(TimeDelta::minutes(10));
+    let object = wait_for(&fixture, "daily", "an unreachable check", |o| {
+        check_result(o)
+            .filter(|(result, ..)| result == "unreachable")
+            .map(|_| o.clone())
+    })
+    .await;
+    let (status, reason, message) = condition(&object, "Delivered").expect("Delivered");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ServerUnreachable")
+    );
+    assert!(message.contains(&file), "{message}");
+    assert!(!local.exists(), "nothing could be copied");
+    assert!(
+        event_reasons(&fixture)
+            .await
+            .contains(&"ServerUnreachable".to_string())
+    );
+    let status_text = serde_json::to_string(&object.status).expect("status");
+    for secret in secret_values() {
+        assert!(
+            !status_text.contains(&secret),
+            "a secret leaked into status"
+        );
+    }
+
+    // The server is back: the first check after recopies, and the retried prune deletes.
+    patch_spec(
+        &fixture,
+        "daily",
+        json!({"destination": {"sftp": {"port": real_port}}}),
+    )
+    .await;
+    clock.advance(TimeDelta::minutes(10));
+    let object = wait_for(&fixture, "daily", "a recopy once the server is back", |o| {
+        check_result(o)
+            .filter(|(result, ..)| result == "recopied")
+            .map(|_| o.clone())
+    })
+    .await;
+    assert!(local.exists());
+    let (status, ..) = condition(&object, "Delivered").expect("Delivered");
+    assert_eq!(status, "True");
+    let retention = wait_for(&fixture, "daily", "the retried prune", |o| {
+        let retention = o.status.as_ref()?.retention.clone()?;
+        retention.last_prune_time.map(|_| retention)
+    })
+    .await;
+    assert_eq!(retention.files_deleted, 1);
+    assert!(!fixture.local_dir.join(&old).exists());
+
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_only_this_objects_old_files_and_stale_uploads() {
+    let fixture = Fixture::new("sx-retain", 5).await;
+    let artifacts = tempfile::tempdir().expect("artifacts");
+    let store = format!("file://{}", artifacts.path().display());
+    let file = export(&fixture, "daily", Utc::now(), &store);
+    let clock = clock_after_delivery(&fixture, "daily").await;
+    schedule_far_from(&fixture, "daily", clock.now()).await;
+    let now = clock.now();
+    let ours = |days: i64| export_file_name(FileType::Interactions, now - TimeDelta::days(days));
+    let theirs = |days: i64| export_file_name(FileType::Proposals, now - TimeDelta::days(days));
+
+    // Another object's directory below ours: its files are never ours to prune.
+    fixture
+        .create_object(
+            "nested",
+            json!({"directory": format!("{}/nested", fixture.remote_dir)}),
+        )
+        .await;
+    let nested = sub_directory(&fixture, "nested");
+    let archive = sub_directory(&fixture, "archive");
+    let dir = &fixture.local_dir;
+    let stale_upload = format!(".{}.partial-0123456789abcdef", ours(91));
+    let live_upload = format!(".{}.partial-00000000000000ff", ours(0));
+    for path in [
+        dir.join(ours(91)),
+        dir.join(ours(89)),
+        dir.join(theirs(91)),
+        dir.join("notes.csv"),
+        dir.join(format!("{}.bak", ours(91))),
+        dir.join(&stale_upload),
+        dir.join(&live_upload),
+        archive.join(ours(95)),
+        archive.join("notes.csv"),
+        nested.join(ours(91)),
+    ] {
+        std::fs::write(&path, "x\r\n").expect("write test file");
+    }
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join(&stale_upload))
+        .and_then(|f| f.set_modified(two_days_ago))
+        .expect("age the stale upload");
+    // An artifact of an earlier file, left behind by a crash.
+    let leftover = artifacts
+        .path()
+        .join(&fixture.namespace)
+        .join("daily")
+        .join(ours(1));
+    std::fs::write(&leftover, "old artifact").expect("leftover artifact");
+
+    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(10));
+    let retention = wait_for(&fixture, "daily", "the first prune", |o| {
+        let retention = o.status.as_ref()?.retention.clone()?;
+        retention.last_prune_time.map(|_| retention)
+    })
+    .await;
+    assert_eq!(retention.files_deleted, 3, "{retention:?}");
+
+    let mut remaining = files_in(dir);
+    remaining.retain(|name| name != "archive" && name != "nested");
+    let mut expected = vec![
+        file.clone(),
+        ours(89),
+        theirs(91),
+        "notes.csv".to_string(),
+        format!("{}.bak", ours(91)),
+        live_upload.clone(),
+    ];
+    expected.sort();
+    assert_eq!(remaining, expected);
+    assert_eq!(files_in(&archive), ["notes.csv"]);
+    assert_eq!(files_in(&nested), [ours(91)]);
+    assert!(
+        event_reasons(&fixture)
+            .await
+            .contains(&"Pruned".to_string())
+    );
+    eventually(WAIT, "the leftover artifact to go", || async {
+        (!leftover.exists()).then_some(())
+    })
+    .await;
+    assert!(
+        artifacts
+            .path()
+            .join(&fixture.namespace)
+            .join("daily")
+            .join(&file)
+            .exists(),
+        "the delivered file's artifact stays for recopies"
+    );
+
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn checks_stop_when_the_next_run_starts() {
+    let fixture = Fixture::new("sx-stop", 5).await;
+    grant_job_rbac(&fixture.client, &fixture.namespace).await;
+    let artifacts = tempfile::tempdir().expect("artifacts");
+    let store = format!("file://{}", artifacts.path().display());
+    let first = export(&fixture, "daily", Utc::now(), &store);
+    let clock = clock_after_delivery(&fixture, "daily").await;
+    // The next slot: the first half hour at least 15 minutes away.
+    let soon = clock.now() + TimeDelta::minutes(15);
+    let next_slot = soon
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .map(|t| {
+            let extra = (30 - i64::from(t.minute() % 30)) % 30;
+            t + TimeDelta::minutes(extra)
+        })
+        .expect("slot");
+    patch_spec(
+        &fixture,
+        "daily",
+        json!({"time": next_slot.format("%H:%M").to_string(), "timeZone": "UTC"}),
+    )
+    .await;
+    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(10));
+    // The last check before the run is five minutes before it, so none is due when it starts.
+    clock.set(next_slot - TimeDelta::minutes(5));
+    let now = clock.now();
+    wait_for(&fixture, "daily", "a check before the next run", |o| {
+        check_result(o).filter(|(result, _, checked)| result == "present" && *checked == Some(now))
+    })
+    .await;
+
+    // The next run starts: from then on the first file is not looked after any more.
+    clock.set(next_slot + TimeDelta::seconds(1));
+    eventually(WAIT, "the next run's Job", || async {
+        let jobs = Api::<Job>::namespaced(fixture.client.clone(), &fixture.namespace)
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        (!jobs.items.is_empty()).then_some(())
+    })
+    .await;
+    std::fs::remove_file(fixture.local_dir.join(&first)).expect("delete the first file");
+    let second = export_file_name(FileType::Interactions, next_slot);
+    wait_for(&fixture, "daily", "the next run's delivery", |o| {
+        let delivery = o.status.as_ref()?.delivery.as_ref()?;
+        (delivery.file.as_deref() == Some(second.as_str())).then_some(())
+    })
+    .await;
+    clock.advance(TimeDelta::minutes(10));
+    let now = clock.now();
+    wait_for(&fixture, "daily", "a check of the new file", |o| {
+        check_result(o).filter(|(_, _, checked)| *checked == Some(now))
+    })
+    .await;
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        [second],
+        "the first file stays gone"
+    );
+
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_hanging_server_delays_neither_other_destinations_nor_runs() {
+    let fixture = Fixture::new("sx-hang", 5).await;
+    let artifacts = tempfile::tempdir().expect("artifacts");
+    let store = format!("file://{}", artifacts.path().display());
+    export(&fixture, "daily", Utc::now(), &store);
+    let clock = clock_after_delivery(&fixture, "daily").await;
+    schedule_far_from(&fixture, "daily", clock.now()).await;
+
+    // A server that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    fixture
+        .create_object("hanging", json!({"host": "127.0.0.1", "port": silent_port}))
+        .await;
+    schedule_far_from(&fixture, "hanging", clock.now()).await;
+    let mut hanging = fixture.object("hanging").await;
+    let delivered = fixture.object("daily").await.status.expect("status");
+    hanging.status = Some(delivered);
+    fixture
+        .api()
+        .replace_status("hanging", &PostParams::default(), &hanging)
+        .await
+        .expect("give the hanging object a delivered file");
+
+    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(50));
+    clock.advance(TimeDelta::minutes(10));
+    let now = clock.now();
+    wait_for(&fixture, "daily", "the healthy destination's check", |o| {
+        check_result(o).filter(|(result, _, checked)| result == "present" && *checked == Some(now))
+    })
+    .await;
+    fixture
+        .api()
+        .patch(
+            "daily",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"exports.crm.dev/run-now": "while-hanging"}}}),
+            ),
+        )
+        .await
+        .expect("run-now");
+    eventually(WAIT, "the run-now Job", || async {
+        let jobs = Api::<Job>::namespaced(fixture.client.clone(), &fixture.namespace)
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        (!jobs.items.is_empty()).then_some(())
+    })
+    .await;
+    let hanging = fixture.object("hanging").await;
+    assert_ne!(
+        check_result(&hanging).map(|(result, ..)| result),
+        Some("unreachable".to_string()),
+        "the silent server's check is still waiting while everything else went on"
+    );
+    drop(silent);
+    controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints_answer_over_http() {
+    use scheduled_exports::metrics::Metrics;
+    use scheduled_exports::server::{Health, serve};
+
+    let metrics = Arc::new(Metrics::new());
+    metrics.record_check("present");
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Utc::now()));
+    tokio::spawn(serve(listener, metrics, clock, health.clone()));
+
+    let get = |path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).expect("connect");
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )
+            .expect("request");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("response");
+            response
+        })
+    };
+    assert!(
+        get("/healthz")
+            .await
+            .expect("healthz")
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        get("/readyz")
+            .await
+            .expect("readyz")
+            .starts_with("HTTP/1.1 503")
+    );
+    health.set_ready();
+    assert!(
+        get("/readyz")
+            .await
+            .expect("readyz")
+            .starts_with("HTTP/1.1 200")
+    );
+    let response = get("/metrics").await.expect("metrics");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("application/openmetrics-text"));
+    assert!(response.contains("scheduled_exports_rechecks_total{result=\"present\"} 1"));
+    assert!(
+        get("/nothing")
+            .await
+            .expect("404")
+            .starts_with("HTTP/1.1 404")
+    );
+}
