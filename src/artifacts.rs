@@ -511,6 +511,9 @@ impl ArtifactStore {
         local: &LocalPath,
     ) -> Result<StoredArtifact, ArtifactError> {
         let location = self.location(key)?;
+        if let Backend::Local { root } = &self.backend {
+            return self.put_local(root, &location, key, local).await;
+        }
         let local_error = |source| ArtifactError::LocalIo {
             store: self.description.clone(),
             path: local.to_path_buf(),
@@ -583,6 +586,60 @@ impl ArtifactStore {
         };
         debug!(store = %self, %key, sha256 = %stored.sha256, bytes = stored.bytes, "artifact stored");
         Ok(stored)
+    }
+
+    /// A `file://` store is a plain copy: through a hidden temporary file in the target directory,
+    /// fsynced and renamed into place, in a fixed 1 MiB buffer (object_store's multipart writer
+    /// for local files holds parts in memory).
+    async fn put_local(
+        &self,
+        root: &LocalPath,
+        location: &Path,
+        key: &ArtifactKey,
+        local: &LocalPath,
+    ) -> Result<StoredArtifact, ArtifactError> {
+        let target = root.join(location.as_ref());
+        let source_path = local.to_path_buf();
+        let copied = blocking(move || {
+            let dir = target
+                .parent()
+                .map(LocalPath::to_path_buf)
+                .unwrap_or_default();
+            std::fs::create_dir_all(&dir)?;
+            let mut source = std::fs::File::open(&source_path)?;
+            let mut temp = tempfile::Builder::new()
+                .prefix(".artifact.")
+                .suffix(".partial")
+                .tempfile_in(&dir)?;
+            let mut hasher = Sha256::new();
+            let mut bytes = 0u64;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match source.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(err),
+                };
+                hasher.update(&buf[..n]);
+                std::io::Write::write_all(temp.as_file_mut(), &buf[..n])?;
+                bytes += n as u64;
+            }
+            temp.as_file().sync_all()?;
+            temp.persist(&target).map_err(|err| err.error)?;
+            Ok(StoredArtifact {
+                sha256: hex::encode(hasher.finalize()),
+                bytes,
+            })
+        })
+        .await
+        .map_err(|source| ArtifactError::LocalIo {
+            store: self.description.clone(),
+            path: local.to_path_buf(),
+            source,
+        })?;
+        debug!(store = %self, %key, sha256 = %copied.sha256, bytes = copied.bytes, "artifact stored");
+        Ok(copied)
     }
 
     /// Streams the object to `local` and verifies it against `expected_sha256` (hex, any case).

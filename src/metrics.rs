@@ -61,6 +61,7 @@ pub struct Metrics {
     pub rechecks: Family<CheckLabels, Counter>,
     pub recopies: Counter,
     pub files_pruned: Counter,
+    pub sftp_connections: Counter,
     pub reconcile_errors: Counter,
     pub leader: Gauge,
     next_run_seconds: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
@@ -91,6 +92,7 @@ impl Metrics {
             rechecks: Family::default(),
             recopies: Counter::default(),
             files_pruned: Counter::default(),
+            sftp_connections: Counter::default(),
             reconcile_errors: Counter::default(),
             leader: Gauge::default(),
             next_run_seconds: Family::default(),
@@ -131,6 +133,11 @@ impl Metrics {
             "files_pruned",
             "Files deleted by retention",
             metrics.files_pruned.clone(),
+        );
+        registry.register(
+            "sftp_connections",
+            "SFTP connections opened by check rounds (one per destination per round)",
+            metrics.sftp_connections.clone(),
         );
         registry.register(
             "reconcile_errors",

@@ -293,7 +293,9 @@ async fn run_round(
                 .collect();
             let target = destination.target();
             let handle = tokio::runtime::Handle::current();
+            let connections = ctx.metrics.sftp_connections.clone();
             tokio::task::spawn_blocking(move || {
+                connections.inc();
                 blocking_round(
                     &handle,
                     &target,

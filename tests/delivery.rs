@@ -276,7 +276,13 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     schedule_far_from(&fixture, "proposals-daily", clock.now()).await;
     let archive = sub_directory(&fixture, "archive");
     std::fs::rename(&local, archive.join(&file)).expect("move into archive/");
+    let connections = controller.ctx.metrics.sftp_connections.get();
     clock.advance(TimeDelta::minutes(10));
+    let now = clock.now();
+    wait_for(&fixture, "proposals-daily", "the second object's check", |o| {
+        check_result(o).filter(|(_, _, checked)| *checked == Some(now))
+    })
+    .await;
     let object = wait_for(&fixture, "daily", "the move to be seen", |o| {
         check_result(o)
             .filter(|(result, ..)| result == "moved")
@@ -286,6 +292,12 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     let delivery = object.status.and_then(|s| s.delivery).expect("delivery");
     assert_eq!(delivery.found_at, Some(format!("archive/{file}")));
     let moved_check = delivery.last_check_time;
+    assert_eq!(moved_check, Some(now));
+    assert_eq!(
+        controller.ctx.metrics.sftp_connections.get(),
+        connections + 1,
+        "two objects on one destination share one connection per round"
+    );
 
     std::fs::remove_file(archive.join(&file)).expect("the customer consumed it");
     for _ in 0..2 {
