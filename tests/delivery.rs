@@ -279,9 +279,12 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     let connections = controller.ctx.metrics.sftp_connections.get();
     clock.advance(TimeDelta::minutes(10));
     let now = clock.now();
-    wait_for(&fixture, "proposals-daily", "the second object's check", |o| {
-        check_result(o).filter(|(_, _, checked)| *checked == Some(now))
-    })
+    wait_for(
+        &fixture,
+        "proposals-daily",
+        "the second object's check",
+        |o| check_result(o).filter(|(_, _, checked)| *checked == Some(now)),
+    )
     .await;
     let object = wait_for(&fixture, "daily", "the move to be seen", |o| {
         check_result(o)
