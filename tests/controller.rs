@@ -662,3 +662,60 @@ async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
     let _ = task_standby.await;
     fixture.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_missing_secret_is_reported_in_status_events_and_kubectl_describe() {
+    let (fixture, artifacts) = setup("sx-secret").await;
+    fixture
+        .create_object("orphan", json!({"secretRef": {"name": "no-such-secret"}}))
+        .await;
+    let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
+    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+
+    let message = wait_for_status(&fixture, "orphan", "Ready=False", |o| {
+        let ready = o
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "False" && ready.reason == "SecretNotFound").then(|| ready.message.clone())
+    })
+    .await;
+    assert!(
+        message.contains("no-such-secret") && message.contains("spec.destination.sftp.secretRef"),
+        "{message}"
+    );
+    let describe = eventually(WAIT, "the Event in kubectl describe", || async {
+        let (ok, out, _) = kubectl(&["describe", "sx", "orphan", "-n", &fixture.namespace]);
+        (ok && out.contains("InvalidReference")).then_some(out)
+    })
+    .await;
+    assert!(describe.contains("Events:"), "{describe}");
+    assert!(
+        describe.contains("Ready"),
+        "conditions are shown: {describe}"
+    );
+
+    // Creating the Secret makes the object Ready without touching it.
+    create_secret(
+        &fixture.client,
+        &fixture.namespace,
+        "no-such-secret",
+        &sftp_secret_data(),
+    )
+    .await;
+    clock.advance(chrono::TimeDelta::seconds(5));
+    wait_for_status(&fixture, "orphan", "Ready=True", |o| {
+        let ready = o
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "True").then_some(())
+    })
+    .await;
+    controller.stop().await;
+    fixture.cleanup().await;
+}
