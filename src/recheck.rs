@@ -86,6 +86,7 @@ impl Destination {
 }
 
 /// One object's share of a round.
+#[derive(Clone)]
 struct Item {
     object: Arc<ScheduledExport>,
     work: DueWork,
@@ -281,16 +282,7 @@ async fn run_round(
         Ok(credentials) => {
             let settings = ctx.config.delivery.clone();
             let store_url = ctx.config.job.artifact_store_url.clone();
-            let work: Vec<(Arc<ScheduledExport>, DueWork, Vec<String>)> = items
-                .iter()
-                .map(|item| {
-                    (
-                        item.object.clone(),
-                        item.work.clone(),
-                        item.excluded.clone(),
-                    )
-                })
-                .collect();
+            let work = items.clone();
             let target = destination.target();
             let handle = tokio::runtime::Handle::current();
             let connections = ctx.metrics.sftp_connections.clone();
@@ -367,36 +359,24 @@ fn blocking_round(
     credentials: &SftpCredentials,
     settings: &DeliverySettings,
     store_url: &str,
-    work: &[(Arc<ScheduledExport>, DueWork, Vec<String>)],
+    work: &[Item],
     now: DateTime<Utc>,
 ) -> Vec<ItemResult> {
     let session = match SftpSession::connect(target, credentials, settings.sftp_timeout) {
         Ok(session) => session,
-        Err(err) => {
-            let cause = err.to_string();
-            return work
-                .iter()
-                .map(|(_, due, _)| ItemResult {
-                    check: due
-                        .recheck
-                        .as_ref()
-                        .map(|_| CheckOutcome::Unreachable(cause.clone())),
-                    prune: due.prune.then(|| PruneOutcome::Unreachable(cause.clone())),
-                })
-                .collect();
-        }
+        Err(err) => return unreachable_results(work, &err.to_string()),
     };
     // Listed at most once per round, and only when some object prunes.
     let mut listing = None;
     work.iter()
-        .map(|(object, due, excluded)| {
-            let check = due
-                .recheck
-                .as_ref()
-                .map(|file| check_file(handle, &session, settings, store_url, object, file));
-            let prune = due.prune.then(|| {
+        .map(|item| {
+            let check =
+                item.work.recheck.as_ref().map(|file| {
+                    check_file(handle, &session, settings, store_url, &item.object, file)
+                });
+            let prune = item.work.prune.then(|| {
                 let files = listing.get_or_insert_with(|| session.list_recursive());
-                prune_files(&session, files, object, excluded, now)
+                prune_files(&session, files, &item.object, &item.excluded, now)
             });
             ItemResult { check, prune }
         })
