@@ -25,7 +25,7 @@ use crate::plan::{self, RunToStart};
 use crate::recheck::{self, DeliverySettings};
 use crate::resource::ScheduledExport;
 use crate::status::READY;
-use crate::status_update::update_status;
+use crate::status_update::update_status_from;
 
 /// Annotations the controller puts on a Job once its `Started` and outcome Events are published.
 const STARTED_ANNOTATION: &str = "exports.crm.dev/reported-started";
@@ -33,6 +33,8 @@ const REPORTED_ANNOTATION: &str = "exports.crm.dev/reported";
 /// Finished Jobs kept per object, like a CronJob's history limits.
 const KEEP_SUCCEEDED_JOBS: usize = 3;
 const KEEP_FAILED_JOBS: usize = 1;
+/// Reconciles running at once.
+const RECONCILE_CONCURRENCY: u16 = 32;
 
 /// How the operator is configured (flags, Helm values).
 #[derive(Debug, Clone)]
@@ -111,6 +113,10 @@ pub async fn run(
         shutdown.clone(),
     ));
     controller
+        // A restart reconciles every object at once; bounded, it does not flood the API server.
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| {
@@ -175,11 +181,16 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let name = object.name_any();
     let uid = object.uid().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    // From the API server's watch cache, not etcd: a Job it has not seen yet is still caught by
+    // its deterministic name (a create answers 409).
     let mut jobs = jobs_api
-        .list(&ListParams::default().labels(&job::jobs_selector(&uid)))
+        .list(
+            &ListParams::default()
+                .labels(&job::jobs_selector(&uid))
+                .match_any(),
+        )
         .await?
         .items;
 
@@ -191,6 +202,12 @@ async fn reconcile(
         ctx.config.default_zone,
         ctx.clock.is_manual(),
     );
+    if let Some(run) = &plan.start
+        && let Some(created) = start_run(&ctx, &object, &jobs_api, run).await?
+    {
+        jobs.push(created);
+    }
+    // After the create, so a burst of due objects reaches its Jobs first; it only sets Ready.
     if let Some(missing) = missing_secret(&ctx, &object, &namespace).await? {
         let already_said = object
             .status
@@ -209,12 +226,6 @@ async fn reconcile(
         }
         plan.schedule_status.ready = (false, "SecretNotFound", missing);
     }
-
-    if let Some(run) = &plan.start
-        && let Some(created) = start_run(&ctx, &object, &jobs_api, run).await?
-    {
-        jobs.push(created);
-    }
     report_job_events(&ctx, &object, &jobs_api, &jobs).await;
     for stale in job::finished_jobs_to_delete(&jobs, KEEP_SUCCEEDED_JOBS, KEEP_FAILED_JOBS) {
         match jobs_api.delete(&stale, &DeleteParams::background()).await {
@@ -225,11 +236,34 @@ async fn reconcile(
     }
 
     let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
-    update_status(&api, &name, |current| {
+    update_status_from(&api, &object, |current| {
         plan::merge_status(current, &plan.schedule_status, &jobs, now)
     })
     .await?;
-    Ok(Action::requeue(plan.requeue_after))
+    Ok(Action::requeue(requeue_after(&ctx, &object, &plan)))
+}
+
+/// When to look again: at the next run, measured from the clock as the reconcile ends (its API
+/// calls took time) plus a small margin so the slot has surely begun; an idle object's safety
+/// re-check is spread by UID so objects created together do not all wake together.
+fn requeue_after(ctx: &Context, object: &ScheduledExport, plan: &plan::Plan) -> Duration {
+    const MARGIN: Duration = Duration::from_millis(100);
+    if ctx.clock.is_manual() {
+        return plan.requeue_after;
+    }
+    let now = ctx.clock.now();
+    match plan.schedule_status.next_run_time {
+        Some(next) if plan.requeue_after < plan::MAX_REQUEUE => {
+            (next - now).to_std().unwrap_or_default() + MARGIN
+        }
+        _ => {
+            let uid = object.uid().unwrap_or_default();
+            let spread = uid
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            plan::MAX_REQUEUE - Duration::from_secs(spread % 600)
+        }
+    }
 }
 
 /// Creates the Job of a run. Its name is derived from the object and the slot, so a second

@@ -46,8 +46,9 @@ pub struct ScheduleStatus {
     pub ready: (bool, &'static str, String),
 }
 
-/// Longest sleep between reconciles of an idle object; watches wake it earlier on any change.
-const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Longest sleep between reconciles of an idle object; watches wake it earlier on any change, and
+/// a run due sooner wakes it at the run.
+pub const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 /// How often a manual (test) clock is re-read, since it can jump without a watch event.
 const MANUAL_CLOCK_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 

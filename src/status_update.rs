@@ -37,3 +37,32 @@ pub async fn update_status(
         }
     }
 }
+
+/// `update_status` starting from an object already in hand (the controller's cache): no request
+/// at all when the status would not change, one `replace_status` at that object's
+/// resourceVersion otherwise, and the read-compute-replace loop only after a conflict.
+pub async fn update_status_from(
+    api: &Api<ScheduledExport>,
+    object: &ScheduledExport,
+    update: impl Fn(&ScheduledExportStatus) -> ScheduledExportStatus,
+) -> Result<bool, kube::Error> {
+    let current = object.status.clone().unwrap_or_default();
+    let desired = update(&current);
+    if desired == current {
+        return Ok(false);
+    }
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let mut changed = object.clone();
+    changed.status = Some(desired);
+    changed.metadata.managed_fields = None;
+    match api
+        .replace_status(&name, &PostParams::default(), &changed)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(response)) if response.code == 409 => {
+            update_status(api, &name, update).await
+        }
+        Err(err) => Err(err),
+    }
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::fixture::{Fixture, files_in};
+use common::running::RunningController;
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
@@ -54,37 +55,12 @@ fn controller_context(
 }
 
 /// A controller for one namespace, running in this process until dropped.
-struct RunningController {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningController {
-    fn start(fixture: &Fixture, clock: &ManualClock, artifacts: &std::path::Path) -> Self {
-        let ctx = controller_context(fixture, clock, artifacts, "tests");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(ctx, async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
-        self.task.abort();
-    }
-}
-
-impl Drop for RunningController {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+fn start_controller(
+    fixture: &Fixture,
+    clock: &ManualClock,
+    artifacts: &std::path::Path,
+) -> RunningController {
+    RunningController::spawn(controller_context(fixture, clock, artifacts, "tests"))
 }
 
 async fn setup(prefix: &str) -> (Fixture, tempfile::TempDir) {
@@ -156,7 +132,7 @@ async fn patch_spec(fixture: &Fixture, name: &str, spec: serde_json::Value) {
 async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
     let (fixture, artifacts) = setup("sx-due").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z")); // 06:59 in New York
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
 
     let object = wait_for_status(&fixture, "daily", "the next run", |o| {
         next_run(o).map(|_| o.clone())
@@ -216,7 +192,7 @@ async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
 async fn editing_time_or_zone_moves_the_next_run_and_starts_nothing() {
     let (fixture, artifacts) = setup("sx-edit").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z")); // 10:00 in New York, after 07:00
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     wait_for_status(&fixture, "daily", "next run tomorrow", |o| {
         (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
     })
@@ -268,7 +244,7 @@ async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
     let (fixture, artifacts) = setup("sx-suspend").await;
     patch_spec(&fixture, "daily", json!({"suspend": true})).await;
     let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     wait_for_status(&fixture, "daily", "Ready/Suspended", |o| {
         let ready = o
             .status
@@ -305,7 +281,7 @@ async fn spring_forward_runs_a_skipped_time_with_the_offset_before_the_gap() {
     let (fixture, artifacts) = setup("sx-dst").await;
     patch_spec(&fixture, "daily", json!({"time": "02:30"})).await;
     let clock = ManualClock::new(utc("2026-03-07T12:00:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     wait_for_status(
         &fixture,
         "daily",
@@ -339,12 +315,12 @@ async fn spring_forward_runs_a_skipped_time_with_the_offset_before_the_gap() {
 async fn downtime_across_several_slots_gives_exactly_one_catch_up_run() {
     let (fixture, artifacts) = setup("sx-catchup").await;
     let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
     controller.stop().await;
 
     clock.set(utc("2026-12-03T15:00:00Z")); // four slots passed while the operator was down
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     let expected = job_name("daily", utc("2026-12-03T12:00:00Z"), &RunKind::Scheduled);
     wait_for_job_complete(&fixture, &expected).await;
     wait_for_status(&fixture, "daily", "next run after the catch-up", |o| {
@@ -376,7 +352,7 @@ async fn downtime_across_several_slots_gives_exactly_one_catch_up_run() {
 async fn run_now_runs_once_per_token() {
     let (fixture, artifacts) = setup("sx-runnow").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
 
     let annotate = |token: &'static str| {
@@ -427,7 +403,7 @@ async fn run_now_runs_once_per_token() {
 async fn deleting_the_object_removes_its_jobs_and_keeps_its_files() {
     let (fixture, artifacts) = setup("sx-delete").await;
     let clock = ManualClock::new(utc("2026-11-30T12:00:30Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     // The schedule starts at the first reconcile (12:00:30), so today's 07:00 slot has passed.
     wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
     clock.set(utc("2026-12-01T12:00:00Z"));
@@ -488,7 +464,7 @@ async fn wait_for_job_running(fixture: &Fixture, job: &str) {
 async fn a_run_still_going_at_the_next_slot_delays_that_slot_until_it_ends() {
     let (fixture, artifacts) = setup("sx-busy").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
 
     let lock = TableLock::take(&fixture.database_url).await;
@@ -537,7 +513,7 @@ async fn a_run_still_going_at_the_next_slot_delays_that_slot_until_it_ends() {
 async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_it() {
     let (fixture, artifacts) = setup("sx-restart").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
     let lock = TableLock::take(&fixture.database_url).await;
     clock.set(utc("2026-11-30T12:00:00Z"));
@@ -546,7 +522,7 @@ async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_i
 
     controller.stop().await;
     clock.set(utc("2026-11-30T12:05:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
     lock.release().await;
     wait_for_job_complete(&fixture, &job).await;
     wait_for_status(&fixture, "daily", "the run recorded as delivered", |o| {
@@ -670,7 +646,7 @@ async fn a_missing_secret_is_reported_in_status_events_and_kubectl_describe() {
         .create_object("orphan", json!({"secretRef": {"name": "no-such-secret"}}))
         .await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
-    let controller = RunningController::start(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock, artifacts.path());
 
     let message = wait_for_status(&fixture, "orphan", "Ready=False", |o| {
         let ready = o

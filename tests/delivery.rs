@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use common::fixture::{Fixture, files_in};
+use common::running::RunningController;
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use scheduled_exports::artifacts::S3Options;
 use scheduled_exports::clock::{Clock, ManualClock};
-use scheduled_exports::controller::{self, Context, ControllerConfig};
+use scheduled_exports::controller::{Context, ControllerConfig};
 use scheduled_exports::files::export_file_name;
 use scheduled_exports::job::JobSettings;
 use scheduled_exports::recheck::DeliverySettings;
@@ -28,64 +29,38 @@ use sha2::Digest;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The controller (and so the checker) for one namespace, on a manual clock.
-struct RunningController {
-    ctx: Arc<Context>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningController {
-    fn start(fixture: &Fixture, clock: &ManualClock, store: &str, sftp_timeout: Duration) -> Self {
-        // The operator's log, shown when a test fails.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("scheduled_exports=debug")
-            .with_test_writer()
-            .try_init();
-        let s3 = S3Options::from_lookup(|name| testbed_env().get(name).cloned());
-        let config = ControllerConfig {
-            namespace: Some(fixture.namespace.clone()),
-            default_zone: chrono_tz::UTC,
-            job: JobSettings {
-                image: "scheduled-exports:test".into(),
-                artifact_store_url: store.to_string(),
-                ..JobSettings::default()
-            },
-            delivery: DeliverySettings {
-                s3,
-                sftp_timeout,
-                ..DeliverySettings::default()
-            },
-            instance: "delivery-tests".into(),
-        };
-        let ctx = Arc::new(Context::new(
-            fixture.client.clone(),
-            Arc::new(clock.clone()),
-            config,
-        ));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(ctx.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            ctx,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(40), &mut self.task).await;
-        self.task.abort();
-    }
-}
-
-impl Drop for RunningController {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+fn start_controller(
+    fixture: &Fixture,
+    clock: &ManualClock,
+    store: &str,
+    sftp_timeout: Duration,
+) -> RunningController {
+    // The operator's log, shown when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("scheduled_exports=debug")
+        .with_test_writer()
+        .try_init();
+    let s3 = S3Options::from_lookup(|name| testbed_env().get(name).cloned());
+    let config = ControllerConfig {
+        namespace: Some(fixture.namespace.clone()),
+        default_zone: chrono_tz::UTC,
+        job: JobSettings {
+            image: "scheduled-exports:test".into(),
+            artifact_store_url: store.to_string(),
+            ..JobSettings::default()
+        },
+        delivery: DeliverySettings {
+            s3,
+            sftp_timeout,
+            ..DeliverySettings::default()
+        },
+        instance: "delivery-tests".into(),
+    };
+    RunningController::spawn(Arc::new(Context::new(
+        fixture.client.clone(),
+        Arc::new(clock.clone()),
+        config,
+    )))
 }
 
 /// Runs the real export of `name` for `slot` into `store`; returns the delivered file's name.
@@ -197,13 +172,7 @@ fn sha256_of(path: &Path) -> String {
 /// A directory the sshd user can write, below the fixture's export directory.
 fn sub_directory(fixture: &Fixture, relative: &str) -> std::path::PathBuf {
     let dir = fixture.local_dir.join(relative);
-    std::fs::create_dir_all(&dir).expect("create sub-directory");
-    let status = std::process::Command::new("chown")
-        .arg(format!("{0}:{0}", env_var("SFTP_USER")))
-        .arg(&dir)
-        .status()
-        .expect("chown");
-    assert!(status.success());
+    create_sftp_user_dir(&dir);
     dir
 }
 
@@ -224,7 +193,7 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     schedule_far_from(&fixture, "daily", clock.now()).await;
     let local = fixture.local_dir.join(&file);
     let delivered_sha = sha256_of(&local);
-    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(10));
+    let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(10));
 
     // The customer deletes the file; within one interval it is back, byte for byte.
     std::fs::remove_file(&local).expect("delete the delivered file");
@@ -354,7 +323,7 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
         json!({"destination": {"sftp": {"port": free_port()}}}),
     )
     .await;
-    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(5));
+    let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(5));
 
     // Pruning is due at once (never done): the server is down, so nothing is deleted.
     let retention = wait_for(&fixture, "daily", "a failed prune", |o| {
@@ -481,7 +450,7 @@ async fn retention_deletes_only_this_objects_old_files_and_stale_uploads() {
         .join(ours(1));
     std::fs::write(&leftover, "old artifact").expect("leftover artifact");
 
-    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(10));
+    let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(10));
     let retention = wait_for(&fixture, "daily", "the first prune", |o| {
         let retention = o.status.as_ref()?.retention.clone()?;
         retention.last_prune_time.map(|_| retention)
@@ -550,7 +519,7 @@ async fn checks_stop_when_the_next_run_starts() {
         json!({"time": next_slot.format("%H:%M").to_string(), "timeZone": "UTC"}),
     )
     .await;
-    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(10));
+    let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(10));
     // The last check before the run is five minutes before it, so none is due when it starts.
     clock.set(next_slot - TimeDelta::minutes(5));
     let now = clock.now();
@@ -617,7 +586,7 @@ async fn a_hanging_server_delays_neither_other_destinations_nor_runs() {
         .await
         .expect("give the hanging object a delivered file");
 
-    let controller = RunningController::start(&fixture, &clock, &store, Duration::from_secs(50));
+    let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(50));
     clock.advance(TimeDelta::minutes(10));
     let now = clock.now();
     wait_for(&fixture, "daily", "the healthy destination's check", |o| {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod fixture;
+pub mod running;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -223,14 +224,19 @@ pub fn sftp_directory(name: &str) -> (String, PathBuf) {
     let local = PathBuf::from(env_var("SFTP_ROOT"))
         .join("exports")
         .join(name);
-    std::fs::create_dir_all(&local).expect("create the SFTP test directory");
+    create_sftp_user_dir(&local);
+    (format!("/exports/{name}"), local)
+}
+
+/// Creates a directory the test bed's SFTP user owns (and so can write and delete in).
+pub fn create_sftp_user_dir(path: &Path) {
+    std::fs::create_dir_all(path).expect("create the SFTP test directory");
     let status = std::process::Command::new("chown")
         .arg(format!("{0}:{0}", env_var("SFTP_USER")))
-        .arg(&local)
+        .arg(path)
         .status()
         .expect("run chown");
     assert!(status.success(), "chown the SFTP test directory");
-    (format!("/exports/{name}"), local)
 }
 
 /// Creates an Opaque Secret with string data.
