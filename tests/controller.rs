@@ -695,3 +695,56 @@ async fn a_missing_secret_is_reported_in_status_events_and_kubectl_describe() {
     controller.stop().await;
     fixture.cleanup().await;
 }
+
+#[tokio::test]
+async fn server_side_apply_twice_shows_no_drift_while_the_operator_writes_status() {
+    let (fixture, artifacts) = setup("sx-ssa").await;
+    let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
+    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let manifest = repo_root().join("examples/interactions-daily.yaml");
+    let manifest = manifest.to_str().expect("path");
+    let apply = || {
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=argocd-controller",
+            "-n",
+            &fixture.namespace,
+            "-f",
+            manifest,
+        ])
+    };
+    let (ok, _, err) = apply();
+    assert!(ok, "first apply: {err}");
+    wait_for_status(
+        &fixture,
+        "interactions-daily",
+        "the operator's status",
+        next_run,
+    )
+    .await;
+
+    let (ok, _, err) = apply();
+    assert!(ok, "second apply: {err}");
+    let (no_diff, diff, err) = kubectl(&[
+        "diff",
+        "--server-side",
+        "--field-manager=argocd-controller",
+        "-n",
+        &fixture.namespace,
+        "-f",
+        manifest,
+    ]);
+    assert!(
+        no_diff && diff.is_empty(),
+        "drift after the operator wrote status: {diff}{err}"
+    );
+    let object = fixture.object("interactions-daily").await;
+    assert_eq!(
+        object.metadata.generation,
+        Some(1),
+        "the operator never writes spec"
+    );
+    controller.stop().await;
+    fixture.cleanup().await;
+}
