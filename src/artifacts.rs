@@ -625,8 +625,14 @@ impl ArtifactStore {
                 std::io::Write::write_all(temp.as_file_mut(), &buf[..n])?;
                 bytes += n as u64;
             }
+            // Readable like object_store's own files, whichever user the controller runs as.
+            std::fs::set_permissions(
+                temp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )?;
             temp.as_file().sync_all()?;
             temp.persist(&target).map_err(|err| err.error)?;
+            std::fs::File::open(&dir)?.sync_all()?;
             Ok(StoredArtifact {
                 sha256: hex::encode(hasher.finalize()),
                 bytes,
@@ -654,6 +660,8 @@ impl ArtifactStore {
         local: &LocalPath,
         expected_sha256: &str,
     ) -> Result<StoredArtifact, ArtifactError> {
+        // An invalid key fails before `local` is touched, so a bad name never removes a file.
+        self.location(key)?;
         let result = self.download(key, local, expected_sha256).await;
         if result.is_err() {
             let path = local.to_path_buf();

@@ -61,11 +61,17 @@ pub enum PruneOutcome {
     },
     /// Nothing was deleted because the server could not be reached.
     Unreachable(String),
+    /// Nothing was deleted because the files are not this object's alone (the text says why).
+    Refused(String),
 }
 
 /// `recheckInterval` as a duration: `1h30m`, `10m`, `90s`.
 pub fn recheck_interval(spec: &ScheduledExportSpec) -> Duration {
-    parse_interval(&spec.recheck_interval).unwrap_or(DEFAULT_RECHECK_INTERVAL)
+    // Bounded so instant arithmetic cannot overflow on a value that slipped past admission.
+    const LONGEST: Duration = Duration::from_secs(366 * 86_400);
+    parse_interval(&spec.recheck_interval)
+        .unwrap_or(DEFAULT_RECHECK_INTERVAL)
+        .min(LONGEST)
 }
 
 fn parse_interval(text: &str) -> Option<Duration> {
@@ -105,9 +111,13 @@ pub fn due_work(now: DateTime<Utc>, object: &ScheduledExport) -> Option<DueWork>
     let interval = chrono::TimeDelta::from_std(recheck_interval(&object.spec))
         .unwrap_or(chrono::TimeDelta::minutes(10));
 
-    let latest_run_delivered_it = status.last_run.as_ref().is_some_and(|run| {
-        run.phase.as_deref() == Some(phase::SUCCEEDED) && run.file_name.as_ref() == Some(file)
-    });
+    // Only a name of our own pattern is ever looked for, copied or used as a local path: status is
+    // writable by the export's identity, and a crafted value must not reach a file system.
+    let ours = parse_export_file_name(object.spec.file_type, file).is_some();
+    let latest_run_delivered_it = ours
+        && status.last_run.as_ref().is_some_and(|run| {
+            run.phase.as_deref() == Some(phase::SUCCEEDED) && run.file_name.as_ref() == Some(file)
+        });
     let picked_up = delivery.last_check_result.as_deref() == Some(check_result::MOVED);
     let last_check = delivery.last_check_time.or(delivery.delivered_at);
     let recheck = (latest_run_delivered_it
@@ -312,7 +322,7 @@ pub fn after_prune(
                 message: Some(message),
             }
         }
-        PruneOutcome::Unreachable(cause) => RetentionStatus {
+        PruneOutcome::Unreachable(cause) | PruneOutcome::Refused(cause) => RetentionStatus {
             last_attempt_time: Some(now),
             message: Some(format!("nothing deleted: {cause}")),
             ..previous
@@ -321,8 +331,8 @@ pub fn after_prune(
     status
 }
 
-/// A list for a status message, bounded so a large first prune keeps the object small.
-fn summarize(names: &[String]) -> String {
+/// A list for a status message or Event, bounded so a large first prune keeps them small.
+pub fn summarize(names: &[String]) -> String {
     const SHOWN: usize = 5;
     let mut text = names
         .iter()
@@ -465,6 +475,17 @@ mod tests {
         let mut suspended = object.clone();
         suspended.spec.suspend = true;
         assert_eq!(due_work(later, &suspended), None);
+
+        let mut crafted = object.clone();
+        let status = crafted.status.as_mut().unwrap();
+        let evil = "../../var/lib/artifacts/other/interactions-20260601T110000Z.csv".to_string();
+        status.delivery.as_mut().unwrap().file = Some(evil.clone());
+        status.last_run.as_mut().unwrap().file_name = Some(evil);
+        assert_eq!(
+            due_work(later, &crafted).and_then(|due| due.recheck),
+            None,
+            "a name not of our pattern is never looked for"
+        );
 
         let mut never = object;
         never.status.as_mut().unwrap().delivery = None;

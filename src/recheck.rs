@@ -92,6 +92,9 @@ struct Item {
     work: DueWork,
     /// Directories of other objects below this one's, which its retention must not enter.
     excluded: Vec<String>,
+    /// Another object delivering the same file type into the same directory: their files cannot
+    /// be told apart, so neither prunes.
+    shared_with: Option<String>,
 }
 
 /// What a round found for one object.
@@ -222,24 +225,41 @@ fn start_due_rounds(
             continue;
         }
         let destination = Destination::of(object);
-        let same_server = objects.iter().filter(|other| {
-            let sftp = &other.spec.destination.sftp;
-            other.uid() != object.uid()
-                && (sftp.host.as_str(), sftp.port, sftp.username.as_str())
-                    == (
-                        destination.host.as_str(),
-                        destination.port,
-                        destination.username.as_str(),
-                    )
-        });
+        let others: Vec<&Arc<ScheduledExport>> = objects
+            .iter()
+            .filter(|other| other.uid() != object.uid())
+            .collect();
+        // Any other object's directory below this one is excluded, whatever server it names:
+        // host aliases or another login to the same tree must not make its files look like ours.
         let excluded = delivery::nested_directories(
             &destination.directory,
-            same_server.map(|other| other.spec.destination.sftp.directory.as_str()),
+            others
+                .iter()
+                .map(|other| other.spec.destination.sftp.directory.as_str()),
         );
+        let shared_with = others
+            .iter()
+            .find(|other| {
+                let sftp = &other.spec.destination.sftp;
+                other.spec.file_type == object.spec.file_type
+                    && sftp.host.eq_ignore_ascii_case(&destination.host)
+                    && sftp.port == destination.port
+                    && sftp.directory.trim_end_matches('/')
+                        == destination.directory.trim_end_matches('/')
+            })
+            .map(|other| {
+                format!(
+                    "{}/{} delivers {} files into the same directory, so they cannot be told apart",
+                    other.namespace().unwrap_or_default(),
+                    other.name_any(),
+                    object.spec.file_type
+                )
+            });
         due.entry(destination).or_default().push(Item {
             object: object.clone(),
             work,
             excluded,
+            shared_with,
         });
     }
     for (destination, items) in due {
@@ -374,9 +394,12 @@ fn blocking_round(
                 item.work.recheck.as_ref().map(|file| {
                     check_file(handle, &session, settings, store_url, &item.object, file)
                 });
-            let prune = item.work.prune.then(|| {
-                let files = listing.get_or_insert_with(|| session.list_recursive());
-                prune_files(&session, files, &item.object, &item.excluded, now)
+            let prune = item.work.prune.then(|| match &item.shared_with {
+                Some(reason) => PruneOutcome::Refused(reason.clone()),
+                None => {
+                    let files = listing.get_or_insert_with(|| session.list_recursive());
+                    prune_files(&session, files, &item.object, &item.excluded, now)
+                }
             });
             ItemResult { check, prune }
         })
@@ -490,11 +513,13 @@ async fn record(ctx: &Context, item: &Item, result: &ItemResult, now: DateTime<U
     let retention_days = object.spec.retention_days;
     let file = item.work.recheck.clone().unwrap_or_default();
     let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
+    let check_applied = std::sync::atomic::AtomicBool::new(false);
     let written = update_status(&api, &name, |current| {
         let mut status = current.clone();
         if let Some(check) = &result.check {
-            status =
-                delivery::after_check(&status, &file, check, generation, now).unwrap_or(status);
+            let checked = delivery::after_check(&status, &file, check, generation, now);
+            check_applied.store(checked.is_some(), std::sync::atomic::Ordering::Relaxed);
+            status = checked.unwrap_or(status);
         }
         if let Some(prune) = &result.prune {
             status = delivery::after_prune(&status, prune, retention_days, now);
@@ -516,7 +541,13 @@ async fn record(ctx: &Context, item: &Item, result: &ItemResult, now: DateTime<U
         .and_then(|status| status.delivery.as_ref())
         .and_then(|delivery| delivery.last_check_result.as_deref())
         == Some(check_result::UNREACHABLE);
-    match &result.check {
+    // A result for a file that is no longer the delivered one (a new run delivered meanwhile) was
+    // dropped; it says nothing about the current file.
+    let check = result
+        .check
+        .as_ref()
+        .filter(|_| check_applied.load(std::sync::atomic::Ordering::Relaxed));
+    match check {
         Some(CheckOutcome::Found { relative }) => {
             let result = if relative.contains('/') {
                 check_result::MOVED
@@ -556,15 +587,19 @@ async fn record(ctx: &Context, item: &Item, result: &ItemResult, now: DateTime<U
                 let note = format!(
                     "deleted {} file(s) older than {retention_days} days: {}",
                     deleted.len(),
-                    deleted.join(", ")
+                    delivery::summarize(deleted)
                 );
                 publish(ctx, object, EventType::Normal, "Pruned", &note).await;
             }
             if !failed.is_empty() {
-                let note = format!("could not delete {}", failed.join(", "));
+                let note = format!("could not delete {}", delivery::summarize(failed));
                 publish(ctx, object, EventType::Warning, "PruneFailed", &note).await;
             }
             prune_artifacts(ctx, object).await;
+        }
+        Some(PruneOutcome::Refused(cause)) => {
+            let note = format!("nothing deleted: {cause}");
+            publish(ctx, object, EventType::Warning, "PruneRefused", &note).await;
         }
         Some(PruneOutcome::Unreachable(cause)) if result.check.is_none() => {
             let note = format!("nothing deleted: {cause}");

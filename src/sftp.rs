@@ -161,6 +161,10 @@ pub enum SftpError {
          destination.sftp.directory"
     )]
     DirectoryMissing { address: String, directory: String },
+    #[error(
+        "could not look everywhere below the directory on {address} ({place}); the file is not copied again, so it never duplicates one a customer moved there"
+    )]
+    SearchIncomplete { address: String, place: String },
     #[error("{directory:?} on {address} is not a directory; fix destination.sftp.directory")]
     NotADirectory { address: String, directory: String },
     #[error(
@@ -245,6 +249,7 @@ impl SftpError {
                 "DirectoryMissing"
             }
             SftpError::DirectoryNotWritable { .. } => "DirectoryNotWritable",
+            SftpError::SearchIncomplete { .. } => "SearchIncomplete",
             SftpError::AlreadyExists { .. } => "FileExists",
             SftpError::Rename { .. } => "RenameFailed",
             SftpError::SizeMismatch { .. } => "SizeMismatch",
@@ -615,20 +620,28 @@ impl SftpSession {
             Err(err) => return Err(self.remote_error("stat", &direct, err)),
         }
         let mut found = None;
-        self.walk(&mut |file| {
+        let skipped = self.walk(&mut |file| {
             if found.is_none() && file.relative.rsplit('/').next() == Some(file_name) {
                 found = Some(file);
             }
             found.is_none()
         })?;
-        Ok(found)
+        // Absent from what could be seen is not absent: the file may sit where the walk could not go.
+        match (found, skipped) {
+            (None, Some(place)) => Err(SftpError::SearchIncomplete {
+                address: self.address.clone(),
+                place,
+            }),
+            (found, _) => Ok(found),
+        }
     }
 
     /// Every regular file under the target directory, recursively, sorted by relative path (input for retention).
     /// Symbolic links are not followed, so retention never deletes outside the directory.
     pub fn list_recursive(&self) -> Result<Vec<RemoteFile>, SftpError> {
         let mut files = Vec::new();
-        self.walk(&mut |file| {
+        // Retention deletes only what it saw, so a place it could not see is simply left alone.
+        let _skipped = self.walk(&mut |file| {
             files.push(file);
             true
         })?;
@@ -797,8 +810,10 @@ impl SftpSession {
 
     /// Depth-first walk over regular files below the directory; `visit` returns false to stop. Unreadable
     /// sub-directories are skipped with a warning (the customer may keep private folders there); an unreadable
-    /// top directory is an error.
-    fn walk(&self, visit: &mut dyn FnMut(RemoteFile) -> bool) -> Result<(), SftpError> {
+    /// top directory is an error. Returns the first place it could not look into (an unreadable sub-directory,
+    /// a symbolic link, the depth limit), if any.
+    fn walk(&self, visit: &mut dyn FnMut(RemoteFile) -> bool) -> Result<Option<String>, SftpError> {
+        let mut skipped: Option<String> = None;
         let mut pending: Vec<(String, String, usize)> =
             vec![(self.directory.clone(), String::new(), 0)];
         while let Some((dir, relative_dir, depth)) = pending.pop() {
@@ -819,6 +834,7 @@ impl SftpSession {
                 Err(err) => {
                     tracing::warn!(directory = %dir, address = %self.address, error = %err.message(),
                         "skipping unreadable sub-directory");
+                    skipped.get_or_insert_with(|| format!("{relative_dir}/ cannot be listed"));
                     continue;
                 }
             };
@@ -839,13 +855,20 @@ impl SftpSession {
                 if stat.is_dir() {
                     if depth + 1 < MAX_DEPTH {
                         pending.push((absolute, relative, depth + 1));
+                    } else {
+                        skipped.get_or_insert_with(|| format!("{relative}/ is too deep"));
                     }
-                } else if stat.is_file() && !visit(remote_file(absolute, relative, &stat)) {
-                    return Ok(());
+                } else if stat.is_file() {
+                    if !visit(remote_file(absolute, relative, &stat)) {
+                        return Ok(skipped);
+                    }
+                } else if stat.file_type().is_symlink() {
+                    // Not followed (retention must never leave the directory), so unknown.
+                    skipped.get_or_insert_with(|| format!("{relative} is a symbolic link"));
                 }
             }
         }
-        Ok(())
+        Ok(skipped)
     }
 
     fn remote_error(&self, operation: &'static str, path: &str, err: ssh2::Error) -> SftpError {

@@ -550,6 +550,25 @@ fn locate_finds_a_file_in_place_or_moved_into_a_sub_directory() {
 }
 
 #[test]
+fn locate_does_not_call_a_file_gone_when_it_could_not_look_everywhere() {
+    let dir = TestDir::new("locate-incomplete");
+    let session = connect(&dir);
+    // A customer's archive that is a symbolic link: the walk does not follow it, so the file may
+    // be in there, and "not found" would make the operator copy it again next to the moved one.
+    std::os::unix::fs::symlink("/tmp", dir.local.join("archive")).expect("symlink");
+    let err = session
+        .locate(FILE_NAME)
+        .expect_err("absent from what could be seen is not absent");
+    assert_eq!(err.reason(), "SearchIncomplete");
+    assert!(err.to_string().contains("archive"), "{err}");
+
+    // Once the file is in the directory itself, it is found as before.
+    let local = local_file(10);
+    session.upload(local.path(), FILE_NAME).expect("upload");
+    assert!(session.locate(FILE_NAME).expect("locate").is_some());
+}
+
+#[test]
 fn list_recursive_lists_nested_regular_files() {
     let dir = TestDir::new("list");
     dir.mkdir("a/b");
