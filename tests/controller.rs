@@ -87,20 +87,6 @@ async fn job_names(fixture: &Fixture) -> Vec<String> {
     names
 }
 
-async fn wait_for_status<T>(
-    fixture: &Fixture,
-    name: &str,
-    what: &str,
-    check: impl Fn(&ScheduledExport) -> Option<T>,
-) -> T {
-    let check = &check;
-    eventually(WAIT, what, || async move {
-        let object = fixture.api().get(name).await.ok()?;
-        check(&object)
-    })
-    .await
-}
-
 fn next_run(object: &ScheduledExport) -> Option<DateTime<Utc>> {
     object.status.as_ref()?.next_run_time
 }
@@ -134,10 +120,9 @@ async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z")); // 06:59 in New York
     let controller = start_controller(&fixture, &clock, artifacts.path());
 
-    let object = wait_for_status(&fixture, "daily", "the next run", |o| {
-        next_run(o).map(|_| o.clone())
-    })
-    .await;
+    let object = fixture
+        .wait_for("daily", "the next run", |o| next_run(o).map(|_| o.clone()))
+        .await;
     let status = object.status.expect("status");
     assert_eq!(status.next_run_time, Some(utc("2026-11-30T12:00:00Z")));
     assert_eq!(
@@ -153,13 +138,14 @@ async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
     clock.set(utc("2026-11-30T12:00:01Z"));
     let expected = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
     wait_for_job_complete(&fixture, &expected).await;
-    let object = wait_for_status(&fixture, "daily", "the delivered run in status", |o| {
-        let status = o.status.as_ref()?;
-        (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
-            && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
-        .then(|| o.clone())
-    })
-    .await;
+    let object = fixture
+        .wait_for("daily", "the delivered run in status", |o| {
+            let status = o.status.as_ref()?;
+            (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
+                && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
+            .then(|| o.clone())
+        })
+        .await;
     let last_run = object.status.and_then(|s| s.last_run).expect("lastRun");
     assert_eq!(last_run.job_name.as_deref(), Some(expected.as_str()));
     assert_eq!(last_run.rows, Some(5));
@@ -170,19 +156,20 @@ async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
 
     // Later reconciles (a minute on) start nothing more for that slot.
     clock.set(utc("2026-11-30T12:01:00Z"));
-    wait_for_status(&fixture, "daily", "a reconcile after the run", |o| {
-        let ready = o
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")?;
-        ready
-            .message
-            .contains("2026-12-01T07:00:00-05:00")
-            .then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "a reconcile after the run", |o| {
+            let ready = o
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?;
+            ready
+                .message
+                .contains("2026-12-01T07:00:00-05:00")
+                .then_some(())
+        })
+        .await;
     assert_eq!(job_names(&fixture).await, [expected]);
     controller.stop().await;
     fixture.cleanup().await;
@@ -193,30 +180,33 @@ async fn editing_time_or_zone_moves_the_next_run_and_starts_nothing() {
     let (fixture, artifacts) = setup("sx-edit").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z")); // 10:00 in New York, after 07:00
     let controller = start_controller(&fixture, &clock, artifacts.path());
-    wait_for_status(&fixture, "daily", "next run tomorrow", |o| {
-        (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "next run tomorrow", |o| {
+            (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
+        })
+        .await;
 
     // 09:00 has passed today as well: the edit starts nothing and moves the next run at once.
     patch_spec(&fixture, "daily", json!({"time": "09:00"})).await;
-    wait_for_status(&fixture, "daily", "next run moved to 09:00 tomorrow", |o| {
-        (next_run(o) == Some(utc("2026-12-01T14:00:00Z"))).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "next run moved to 09:00 tomorrow", |o| {
+            (next_run(o) == Some(utc("2026-12-01T14:00:00Z"))).then_some(())
+        })
+        .await;
     patch_spec(
         &fixture,
         "daily",
         json!({"time": "11:30", "timeZone": "Europe/Berlin"}),
     )
     .await;
-    wait_for_status(&fixture, "daily", "next run in Berlin", |o| {
-        let status = o.status.as_ref()?;
-        (status.next_run_time == Some(utc("2026-12-01T10:30:00Z"))
-            && status.next_run_local.as_deref() == Some("2026-12-01T11:30:00+01:00"))
-        .then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "next run in Berlin", |o| {
+            let status = o.status.as_ref()?;
+            (status.next_run_time == Some(utc("2026-12-01T10:30:00Z"))
+                && status.next_run_local.as_deref() == Some("2026-12-01T11:30:00+01:00"))
+            .then_some(())
+        })
+        .await;
     assert!(
         job_names(&fixture).await.is_empty(),
         "an edit never starts a run"
@@ -245,23 +235,26 @@ async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
     patch_spec(&fixture, "daily", json!({"suspend": true})).await;
     let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
-    wait_for_status(&fixture, "daily", "Ready/Suspended", |o| {
-        let ready = o
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")?;
-        (ready.reason == "Suspended" && o.status.as_ref()?.next_run_time.is_none()).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "Ready/Suspended", |o| {
+            let ready = o
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.reason == "Suspended" && o.status.as_ref()?.next_run_time.is_none())
+                .then_some(())
+        })
+        .await;
 
     clock.set(utc("2026-11-30T13:00:00Z")); // past the 07:00 slot while suspended
     patch_spec(&fixture, "daily", json!({"suspend": false})).await;
-    wait_for_status(&fixture, "daily", "resumed, next run tomorrow", |o| {
-        (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "resumed, next run tomorrow", |o| {
+            (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
+        })
+        .await;
     assert!(
         job_names(&fixture).await.is_empty(),
         "resume does not run the missed slot"
@@ -282,30 +275,28 @@ async fn spring_forward_runs_a_skipped_time_with_the_offset_before_the_gap() {
     patch_spec(&fixture, "daily", json!({"time": "02:30"})).await;
     let clock = ManualClock::new(utc("2026-03-07T12:00:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
-    wait_for_status(
-        &fixture,
-        "daily",
-        "02:30 on the gap day is 03:30 EDT",
-        |o| {
+    fixture
+        .wait_for("daily", "02:30 on the gap day is 03:30 EDT", |o| {
             let status = o.status.as_ref()?;
             (status.next_run_time == Some(utc("2026-03-08T07:30:00Z"))
                 && status.next_run_local.as_deref() == Some("2026-03-08T03:30:00-04:00"))
             .then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
     clock.set(utc("2026-03-08T07:29:59Z"));
-    wait_for_status(&fixture, "daily", "a reconcile just before the slot", |o| {
-        (o.status.as_ref()?.schedule.is_some()).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "a reconcile just before the slot", |o| {
+            (o.status.as_ref()?.schedule.is_some()).then_some(())
+        })
+        .await;
     clock.set(utc("2026-03-08T07:30:00Z"));
     let expected = job_name("daily", utc("2026-03-08T07:30:00Z"), &RunKind::Scheduled);
     wait_for_job_complete(&fixture, &expected).await;
-    wait_for_status(&fixture, "daily", "next run back on 02:30 EDT", |o| {
-        (next_run(o) == Some(utc("2026-03-09T06:30:00Z"))).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "next run back on 02:30 EDT", |o| {
+            (next_run(o) == Some(utc("2026-03-09T06:30:00Z"))).then_some(())
+        })
+        .await;
     assert_eq!(job_names(&fixture).await, [expected]);
     controller.stop().await;
     fixture.cleanup().await;
@@ -316,17 +307,20 @@ async fn downtime_across_several_slots_gives_exactly_one_catch_up_run() {
     let (fixture, artifacts) = setup("sx-catchup").await;
     let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
-    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    fixture
+        .wait_for("daily", "the first reconcile", next_run)
+        .await;
     controller.stop().await;
 
     clock.set(utc("2026-12-03T15:00:00Z")); // four slots passed while the operator was down
     let controller = start_controller(&fixture, &clock, artifacts.path());
     let expected = job_name("daily", utc("2026-12-03T12:00:00Z"), &RunKind::Scheduled);
     wait_for_job_complete(&fixture, &expected).await;
-    wait_for_status(&fixture, "daily", "next run after the catch-up", |o| {
-        (next_run(o) == Some(utc("2026-12-04T12:00:00Z"))).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "next run after the catch-up", |o| {
+            (next_run(o) == Some(utc("2026-12-04T12:00:00Z"))).then_some(())
+        })
+        .await;
     assert_eq!(
         job_names(&fixture).await,
         [expected],
@@ -353,7 +347,9 @@ async fn run_now_runs_once_per_token() {
     let (fixture, artifacts) = setup("sx-runnow").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
-    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    fixture
+        .wait_for("daily", "the first reconcile", next_run)
+        .await;
 
     let annotate = |token: &'static str| {
         let api = fixture.api();
@@ -373,10 +369,11 @@ async fn run_now_runs_once_per_token() {
         },
     );
     wait_for_job_complete(&fixture, &first).await;
-    wait_for_status(&fixture, "daily", "the token recorded", |o| {
-        (o.status.as_ref()?.last_run_now_token.as_deref() == Some("first")).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "the token recorded", |o| {
+            (o.status.as_ref()?.last_run_now_token.as_deref() == Some("first")).then_some(())
+        })
+        .await;
     assert!(
         files_in(&fixture.local_dir).contains(&"interactions-20261130T150000Z.csv".to_string())
     );
@@ -405,7 +402,9 @@ async fn deleting_the_object_removes_its_jobs_and_keeps_its_files() {
     let clock = ManualClock::new(utc("2026-11-30T12:00:30Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
     // The schedule starts at the first reconcile (12:00:30), so today's 07:00 slot has passed.
-    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    fixture
+        .wait_for("daily", "the first reconcile", next_run)
+        .await;
     clock.set(utc("2026-12-01T12:00:00Z"));
     let expected = job_name("daily", utc("2026-12-01T12:00:00Z"), &RunKind::Scheduled);
     wait_for_job_complete(&fixture, &expected).await;
@@ -465,7 +464,9 @@ async fn a_run_still_going_at_the_next_slot_delays_that_slot_until_it_ends() {
     let (fixture, artifacts) = setup("sx-busy").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
-    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    fixture
+        .wait_for("daily", "the first reconcile", next_run)
+        .await;
 
     let lock = TableLock::take(&fixture.database_url).await;
     clock.set(utc("2026-11-30T12:00:00Z"));
@@ -473,19 +474,15 @@ async fn a_run_still_going_at_the_next_slot_delays_that_slot_until_it_ends() {
     wait_for_job_running(&fixture, &first).await;
 
     clock.set(utc("2026-12-01T12:00:00Z")); // the next slot comes while the first run is blocked
-    wait_for_status(
-        &fixture,
-        "daily",
-        "the next slot waiting for the running Job",
-        |o| {
+    fixture
+        .wait_for("daily", "the next slot waiting for the running Job", |o| {
             let status = o.status.as_ref()?;
             let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
             (ready.reason == "WaitingForRun"
                 && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
             .then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(
         job_names(&fixture).await,
         std::slice::from_ref(&first),
@@ -514,7 +511,9 @@ async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_i
     let (fixture, artifacts) = setup("sx-restart").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
-    wait_for_status(&fixture, "daily", "the first reconcile", next_run).await;
+    fixture
+        .wait_for("daily", "the first reconcile", next_run)
+        .await;
     let lock = TableLock::take(&fixture.database_url).await;
     clock.set(utc("2026-11-30T12:00:00Z"));
     let job = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
@@ -525,13 +524,14 @@ async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_i
     let controller = start_controller(&fixture, &clock, artifacts.path());
     lock.release().await;
     wait_for_job_complete(&fixture, &job).await;
-    wait_for_status(&fixture, "daily", "the run recorded as delivered", |o| {
-        let status = o.status.as_ref()?;
-        (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
-            && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
-        .then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "the run recorded as delivered", |o| {
+            let status = o.status.as_ref()?;
+            (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
+                && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
+            .then_some(())
+        })
+        .await;
     assert_eq!(job_names(&fixture).await, [job]);
     assert_eq!(
         files_in(&fixture.local_dir),
@@ -571,7 +571,9 @@ async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
     };
     let (stop_a, task_a) = replica("replica-a");
     let (stop_b, task_b) = replica("replica-b");
-    wait_for_status(&fixture, "daily", "the leader's first reconcile", next_run).await;
+    fixture
+        .wait_for("daily", "the leader's first reconcile", next_run)
+        .await;
 
     clock.set(utc("2026-11-30T12:00:00Z"));
     let first = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
@@ -648,16 +650,18 @@ async fn a_missing_secret_is_reported_in_status_events_and_kubectl_describe() {
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
 
-    let message = wait_for_status(&fixture, "orphan", "Ready=False", |o| {
-        let ready = o
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")?;
-        (ready.status == "False" && ready.reason == "SecretNotFound").then(|| ready.message.clone())
-    })
-    .await;
+    let message = fixture
+        .wait_for("orphan", "Ready=False", |o| {
+            let ready = o
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.status == "False" && ready.reason == "SecretNotFound")
+                .then(|| ready.message.clone())
+        })
+        .await;
     assert!(
         message.contains("no-such-secret") && message.contains("spec.destination.sftp.secretRef"),
         "{message}"
@@ -682,16 +686,17 @@ async fn a_missing_secret_is_reported_in_status_events_and_kubectl_describe() {
     )
     .await;
     clock.advance(chrono::TimeDelta::seconds(5));
-    wait_for_status(&fixture, "orphan", "Ready=True", |o| {
-        let ready = o
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")?;
-        (ready.status == "True").then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("orphan", "Ready=True", |o| {
+            let ready = o
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.status == "True").then_some(())
+        })
+        .await;
     controller.stop().await;
     fixture.cleanup().await;
 }
@@ -716,13 +721,9 @@ async fn server_side_apply_twice_shows_no_drift_while_the_operator_writes_status
     };
     let (ok, _, err) = apply();
     assert!(ok, "first apply: {err}");
-    wait_for_status(
-        &fixture,
-        "interactions-daily",
-        "the operator's status",
-        next_run,
-    )
-    .await;
+    fixture
+        .wait_for("interactions-daily", "the operator's status", next_run)
+        .await;
 
     let (ok, _, err) = apply();
     assert!(ok, "second apply: {err}");

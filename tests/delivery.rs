@@ -115,20 +115,6 @@ async fn clock_after_delivery(fixture: &Fixture, name: &str) -> ManualClock {
     ManualClock::new(delivered + TimeDelta::seconds(30))
 }
 
-async fn wait_for<T>(
-    fixture: &Fixture,
-    name: &str,
-    what: &str,
-    check: impl Fn(&ScheduledExport) -> Option<T>,
-) -> T {
-    let check = &check;
-    eventually(WAIT, what, || async move {
-        let object = fixture.api().get(name).await.ok()?;
-        check(&object)
-    })
-    .await
-}
-
 fn check_result(object: &ScheduledExport) -> Option<(String, u32, Option<DateTime<Utc>>)> {
     let delivery = object.status.as_ref()?.delivery.as_ref()?;
     Some((
@@ -199,10 +185,11 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     std::fs::remove_file(&local).expect("delete the delivered file");
     clock.advance(TimeDelta::minutes(9));
     clock.advance(TimeDelta::minutes(1));
-    let (result, recopies, _) = wait_for(&fixture, "daily", "a recopy", |o| {
-        check_result(o).filter(|(result, ..)| result == "recopied")
-    })
-    .await;
+    let (result, recopies, _) = fixture
+        .wait_for("daily", "a recopy", |o| {
+            check_result(o).filter(|(result, ..)| result == "recopied")
+        })
+        .await;
     assert_eq!((result.as_str(), recopies), ("recopied", 1));
     assert_eq!(sha256_of(&local), delivered_sha, "the same bytes came back");
     let object = fixture.object("daily").await;
@@ -222,11 +209,12 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
 
     // The next check finds it present.
     clock.advance(TimeDelta::minutes(10));
-    wait_for(&fixture, "daily", "a present check", |o| {
-        check_result(o)
-            .filter(|(result, _, checked)| result == "present" && *checked == Some(clock.now()))
-    })
-    .await;
+    fixture
+        .wait_for("daily", "a present check", |o| {
+            check_result(o)
+                .filter(|(result, _, checked)| result == "present" && *checked == Some(clock.now()))
+        })
+        .await;
 
     // The customer moves it into archive/: picked up, never copied again, even once it is gone
     // from there too. A second object on the same destination, checked in the same rounds,
@@ -248,19 +236,18 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     let connections = controller.ctx.metrics.sftp_connections.get();
     clock.advance(TimeDelta::minutes(10));
     let now = clock.now();
-    wait_for(
-        &fixture,
-        "proposals-daily",
-        "the second object's check",
-        |o| check_result(o).filter(|(_, _, checked)| *checked == Some(now)),
-    )
-    .await;
-    let object = wait_for(&fixture, "daily", "the move to be seen", |o| {
-        check_result(o)
-            .filter(|(result, ..)| result == "moved")
-            .map(|_| o.clone())
-    })
-    .await;
+    fixture
+        .wait_for("proposals-daily", "the second object's check", |o| {
+            check_result(o).filter(|(_, _, checked)| *checked == Some(now))
+        })
+        .await;
+    let object = fixture
+        .wait_for("daily", "the move to be seen", |o| {
+            check_result(o)
+                .filter(|(result, ..)| result == "moved")
+                .map(|_| o.clone())
+        })
+        .await;
     let delivery = object.status.and_then(|s| s.delivery).expect("delivery");
     assert_eq!(delivery.found_at, Some(format!("archive/{file}")));
     let moved_check = delivery.last_check_time;
@@ -275,13 +262,11 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     for _ in 0..2 {
         clock.advance(TimeDelta::minutes(10));
         let now = clock.now();
-        wait_for(
-            &fixture,
-            "proposals-daily",
-            "a round on the destination",
-            |o| check_result(o).filter(|(_, _, checked)| *checked == Some(now)),
-        )
-        .await;
+        fixture
+            .wait_for("proposals-daily", "a round on the destination", |o| {
+                check_result(o).filter(|(_, _, checked)| *checked == Some(now))
+            })
+            .await;
     }
     assert!(
         !local.exists() && !archive.join(&file).exists(),
@@ -326,10 +311,11 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
     let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(5));
 
     // Pruning is due at once (never done): the server is down, so nothing is deleted.
-    let retention = wait_for(&fixture, "daily", "a failed prune", |o| {
-        o.status.as_ref()?.retention.clone()
-    })
-    .await;
+    let retention = fixture
+        .wait_for("daily", "a failed prune", |o| {
+            o.status.as_ref()?.retention.clone()
+        })
+        .await;
     assert_eq!(retention.last_prune_time, None);
     assert!(
         retention
@@ -343,12 +329,13 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
 
     std::fs::remove_file(&local).expect("delete the delivered file");
     clock.advance(TimeDelta::minutes(10));
-    let object = wait_for(&fixture, "daily", "an unreachable check", |o| {
-        check_result(o)
-            .filter(|(result, ..)| result == "unreachable")
-            .map(|_| o.clone())
-    })
-    .await;
+    let object = fixture
+        .wait_for("daily", "an unreachable check", |o| {
+            check_result(o)
+                .filter(|(result, ..)| result == "unreachable")
+                .map(|_| o.clone())
+        })
+        .await;
     let (status, reason, message) = condition(&object, "Delivered").expect("Delivered");
     assert_eq!(
         (status.as_str(), reason.as_str()),
@@ -377,20 +364,22 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
     )
     .await;
     clock.advance(TimeDelta::minutes(10));
-    let object = wait_for(&fixture, "daily", "a recopy once the server is back", |o| {
-        check_result(o)
-            .filter(|(result, ..)| result == "recopied")
-            .map(|_| o.clone())
-    })
-    .await;
+    let object = fixture
+        .wait_for("daily", "a recopy once the server is back", |o| {
+            check_result(o)
+                .filter(|(result, ..)| result == "recopied")
+                .map(|_| o.clone())
+        })
+        .await;
     assert!(local.exists());
     let (status, ..) = condition(&object, "Delivered").expect("Delivered");
     assert_eq!(status, "True");
-    let retention = wait_for(&fixture, "daily", "the retried prune", |o| {
-        let retention = o.status.as_ref()?.retention.clone()?;
-        retention.last_prune_time.map(|_| retention)
-    })
-    .await;
+    let retention = fixture
+        .wait_for("daily", "the retried prune", |o| {
+            let retention = o.status.as_ref()?.retention.clone()?;
+            retention.last_prune_time.map(|_| retention)
+        })
+        .await;
     assert_eq!(retention.files_deleted, 1);
     assert!(!fixture.local_dir.join(&old).exists());
 
@@ -451,11 +440,12 @@ async fn retention_deletes_only_this_objects_old_files_and_stale_uploads() {
     std::fs::write(&leftover, "old artifact").expect("leftover artifact");
 
     let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(10));
-    let retention = wait_for(&fixture, "daily", "the first prune", |o| {
-        let retention = o.status.as_ref()?.retention.clone()?;
-        retention.last_prune_time.map(|_| retention)
-    })
-    .await;
+    let retention = fixture
+        .wait_for("daily", "the first prune", |o| {
+            let retention = o.status.as_ref()?.retention.clone()?;
+            retention.last_prune_time.map(|_| retention)
+        })
+        .await;
     assert_eq!(retention.files_deleted, 3, "{retention:?}");
 
     let mut remaining = files_in(dir);
@@ -523,10 +513,12 @@ async fn checks_stop_when_the_next_run_starts() {
     // The last check before the run is five minutes before it, so none is due when it starts.
     clock.set(next_slot - TimeDelta::minutes(5));
     let now = clock.now();
-    wait_for(&fixture, "daily", "a check before the next run", |o| {
-        check_result(o).filter(|(result, _, checked)| result == "present" && *checked == Some(now))
-    })
-    .await;
+    fixture
+        .wait_for("daily", "a check before the next run", |o| {
+            check_result(o)
+                .filter(|(result, _, checked)| result == "present" && *checked == Some(now))
+        })
+        .await;
 
     // The next run starts: from then on the first file is not looked after any more.
     clock.set(next_slot + TimeDelta::seconds(1));
@@ -540,17 +532,19 @@ async fn checks_stop_when_the_next_run_starts() {
     .await;
     std::fs::remove_file(fixture.local_dir.join(&first)).expect("delete the first file");
     let second = export_file_name(FileType::Interactions, next_slot);
-    wait_for(&fixture, "daily", "the next run's delivery", |o| {
-        let delivery = o.status.as_ref()?.delivery.as_ref()?;
-        (delivery.file.as_deref() == Some(second.as_str())).then_some(())
-    })
-    .await;
+    fixture
+        .wait_for("daily", "the next run's delivery", |o| {
+            let delivery = o.status.as_ref()?.delivery.as_ref()?;
+            (delivery.file.as_deref() == Some(second.as_str())).then_some(())
+        })
+        .await;
     clock.advance(TimeDelta::minutes(10));
     let now = clock.now();
-    wait_for(&fixture, "daily", "a check of the new file", |o| {
-        check_result(o).filter(|(_, _, checked)| *checked == Some(now))
-    })
-    .await;
+    fixture
+        .wait_for("daily", "a check of the new file", |o| {
+            check_result(o).filter(|(_, _, checked)| *checked == Some(now))
+        })
+        .await;
     assert_eq!(
         files_in(&fixture.local_dir),
         [second],
@@ -589,10 +583,12 @@ async fn a_hanging_server_delays_neither_other_destinations_nor_runs() {
     let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(50));
     clock.advance(TimeDelta::minutes(10));
     let now = clock.now();
-    wait_for(&fixture, "daily", "the healthy destination's check", |o| {
-        check_result(o).filter(|(result, _, checked)| result == "present" && *checked == Some(now))
-    })
-    .await;
+    fixture
+        .wait_for("daily", "the healthy destination's check", |o| {
+            check_result(o)
+                .filter(|(result, _, checked)| result == "present" && *checked == Some(now))
+        })
+        .await;
     fixture
         .api()
         .patch(

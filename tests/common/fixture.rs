@@ -115,6 +115,21 @@ impl Fixture {
         )
     }
 
+    /// Polls the object until `check` returns something (a minute at most).
+    pub async fn wait_for<T>(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&ScheduledExport) -> Option<T>,
+    ) -> T {
+        let check = &check;
+        eventually(std::time::Duration::from_secs(60), what, || async move {
+            let object = self.api().get(name).await.ok()?;
+            check(&object)
+        })
+        .await
+    }
+
     pub async fn object(&self, name: &str) -> ScheduledExport {
         self.api().get(name).await.expect("get ScheduledExport")
     }
