@@ -106,7 +106,7 @@ pub async fn run(
     // Rechecks and pruning run beside the reconcile loop, on the same cache, until shutdown.
     let shutdown = shutdown.shared();
     let synced = Arc::new(AtomicBool::new(false));
-    let checker = tokio::spawn(recheck::run(
+    let checker = tokio::spawn(supervise_checker(
         ctx.clone(),
         store,
         synced.clone(),
@@ -132,6 +132,31 @@ pub async fn run(
     let _ = checker.await;
     ctx.metrics.leader.set(0);
     ctx.metrics.watch_objects(None);
+}
+
+/// Runs the delivery checker until shutdown, restarting it should it ever panic, so rechecks do
+/// not silently stop while reconciles go on.
+async fn supervise_checker(
+    ctx: Arc<Context>,
+    store: kube::runtime::reflector::Store<ScheduledExport>,
+    synced: Arc<AtomicBool>,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()> + Send + 'static>,
+) {
+    loop {
+        let checker = tokio::spawn(recheck::run(
+            ctx.clone(),
+            store.clone(),
+            synced.clone(),
+            shutdown.clone(),
+        ));
+        match checker.await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "the delivery checker stopped unexpectedly; restarting it");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
 }
 
 /// Runs the controller while this replica holds the leader Lease: waits for it, reconciles until

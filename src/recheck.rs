@@ -144,6 +144,67 @@ impl CheckerState {
     }
 }
 
+/// Where every object delivers, indexed once per tick so that finding an object's neighbours
+/// costs a lookup, not a pass over all objects (a restart makes every object due at once).
+struct Neighbours<'a> {
+    /// Normalized directory (no trailing `/`; the root is "") to the objects delivering there.
+    by_directory: BTreeMap<String, Vec<&'a ScheduledExport>>,
+}
+
+impl<'a> Neighbours<'a> {
+    fn of(objects: &'a [Arc<ScheduledExport>]) -> Self {
+        let mut by_directory: BTreeMap<String, Vec<&'a ScheduledExport>> = BTreeMap::new();
+        for object in objects {
+            by_directory
+                .entry(normalized(&object.spec.destination.sftp.directory))
+                .or_default()
+                .push(object);
+        }
+        Self { by_directory }
+    }
+
+    /// Other objects' directories below this one's, whatever server they name: host aliases or
+    /// another login to the same tree must not make their files look like ours.
+    fn nested_below(&self, object: &ScheduledExport) -> Vec<String> {
+        let directory = normalized(&object.spec.destination.sftp.directory);
+        let prefix = format!("{directory}/");
+        let candidates = self
+            .by_directory
+            .range(prefix.clone()..)
+            .take_while(|(other, _)| other.starts_with(&prefix))
+            .map(|(other, _)| other.as_str());
+        delivery::nested_directories(&object.spec.destination.sftp.directory, candidates)
+    }
+
+    /// Another object delivering the same file type into the same directory of the same server:
+    /// the files of the two cannot be told apart, so neither prunes.
+    fn sharing_files_with(&self, object: &ScheduledExport) -> Option<String> {
+        let sftp = &object.spec.destination.sftp;
+        self.by_directory
+            .get(&normalized(&sftp.directory))?
+            .iter()
+            .find(|other| {
+                let theirs = &other.spec.destination.sftp;
+                other.uid() != object.uid()
+                    && other.spec.file_type == object.spec.file_type
+                    && theirs.host.eq_ignore_ascii_case(&sftp.host)
+                    && theirs.port == sftp.port
+            })
+            .map(|other| {
+                format!(
+                    "{}/{} delivers {} files into the same directory, so they cannot be told apart",
+                    other.namespace().unwrap_or_default(),
+                    other.name_any(),
+                    object.spec.file_type
+                )
+            })
+    }
+}
+
+fn normalized(directory: &str) -> String {
+    directory.trim_end_matches('/').to_string()
+}
+
 /// Releases a destination when its round ends, however it ends.
 struct InFlight {
     state: Arc<CheckerState>,
@@ -216,6 +277,7 @@ fn start_due_rounds(
 ) {
     let now = ctx.clock.now();
     let objects = store.state();
+    let neighbours = Neighbours::of(&objects);
     let mut due: BTreeMap<Destination, Vec<Item>> = BTreeMap::new();
     for object in &objects {
         let Some(work) = delivery::due_work(now, object) else {
@@ -225,41 +287,11 @@ fn start_due_rounds(
             continue;
         }
         let destination = Destination::of(object);
-        let others: Vec<&Arc<ScheduledExport>> = objects
-            .iter()
-            .filter(|other| other.uid() != object.uid())
-            .collect();
-        // Any other object's directory below this one is excluded, whatever server it names:
-        // host aliases or another login to the same tree must not make its files look like ours.
-        let excluded = delivery::nested_directories(
-            &destination.directory,
-            others
-                .iter()
-                .map(|other| other.spec.destination.sftp.directory.as_str()),
-        );
-        let shared_with = others
-            .iter()
-            .find(|other| {
-                let sftp = &other.spec.destination.sftp;
-                other.spec.file_type == object.spec.file_type
-                    && sftp.host.eq_ignore_ascii_case(&destination.host)
-                    && sftp.port == destination.port
-                    && sftp.directory.trim_end_matches('/')
-                        == destination.directory.trim_end_matches('/')
-            })
-            .map(|other| {
-                format!(
-                    "{}/{} delivers {} files into the same directory, so they cannot be told apart",
-                    other.namespace().unwrap_or_default(),
-                    other.name_any(),
-                    object.spec.file_type
-                )
-            });
         due.entry(destination).or_default().push(Item {
             object: object.clone(),
             work,
-            excluded,
-            shared_with,
+            excluded: neighbours.nested_below(object),
+            shared_with: neighbours.sharing_files_with(object),
         });
     }
     for (destination, items) in due {
