@@ -675,3 +675,62 @@ async fn prune_artifacts(ctx: &Context, object: &ScheduledExport) {
         warn!(namespace, name, error = %err, "could not remove artifacts no longer needed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, file_type: &str, host: &str, directory: &str) -> Arc<ScheduledExport> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "exports.crm.dev/v1alpha1",
+                "kind": "ScheduledExport",
+                "metadata": {"name": name, "namespace": "univ", "uid": format!("uid-{name}")},
+                "spec": {
+                    "fileType": file_type,
+                    "time": "07:00",
+                    "source": {"secretRef": {"name": "db"}},
+                    "destination": {"sftp": {"host": host, "username": "u",
+                        "directory": directory, "secretRef": {"name": "sftp"}}}
+                }
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn neighbours_are_found_by_directory_whatever_the_server() {
+        let objects = vec![
+            object("a", "interactions", "sftp.example.edu", "/exports"),
+            object(
+                "nested",
+                "interactions",
+                "SFTP.EXAMPLE.EDU",
+                "/exports/univ-b/",
+            ),
+            object("deeper", "proposals", "10.0.0.5", "/exports/univ-b/archive"),
+            object("sibling", "interactions", "sftp.example.edu", "/exportsx"),
+            object("twin", "interactions", "SFTP.example.edu", "/exports/"),
+            object("other-type", "proposals", "sftp.example.edu", "/exports"),
+        ];
+        let neighbours = Neighbours::of(&objects);
+        assert_eq!(
+            neighbours.nested_below(&objects[0]),
+            vec!["univ-b".to_string(), "univ-b/archive".to_string()]
+        );
+        assert_eq!(
+            neighbours.nested_below(&objects[1]),
+            vec!["archive".to_string()]
+        );
+        assert!(neighbours.nested_below(&objects[3]).is_empty());
+
+        let shared = neighbours.sharing_files_with(&objects[0]).expect("twin");
+        assert!(shared.contains("univ/twin"), "{shared}");
+        assert_eq!(
+            neighbours.sharing_files_with(&objects[5]),
+            None,
+            "another file type in the same directory is told apart by name"
+        );
+        assert_eq!(neighbours.sharing_files_with(&objects[1]), None);
+    }
+}
