@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::files::parse_export_file_name;
 use crate::resource::{
     FileType, RetentionStatus, ScheduledExport, ScheduledExportSpec, ScheduledExportStatus,
+    SftpDestination,
 };
 use crate::sftp::RemoteFile;
 use crate::status::{self, ConditionUpdate, DELIVERED, phase};
@@ -94,6 +95,20 @@ fn parse_interval(text: &str) -> Option<Duration> {
     (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
 }
 
+/// The place a file is delivered to, as recorded in `delivery.destination`.
+pub fn destination_url(sftp: &SftpDestination) -> String {
+    let directory = match sftp.directory.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    format!(
+        "sftp://{}@{}:{}{directory}",
+        sftp.username,
+        sftp.host.to_ascii_lowercase(),
+        sftp.port
+    )
+}
+
 /// What is due for `object` at `now`, if anything.
 ///
 /// Rechecks run every `recheckInterval` after delivery until the next run starts (the newest run
@@ -114,6 +129,12 @@ pub fn due_work(now: DateTime<Utc>, object: &ScheduledExport) -> Option<DueWork>
     // Only a name of our own pattern is ever looked for, copied or used as a local path: status is
     // writable by the export's identity, and a crafted value must not reach a file system.
     let ours = parse_export_file_name(object.spec.file_type, file).is_some();
+    // After an edit of the destination the file is not looked for in the new place, where it was
+    // never delivered (that would copy it there, or take another file of that name for it).
+    let same_place = delivery
+        .destination
+        .as_ref()
+        .is_none_or(|place| *place == destination_url(&object.spec.destination.sftp));
     let latest_run_delivered_it = ours
         && status.last_run.as_ref().is_some_and(|run| {
             run.phase.as_deref() == Some(phase::SUCCEEDED) && run.file_name.as_ref() == Some(file)
@@ -121,6 +142,7 @@ pub fn due_work(now: DateTime<Utc>, object: &ScheduledExport) -> Option<DueWork>
     let picked_up = delivery.last_check_result.as_deref() == Some(check_result::MOVED);
     let last_check = delivery.last_check_time.or(delivery.delivered_at);
     let recheck = (latest_run_delivered_it
+        && same_place
         && !picked_up
         && last_check.is_none_or(|checked| now >= checked + interval))
     .then(|| file.clone());
@@ -385,6 +407,7 @@ mod tests {
                 last_check_result: Some(check_result::PRESENT.into()),
                 found_at: Some(FILE.into()),
                 recopies: 0,
+                destination: None,
             }),
             retention: Some(RetentionStatus {
                 last_prune_time: Some(delivered),
@@ -475,6 +498,23 @@ mod tests {
         let mut suspended = object.clone();
         suspended.spec.suspend = true;
         assert_eq!(due_work(later, &suspended), None);
+
+        let mut edited = object.clone();
+        edited
+            .status
+            .as_mut()
+            .unwrap()
+            .delivery
+            .as_mut()
+            .unwrap()
+            .destination = Some(destination_url(&edited.spec.destination.sftp));
+        assert!(due_work(later, &edited).unwrap().recheck.is_some());
+        edited.spec.destination.sftp.directory = "/exports/crm".into();
+        assert_eq!(
+            due_work(later, &edited).and_then(|due| due.recheck),
+            None,
+            "a file is looked for only where it was delivered"
+        );
 
         let mut crafted = object.clone();
         let status = crafted.status.as_mut().unwrap();

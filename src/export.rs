@@ -326,6 +326,7 @@ async fn deliver(
         bytes,
         sha256,
         watermark: window.watermark,
+        destination: crate::delivery::destination_url(&object.spec.destination.sftp),
     })
 }
 

@@ -348,6 +348,10 @@ pub struct DeliveryStatus {
     /// When the file was first delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Where it was delivered, `sftp://user@host:port/directory`. Rechecks look only there, and
+    /// stop when `spec.destination.sftp` names another place (the next run delivers there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// When the operator last looked for the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_time: Option<DateTime<Utc>>,

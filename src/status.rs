@@ -65,6 +65,8 @@ pub struct DeliveredRun {
     pub bytes: u64,
     pub sha256: String,
     pub watermark: String,
+    /// `sftp://user@host:port/directory` of the delivery (`delivery::destination_url`).
+    pub destination: String,
 }
 
 /// Status after a run started: `lastRun` says Running; nothing else moves.
@@ -110,6 +112,7 @@ pub fn run_delivered(
     status.delivery = Some(DeliveryStatus {
         file: Some(run.file_name.clone()),
         delivered_at: Some(run.finished),
+        destination: Some(run.destination.clone()),
         last_check_time: Some(run.finished),
         last_check_result: Some("present".to_string()),
         found_at: Some(run.file_name.clone()),
@@ -199,6 +202,7 @@ mod tests {
             bytes: 10,
             sha256: "ab".into(),
             watermark: watermark.into(),
+            destination: "sftp://u@h:22/exports".into(),
         }
     }
 

@@ -164,6 +164,7 @@ fn delivered(object: ScheduledExport) -> ScheduledExport {
         bytes: 412_345,
         sha256: "9f2c".repeat(16),
         watermark: "1500:1502:1501".into(),
+        destination: "sftp://univ-example@sftp.example.edu:22/exports".into(),
     };
     object.status = Some(run_delivered(
         object.status.as_ref().expect("status"),

@@ -288,9 +288,80 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
     fixture.cleanup().await;
 }
 
-#[tokio::test]
+/// A TCP forwarder to the test bed's sshd that can be switched off and on again at the same port:
+/// a server going down and coming back, with the object's destination unchanged.
+struct SwitchableServer {
+    port: u16,
+    accepting: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SwitchableServer {
+    async fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            accepting: None,
+        };
+        server.up().await;
+        server
+    }
+
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the forwarder");
+        let target = format!("{}:{}", env_var("SFTP_HOST"), env_var("SFTP_PORT"));
+        self.accepting = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// New connections are refused from now on.
+    async fn down(&mut self) {
+        if let Some(accepting) = self.accepting.take() {
+            accepting.abort();
+            let _ = accepting.await;
+        }
+    }
+
+    /// knownHosts for this port: the sshd's own keys, under `[127.0.0.1]:{port}`.
+    fn secret_data(&self) -> Vec<(&'static str, String)> {
+        let real = format!("]:{} ", env_var("SFTP_PORT"));
+        sftp_secret_data()
+            .into_iter()
+            .map(|(key, value)| match key {
+                "knownHosts" => (key, value.replace(&real, &format!("]:{} ", self.port))),
+                _ => (key, value),
+            })
+            .collect()
+    }
+}
+
+// Multi-threaded: the forwarder must keep running while the export binary blocks this thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_check_after() {
     let fixture = Fixture::new("sx-down", 5).await;
+    let mut server = SwitchableServer::start().await;
+    create_secret(
+        &fixture.client,
+        &fixture.namespace,
+        "sftp-switchable",
+        &server.secret_data(),
+    )
+    .await;
+    patch_spec(
+        &fixture,
+        "daily",
+        json!({"destination": {"sftp": {"host": "127.0.0.1", "port": server.port,
+            "secretRef": {"name": "sftp-switchable"}}}}),
+    )
+    .await;
     let artifacts = tempfile::tempdir().expect("artifacts");
     let store = format!("file://{}", artifacts.path().display());
     let file = export(&fixture, "daily", Utc::now(), &store);
@@ -301,13 +372,7 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
     let old = export_file_name(FileType::Interactions, clock.now() - TimeDelta::days(91));
     std::fs::write(fixture.local_dir.join(&old), "old\r\n").expect("old file");
 
-    let real_port = env_var("SFTP_PORT").parse::<u16>().expect("port");
-    patch_spec(
-        &fixture,
-        "daily",
-        json!({"destination": {"sftp": {"port": free_port()}}}),
-    )
-    .await;
+    server.down().await;
     let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(5));
 
     // Pruning is due at once (never done): the server is down, so nothing is deleted.
@@ -357,12 +422,7 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
     }
 
     // The server is back: the first check after recopies, and the retried prune deletes.
-    patch_spec(
-        &fixture,
-        "daily",
-        json!({"destination": {"sftp": {"port": real_port}}}),
-    )
-    .await;
+    server.up().await;
     clock.advance(TimeDelta::minutes(10));
     let object = fixture
         .wait_for("daily", "a recopy once the server is back", |o| {
