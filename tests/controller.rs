@@ -102,18 +102,6 @@ async fn wait_for_job_complete(fixture: &Fixture, job: &str) {
     .await;
 }
 
-async fn patch_spec(fixture: &Fixture, name: &str, spec: serde_json::Value) {
-    fixture
-        .api()
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": spec})),
-        )
-        .await
-        .expect("patch spec");
-}
-
 #[tokio::test]
 async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
     let (fixture, artifacts) = setup("sx-due").await;
@@ -187,18 +175,18 @@ async fn editing_time_or_zone_moves_the_next_run_and_starts_nothing() {
         .await;
 
     // 09:00 has passed today as well: the edit starts nothing and moves the next run at once.
-    patch_spec(&fixture, "daily", json!({"time": "09:00"})).await;
+    fixture.patch_spec("daily", json!({"time": "09:00"})).await;
     fixture
         .wait_for("daily", "next run moved to 09:00 tomorrow", |o| {
             (next_run(o) == Some(utc("2026-12-01T14:00:00Z"))).then_some(())
         })
         .await;
-    patch_spec(
-        &fixture,
-        "daily",
-        json!({"time": "11:30", "timeZone": "Europe/Berlin"}),
-    )
-    .await;
+    fixture
+        .patch_spec(
+            "daily",
+            json!({"time": "11:30", "timeZone": "Europe/Berlin"}),
+        )
+        .await;
     fixture
         .wait_for("daily", "next run in Berlin", |o| {
             let status = o.status.as_ref()?;
@@ -232,7 +220,7 @@ async fn editing_time_or_zone_moves_the_next_run_and_starts_nothing() {
 #[tokio::test]
 async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
     let (fixture, artifacts) = setup("sx-suspend").await;
-    patch_spec(&fixture, "daily", json!({"suspend": true})).await;
+    fixture.patch_spec("daily", json!({"suspend": true})).await;
     let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
     fixture
@@ -249,7 +237,7 @@ async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
         .await;
 
     clock.set(utc("2026-11-30T13:00:00Z")); // past the 07:00 slot while suspended
-    patch_spec(&fixture, "daily", json!({"suspend": false})).await;
+    fixture.patch_spec("daily", json!({"suspend": false})).await;
     fixture
         .wait_for("daily", "resumed, next run tomorrow", |o| {
             (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
@@ -272,7 +260,7 @@ async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
 #[tokio::test]
 async fn spring_forward_runs_a_skipped_time_with_the_offset_before_the_gap() {
     let (fixture, artifacts) = setup("sx-dst").await;
-    patch_spec(&fixture, "daily", json!({"time": "02:30"})).await;
+    fixture.patch_spec("daily", json!({"time": "02:30"})).await;
     let clock = ManualClock::new(utc("2026-03-07T12:00:00Z"));
     let controller = start_controller(&fixture, &clock, artifacts.path());
     fixture

@@ -88,19 +88,9 @@ async fn schedule_far_from(fixture: &Fixture, name: &str, from: DateTime<Utc>) {
         far.hour(),
         if far.minute() < 30 { "00" } else { "30" }
     );
-    patch_spec(fixture, name, json!({"time": time, "timeZone": "UTC"})).await;
-}
-
-async fn patch_spec(fixture: &Fixture, name: &str, spec: serde_json::Value) {
     fixture
-        .api()
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": spec})),
-        )
-        .await
-        .expect("patch spec");
+        .patch_spec(name, json!({"time": time, "timeZone": "UTC"}))
+        .await;
 }
 
 /// The manual clock's start: just after the export recorded its delivery (real time).
@@ -355,13 +345,13 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
         &server.secret_data(),
     )
     .await;
-    patch_spec(
-        &fixture,
-        "daily",
-        json!({"destination": {"sftp": {"host": "127.0.0.1", "port": server.port,
+    fixture
+        .patch_spec(
+            "daily",
+            json!({"destination": {"sftp": {"host": "127.0.0.1", "port": server.port,
             "secretRef": {"name": "sftp-switchable"}}}}),
-    )
-    .await;
+        )
+        .await;
     let artifacts = tempfile::tempdir().expect("artifacts");
     let store = format!("file://{}", artifacts.path().display());
     let file = export(&fixture, "daily", Utc::now(), &store);
@@ -563,12 +553,12 @@ async fn checks_stop_when_the_next_run_starts() {
             t + TimeDelta::minutes(extra)
         })
         .expect("slot");
-    patch_spec(
-        &fixture,
-        "daily",
-        json!({"time": next_slot.format("%H:%M").to_string(), "timeZone": "UTC"}),
-    )
-    .await;
+    fixture
+        .patch_spec(
+            "daily",
+            json!({"time": next_slot.format("%H:%M").to_string(), "timeZone": "UTC"}),
+        )
+        .await;
     let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(10));
     // The last check before the run is five minutes before it, so none is due when it starts.
     clock.set(next_slot - TimeDelta::minutes(5));

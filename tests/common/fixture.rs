@@ -115,6 +115,18 @@ impl Fixture {
         )
     }
 
+    /// Merges `spec` into the object's spec.
+    pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.api()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .expect("patch spec");
+    }
+
     /// Polls the object until `check` returns something (a minute at most).
     pub async fn wait_for<T>(
         &self,
