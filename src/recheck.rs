@@ -113,8 +113,12 @@ struct CheckerState {
     /// started from. The cache can lag behind a status write for a moment; while it still holds
     /// that version the object is skipped, so no round acts on a status from before the last one
     /// (a file just seen as moved is never recopied because the next round read an older status).
-    written: Mutex<std::collections::HashMap<String, String>>,
+    written: Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// The cache lags a write by milliseconds; an object held back longer than this is let through,
+/// so a watch that stalls can delay checks but never stop them.
+const CACHE_LAG_LIMIT: Duration = Duration::from_secs(30);
 
 impl CheckerState {
     /// Whether the cached object is newer than the one the last round that changed it started from.
@@ -124,10 +128,11 @@ impl CheckerState {
             .written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(base) = written.get(&uid) else {
+        let Some((base, since)) = written.get(&uid) else {
             return true;
         };
-        let caught_up = object.resource_version().as_ref() != Some(base);
+        let caught_up =
+            object.resource_version().as_ref() != Some(base) || since.elapsed() > CACHE_LAG_LIMIT;
         if caught_up {
             written.remove(&uid);
         }
@@ -139,7 +144,7 @@ impl CheckerState {
             self.written
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(uid, version);
+                .insert(uid, (version, std::time::Instant::now()));
         }
     }
 }

@@ -563,10 +563,10 @@ async fn checks_stop_when_the_next_run_starts() {
     // The last check before the run is five minutes before it, so none is due when it starts.
     clock.set(next_slot - TimeDelta::minutes(5));
     let now = clock.now();
+    // Any result will do (a busy sshd may refuse a connection): this only marks that a check ran.
     fixture
         .wait_for("daily", "a check before the next run", |o| {
-            check_result(o)
-                .filter(|(result, _, checked)| result == "present" && *checked == Some(now))
+            check_result(o).filter(|(_, _, checked)| *checked == Some(now))
         })
         .await;
 
