@@ -45,11 +45,16 @@ async fn fields_of_a_newer_version_survive_the_writes_of_this_one() {
         "export failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let written = update_status(&fixture.api(), StatusWriter::Controller, "daily", |current| {
-        let mut status = current.clone();
-        status.time_zone = Some("UTC".into());
-        status
-    })
+    let written = update_status(
+        &fixture.api(),
+        StatusWriter::Controller,
+        "daily",
+        |current| {
+            let mut status = current.clone();
+            status.time_zone = Some("UTC".into());
+            status
+        },
+    )
     .await
     .expect("a controller status write");
     assert!(written, "the controller's change was written");
