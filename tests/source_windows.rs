@@ -264,7 +264,11 @@ async fn writes_that_skip_ordinary_triggers_still_reach_the_next_file() {
         .await
         .expect("a write as a replica would make it");
     let (records, _) = export(&mut client, FileType::Interactions, Some(&first.watermark)).await;
-    assert_eq!(ids(&records), [a], "the replica-role write is in the next file");
+    assert_eq!(
+        ids(&records),
+        [a],
+        "the replica-role write is in the next file"
+    );
     assert_eq!(&records[0][7], "fixed in bulk");
     db.drop().await;
 }
