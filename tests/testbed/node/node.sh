@@ -370,7 +370,8 @@ start_containerd() {
 }
 
 import_pause_image() {
-  ctr_node images ls -q | grep -qxF "$PAUSE_IMAGE" && return 0
+  # Here-strings, not pipes: grep -q exits at the first match and pipefail would report ctr's SIGPIPE.
+  grep -qxF "$PAUSE_IMAGE" <<<"$(ctr_node images ls -q)" && return 0
   log "importing the pause image $PAUSE_IMAGE"
   "$TESTBED_SRC/node/pause-image" "$PAUSE_BIN" "$PAUSE_IMAGE" "$NODE_DIR/pause.tar"
   ctr_node images import "$NODE_DIR/pause.tar" >"$LOGS/pause-import.log" 2>&1 ||
