@@ -28,6 +28,11 @@ S3_REGION=us-east-1
 
 log() { printf '[testbed] %s\n' "$*" >&2; }
 
+# A command that fails under set -e names itself instead of ending the script silently (errtrace:
+# also inside functions).
+set -E
+trap 'log "ERROR: command failed (exit $?) in ${FUNCNAME[0]:-the main script}, line $LINENO: $BASH_COMMAND"' ERR
+
 die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # die_with_log REASON LOGFILE: the tail explains most start-up failures without opening the file.
