@@ -130,7 +130,8 @@ node_cgroup_pids() {
   local mount
   while read -r mount; do
     [[ -d "$mount/$NODE_CGROUP" ]] || continue
-    find "$mount/$NODE_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null
+    # Cgroups vanish while find walks them when their last process exits.
+    find "$mount/$NODE_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   done < <(cgroup_mounts) | sort -un
 }
 
@@ -239,7 +240,7 @@ remove_node_iptables() {
       # Jumps from the built-in chains; xargs splits the printed rule as the shell would.
       while read -r line; do
         xargs "$cmd" -w 10 -t "$table" <<<"-D ${line#-A }" || true
-      done < <(grep -E -- "^-A [A-Z]+ .*-j (KUBE-|$CHAIN_PREFIX)" <<<"$rules" | grep -vE -- "^-A (KUBE-|$CHAIN_PREFIX)")
+      done < <(grep -E -- "^-A [A-Z]+ .*-j (KUBE-|$CHAIN_PREFIX)" <<<"$rules" | grep -vE -- "^-A (KUBE-|$CHAIN_PREFIX)" || true)
       mapfile -t chains < <(awk -v p="$CHAIN_PREFIX" '$1 == "-N" && ($2 ~ /^KUBE-/ || index($2, p) == 1) { print $2 }' <<<"$rules")
       # All flushed before any is deleted: they jump to each other.
       for chain in "${chains[@]}"; do "$cmd" -w 10 -t "$table" -F "$chain" 2>/dev/null || true; done
