@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::fixture::Fixture;
 use common::*;
+use scheduled_exports::export::window::window_query;
 use scheduled_exports::resource::FileType;
-use scheduled_exports::source::window_query;
 use serde_json::json;
 
 const ROUNDS: usize = 3;

@@ -1,5 +1,6 @@
 //! The one clock the operator reads. Production uses the system clock; tests use a `ManualClock`
-//! they move forward (across a DST change, past midnight, 90 days) without waiting.
+//! they move forward (across a DST change, past midnight, 90 days) without waiting. A clock only
+//! tells time: how often the loops look at it is configuration (`operator::Periods`).
 
 use std::sync::{Arc, Mutex};
 
@@ -7,11 +8,6 @@ use chrono::{DateTime, Duration, Utc};
 
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
-
-    /// Whether time can jump; the controller then re-checks often instead of sleeping until a slot.
-    fn is_manual(&self) -> bool {
-        false
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,10 +55,6 @@ impl Clock for ManualClock {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    fn is_manual(&self) -> bool {
-        true
-    }
 }
 
 #[cfg(test)]
@@ -80,6 +72,5 @@ mod tests {
         assert_eq!(clock.now(), start + Duration::hours(2));
         clock.set(start);
         assert_eq!(shared.now(), start);
-        assert!(clock.is_manual() && !SystemClock.is_manual());
     }
 }

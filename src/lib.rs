@@ -1,26 +1,19 @@
 //! scheduled-exports: a Kubernetes operator that delivers a daily CSV export of CRM data over SFTP.
 //!
-//! One module per concern; the binary in `main.rs` only parses arguments and dispatches.
+//! The tree is the architecture. Pure layers first, each importing only those above it:
+//! [`clock`], [`resource`] (the custom resource and its typed states), [`schedule`] (when runs
+//! happen), [`status`] (conditions). Then the [`adapters`] to the outside world (PostgreSQL, SFTP,
+//! the artifact store, Kubernetes), the [`export`] pipeline that one Job runs, the [`operator`]
+//! (reconcile loop, Job builder, delivery checker), and the [`cli`] that dispatches to them.
 
-pub mod artifacts;
+pub mod adapters;
 pub mod cli;
 pub mod clock;
-pub mod columns;
-pub mod commands;
-pub mod controller;
-pub mod csv_file;
-pub mod delivery;
 pub mod export;
-pub mod files;
-pub mod job;
-pub mod leader;
-pub mod metrics;
-pub mod plan;
-pub mod recheck;
+pub mod operator;
+pub mod redact;
 pub mod resource;
+#[cfg(feature = "sample-data")]
+pub mod sample_data;
 pub mod schedule;
-pub mod server;
-pub mod sftp;
-pub mod source;
 pub mod status;
-pub mod status_update;

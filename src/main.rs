@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
+use scheduled_exports::cli::commands::{self, CommandError};
 use scheduled_exports::cli::{Cli, Command, LogFormat};
-use scheduled_exports::commands::{self, CommandError};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Crd => commands::print_crd(),
         Command::Next(args) => commands::print_next_runs(&args),
         Command::Export(args) => block_on(commands::export(args)),
+        #[cfg(feature = "sample-data")]
         Command::SampleData(args) => block_on(commands::sample_data(args)),
         Command::Controller(args) => block_on(commands::controller(args)),
     };
@@ -46,7 +47,7 @@ fn block_on(
         .block_on(future)
 }
 
-/// Exit status per DESIGN section 7: 2 for bad input, 1 for any other failure, one line on stderr.
+/// Exit status: 2 for bad input, 1 for any other failure, one line on stderr.
 fn fail(err: &CommandError) -> ExitCode {
     eprintln!("error: {err}");
     ExitCode::from(err.exit_code())

@@ -14,10 +14,12 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use kube::Resource;
-use scheduled_exports::plan;
-use scheduled_exports::resource::{GROUP, ScheduledExport, ScheduledExportStatus};
+use scheduled_exports::operator::plan;
+use scheduled_exports::resource::{
+    CheckResult, ConditionReason, ConditionType, GROUP, ScheduledExport, ScheduledExportStatus,
+};
 use scheduled_exports::status::{
-    self, ConditionUpdate, DELIVERED, DeliveredRun, READY, run_delivered, run_failed, run_started,
+    self, ConditionUpdate, DeliveredRun, run_delivered, run_failed, run_started,
 };
 use serde::Deserialize;
 
@@ -139,10 +141,10 @@ fn scheduled(mut object: ScheduledExport) -> ScheduledExport {
 /// Ready condition the way the reconciler does for a missing Secret.
 fn controller_status(
     object: &ScheduledExport,
-    ready: Option<(bool, &'static str, String)>,
+    ready: Option<(bool, ConditionReason, String)>,
 ) -> ScheduledExportStatus {
     let now = utc(NOW);
-    let mut plan = plan::plan(now, object, &[], chrono_tz::UTC, false);
+    let mut plan = plan::plan(now, object, &[], chrono_tz::UTC, None);
     if let Some(ready) = ready {
         plan.schedule_status.ready = ready;
     }
@@ -183,27 +185,27 @@ fn with_status(
     object
 }
 
-/// A delivery recheck outcome, as DESIGN section 5 describes it: `lastCheckResult` and the
+/// A delivery recheck outcome, as the checker writes it: `lastCheckResult` and the
 /// Delivered condition.
 fn checked(
     object: ScheduledExport,
-    result: &str,
-    delivered_condition: Option<(bool, &str, &str)>,
+    result: CheckResult,
+    delivered_condition: Option<(bool, ConditionReason, &str)>,
 ) -> ScheduledExport {
     let generation = object.metadata.generation;
     with_status(object, |current| {
         let mut status = current.clone();
         let delivery = status.delivery.as_mut().expect("a delivered file");
         delivery.last_check_time = Some(utc("2026-11-30T12:10:00Z"));
-        delivery.last_check_result = Some(result.to_string());
-        if result == "recopied" {
+        delivery.last_check_result = Some(result);
+        if result == CheckResult::Recopied {
             delivery.recopies += 1;
         }
         if let Some((ok, reason, message)) = delivered_condition {
             status::set_condition(
                 &mut status.conditions,
                 ConditionUpdate {
-                    type_: DELIVERED,
+                    type_: ConditionType::Delivered,
                     status: ok,
                     reason,
                     message: message.to_string(),
@@ -259,7 +261,7 @@ fn a_scheduled_object_without_a_file_yet_is_healthy_and_names_its_next_run() {
         .unwrap()
         .conditions
         .iter()
-        .find(|c| c.type_ == READY);
+        .find(|c| c.type_ == ConditionType::Ready.as_str());
     assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
     assert_health(
         &object,
@@ -313,7 +315,7 @@ fn a_failed_last_run_is_degraded_with_its_reason() {
         );
         run_failed(
             &started,
-            "DatabaseFailed",
+            ConditionReason::DatabaseFailed,
             "cannot connect to the database: connection refused",
             generation,
             utc("2026-12-01T12:00:31Z"),
@@ -352,7 +354,7 @@ fn a_missing_secret_is_degraded() {
     let missing = ScheduledExport {
         status: Some(controller_status(
             &object,
-            Some((false, "SecretNotFound", message.to_string())),
+            Some((false, ConditionReason::SecretNotFound, message.to_string())),
         )),
         ..object
     };
@@ -367,10 +369,10 @@ fn a_missing_secret_is_degraded() {
 fn an_unreachable_server_or_a_file_that_could_not_be_recopied_is_degraded() {
     let unreachable = checked(
         delivered(new_object()),
-        "unreachable",
+        CheckResult::Unreachable,
         Some((
             false,
-            "ServerUnreachable",
+            ConditionReason::ServerUnreachable,
             "cannot check interactions-20261130T120000Z.csv: connection refused; checking again next interval",
         )),
     );
@@ -385,10 +387,10 @@ fn an_unreachable_server_or_a_file_that_could_not_be_recopied_is_degraded() {
 
     let missing = checked(
         delivered(new_object()),
-        "missing",
+        CheckResult::Missing,
         Some((
             false,
-            "RecopyFailed",
+            ConditionReason::RecopyFailed,
             "interactions-20261130T120000Z.csv is gone from the server and could not be copied again: artifact store unreachable",
         )),
     );
@@ -402,7 +404,7 @@ fn an_unreachable_server_or_a_file_that_could_not_be_recopied_is_degraded() {
     );
 
     // lastCheckResult alone, before (or without) a Delivered condition that says so.
-    let only_result = checked(delivered(new_object()), "unreachable", None);
+    let only_result = checked(delivered(new_object()), CheckResult::Unreachable, None);
     assert_health(&only_result, "Degraded", &[FILE, "unreachable"]);
 }
 
@@ -410,8 +412,8 @@ fn an_unreachable_server_or_a_file_that_could_not_be_recopied_is_degraded() {
 fn a_recopied_or_picked_up_file_is_healthy() {
     let recopied = checked(
         delivered(new_object()),
-        "recopied",
-        Some((true, "Recopied", "copied again")),
+        CheckResult::Recopied,
+        Some((true, ConditionReason::Recopied, "copied again")),
     );
     assert_health(
         &recopied,
@@ -421,8 +423,8 @@ fn a_recopied_or_picked_up_file_is_healthy() {
 
     let mut moved = checked(
         delivered(new_object()),
-        "moved",
-        Some((true, "PickedUp", "picked up")),
+        CheckResult::Moved,
+        Some((true, ConditionReason::PickedUp, "picked up")),
     );
     let found_at = format!("archive/{FILE}");
     let mut status = serde_json::to_value(moved.status.take()).expect("status");
@@ -442,7 +444,7 @@ fn a_suspended_object_is_suspended_and_still_says_what_is_wrong() {
     let missing = ScheduledExport {
         status: Some(controller_status(
             &object,
-            Some((false, "SecretNotFound", message.to_string())),
+            Some((false, ConditionReason::SecretNotFound, message.to_string())),
         )),
         ..object
     };

@@ -11,7 +11,7 @@ use common::random_suffix;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use scheduled_exports::artifacts::{
+use scheduled_exports::adapters::artifacts::{
     ArtifactError, ArtifactKey, ArtifactStore, S3Options, StoredArtifact,
 };
 use sha2::{Digest, Sha256};

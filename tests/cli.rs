@@ -1,5 +1,5 @@
 //! The binary's command line: `next`, `crd`, `--help`, exit statuses and one-line errors
-//! (DESIGN sections 3 and 7). No cluster needed.
+//!. No cluster needed.
 
 use std::process::{Command, Output};
 

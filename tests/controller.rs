@@ -1,6 +1,6 @@
 //! The operator on the real test bed: the controller runs in this process on a manual clock, its
 //! Jobs are completed by the real Job controller with the kubelet stand-in running
-//! `scheduled-exports export`, and every schedule semantic of DESIGN section 3 is checked.
+//! `scheduled-exports export`, and every schedule rule of docs/design.md is checked.
 
 mod common;
 
@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::fixture::{Fixture, files_in};
-use common::running::RunningController;
+use common::running::{RunningController, TEST_PERIODS};
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use scheduled_exports::clock::ManualClock;
-use scheduled_exports::controller::{self, Context, ControllerConfig};
-use scheduled_exports::job::{JobSettings, RunKind, job_name};
+use scheduled_exports::operator::job::{JobSettings, RunKind, job_name};
+use scheduled_exports::operator::{Context, ControllerConfig, controller};
 use scheduled_exports::resource::ScheduledExport;
 use serde_json::json;
 
@@ -46,6 +46,7 @@ fn controller_context(
         },
         delivery: Default::default(),
         instance: identity.to_string(),
+        periods: TEST_PERIODS,
     };
     Arc::new(Context::new(
         fixture.client.clone(),
@@ -129,7 +130,7 @@ async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
     let object = fixture
         .wait_for("daily", "the delivered run in status", |o| {
             let status = o.status.as_ref()?;
-            (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
+            (status.last_run.as_ref()?.phase.map(|phase| phase.as_str()) == Some("Succeeded")
                 && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
             .then(|| o.clone())
         })
@@ -515,7 +516,7 @@ async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_i
     fixture
         .wait_for("daily", "the run recorded as delivered", |o| {
             let status = o.status.as_ref()?;
-            (status.last_run.as_ref()?.phase.as_deref() == Some("Succeeded")
+            (status.last_run.as_ref()?.phase.map(|phase| phase.as_str()) == Some("Succeeded")
                 && status.next_run_time == Some(utc("2026-12-01T12:00:00Z")))
             .then_some(())
         })
@@ -531,7 +532,7 @@ async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_i
 
 #[tokio::test]
 async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
-    use scheduled_exports::leader::{LeaderElection, LeaseSettings};
+    use scheduled_exports::operator::leader::{LeaderElection, LeaseSettings};
 
     let (fixture, artifacts) = setup("sx-replicas").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));

@@ -1,4 +1,4 @@
-//! Delivery assurance on the real test bed (DESIGN section 5): the controller runs in this process
+//! Delivery assurance on the real test bed: the controller runs in this process
 //! on a manual clock, files are delivered by the real `export`, and the tests delete, move and
 //! age files in the sshd's directory, stop the server, and watch what the operator does.
 
@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use common::fixture::{Fixture, files_in};
-use common::running::RunningController;
+use common::running::{RunningController, TEST_PERIODS};
 use common::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use scheduled_exports::artifacts::S3Options;
+use scheduled_exports::adapters::artifacts::S3Options;
 use scheduled_exports::clock::{Clock, ManualClock};
-use scheduled_exports::controller::{Context, ControllerConfig};
-use scheduled_exports::files::export_file_name;
-use scheduled_exports::job::JobSettings;
-use scheduled_exports::recheck::DeliverySettings;
-use scheduled_exports::resource::{FileType, ScheduledExport};
+use scheduled_exports::export::file_name::export_file_name;
+use scheduled_exports::operator::DeliverySettings;
+use scheduled_exports::operator::job::JobSettings;
+use scheduled_exports::operator::{Context, ControllerConfig};
+use scheduled_exports::resource::{CheckResult, FileType, ScheduledExport};
 use serde_json::json;
 use sha2::Digest;
 
@@ -55,6 +55,7 @@ fn start_controller(
             ..DeliverySettings::default()
         },
         instance: "delivery-tests".into(),
+        periods: TEST_PERIODS,
     };
     RunningController::spawn(Arc::new(Context::new(
         fixture.client.clone(),
@@ -108,7 +109,7 @@ async fn clock_after_delivery(fixture: &Fixture, name: &str) -> ManualClock {
 fn check_result(object: &ScheduledExport) -> Option<(String, u32, Option<DateTime<Utc>>)> {
     let delivery = object.status.as_ref()?.delivery.as_ref()?;
     Some((
-        delivery.last_check_result.clone()?,
+        delivery.last_check_result?.to_string(),
         delivery.recopies,
         delivery.last_check_time,
     ))
@@ -394,7 +395,8 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
     let (status, reason, message) = condition(&object, "Delivered").expect("Delivered");
     assert_eq!(
         (status.as_str(), reason.as_str()),
-        ("False", "ServerUnreachable")
+        ("False", "ConnectionRefused"),
+        "Delivered names the adapter's reason"
     );
     assert!(message.contains(&file), "{message}");
     assert!(!local.exists(), "nothing could be copied");
@@ -671,11 +673,11 @@ async fn a_hanging_server_delays_neither_other_destinations_nor_runs() {
 
 #[tokio::test]
 async fn metrics_and_health_endpoints_answer_over_http() {
-    use scheduled_exports::metrics::Metrics;
-    use scheduled_exports::server::{Health, serve};
+    use scheduled_exports::operator::metrics::Metrics;
+    use scheduled_exports::operator::server::{Health, serve};
 
     let metrics = Arc::new(Metrics::new());
-    metrics.record_check("present");
+    metrics.record_check(CheckResult::Present);
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

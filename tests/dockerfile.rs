@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::{TimeZone, Utc};
-use scheduled_exports::job::{JobSettings, RunKind, build_job};
+use scheduled_exports::operator::job::{JobSettings, RunKind, build_job};
 use scheduled_exports::resource::ScheduledExport;
 
 fn repo_root() -> &'static Path {

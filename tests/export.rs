@@ -62,7 +62,10 @@ async fn export_delivers_every_row_then_only_what_changed_and_records_it() {
 
     let status = fixture.object("daily").await.status.expect("status");
     let last_run = status.last_run.clone().expect("lastRun");
-    assert_eq!(last_run.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(
+        last_run.phase.map(|phase| phase.as_str()),
+        Some("Succeeded")
+    );
     assert_eq!(last_run.file_name.as_deref(), Some(first_name));
     assert_eq!(last_run.rows, Some(40));
     assert_eq!(last_run.bytes, Some(bytes.len() as u64));
@@ -85,12 +88,12 @@ async fn export_delivers_every_row_then_only_what_changed_and_records_it() {
     }
 
     // The artifact store holds the same bytes, for recopies.
-    let store = scheduled_exports::artifacts::ArtifactStore::from_url_with(
+    let store = scheduled_exports::adapters::artifacts::ArtifactStore::from_url_with(
         &fixture.artifact_store,
         &s3_options(),
     )
     .expect("store");
-    let key = scheduled_exports::artifacts::ArtifactKey {
+    let key = scheduled_exports::adapters::artifacts::ArtifactKey {
         namespace: fixture.namespace.clone(),
         name: "daily".into(),
         file_name: first_name.into(),
@@ -186,8 +189,8 @@ async fn a_row_whose_transaction_was_open_during_an_export_reaches_the_next_file
     fixture.cleanup().await;
 }
 
-fn s3_options() -> scheduled_exports::artifacts::S3Options {
-    scheduled_exports::artifacts::S3Options {
+fn s3_options() -> scheduled_exports::adapters::artifacts::S3Options {
+    scheduled_exports::adapters::artifacts::S3Options {
         endpoint: Some(env_var("S3_ENDPOINT")),
         region: env_var("AWS_REGION"),
         access_key_id: Some(env_var("AWS_ACCESS_KEY_ID")),
@@ -431,7 +434,12 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
         if status.watermark.as_deref() != Some(watermark.as_str()) {
             problems.push("watermark moved".into());
         }
-        if status.last_run.as_ref().and_then(|r| r.phase.as_deref()) != Some("Failed") {
+        if status
+            .last_run
+            .as_ref()
+            .and_then(|r| r.phase.map(|phase| phase.as_str()))
+            != Some("Failed")
+        {
             problems.push(format!("lastRun {:?}", status.last_run));
         }
         for secret in secret_values() {
@@ -450,7 +458,7 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
         {
             problems.push(format!("files changed: {:?}", files_in(&fixture.local_dir)));
         }
-        let artifacts = scheduled_exports::artifacts::ArtifactStore::from_url_with(
+        let artifacts = scheduled_exports::adapters::artifacts::ArtifactStore::from_url_with(
             &fixture.artifact_store,
             &s3_options(),
         )

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use scheduled_exports::sftp::{SftpAuth, SftpCredentials, SftpError, SftpSession, SftpTarget};
+use scheduled_exports::adapters::sftp::{
+    SftpAuth, SftpCredentials, SftpError, SftpSession, SftpTarget,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const FILE_NAME: &str = "interactions-20250102T120000Z.csv";
@@ -559,7 +561,7 @@ fn locate_does_not_call_a_file_gone_when_it_could_not_look_everywhere() {
     let err = session
         .locate(FILE_NAME)
         .expect_err("absent from what could be seen is not absent");
-    assert_eq!(err.reason(), "SearchIncomplete");
+    assert_eq!(err.reason().as_str(), "SearchIncomplete");
     assert!(err.to_string().contains("archive"), "{err}");
 
     // Once the file is in the directory itself, it is found as before.

@@ -1,4 +1,4 @@
-//! No-loss export windows against the test bed's real PostgreSQL (DESIGN sections 4 and 6).
+//! No-loss export windows against the test bed's real PostgreSQL.
 //!
 //! Each test creates its own database, so tests run in parallel and never see each other's rows.
 //! The server comes from `target/testbed/env` (`DATABASE_URL`, a superuser URL);
@@ -9,13 +9,12 @@ mod common;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use scheduled_exports::columns;
-use scheduled_exports::csv_file::CsvFileWriter;
+use scheduled_exports::adapters::postgres::{Snapshot, SourceError, WindowOutcome, connect};
+use scheduled_exports::export::columns;
+use scheduled_exports::export::csv::CsvFileWriter;
+use scheduled_exports::export::window::{export_window, window_query};
 use scheduled_exports::resource::{CsvOptions, FileType, LineTerminator};
-use scheduled_exports::source::sample_data::{apply_schema, generate, run_sample_data};
-use scheduled_exports::source::{
-    Snapshot, SourceError, WindowOutcome, connect, export_window, window_query,
-};
+use scheduled_exports::sample_data::{apply_schema, generate, run_sample_data};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, SimpleQueryMessage};
 

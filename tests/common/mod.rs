@@ -26,13 +26,25 @@ pub fn testbed_env() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
     ENV.get_or_init(|| {
         let path = repo_root().join("target/testbed/env");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|err| {
-            panic!(
-                "cannot read {}: {err}; start the test bed with tests/testbed/up",
-                path.display()
-            )
-        });
-        parse_env_file(&text)
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_env_file(&text),
+            // tests/run sets SCHEDULED_EXPORTS_REQUIRE_TESTBED, so there a missing bed fails.
+            Err(err) if std::env::var_os("SCHEDULED_EXPORTS_REQUIRE_TESTBED").is_some() => {
+                panic!(
+                    "cannot read {}: {err}; start the test bed with tests/testbed/up",
+                    path.display()
+                )
+            }
+            Err(_) => {
+                eprintln!(
+                    "\nThese tests need the test bed, which is not running ({} is missing).\n\
+                     Start it with `tests/testbed/up` (as root), or run everything with `tests/run`.\n\
+                     Skipping the rest of this test binary.",
+                    path.display()
+                );
+                std::process::exit(0)
+            }
+        }
     })
 }
 
@@ -311,7 +323,7 @@ pub fn run_binary(args: &[&str], extra_env: &[(&str, String)]) -> std::process::
         .expect("run scheduled-exports")
 }
 
-/// The Job identity of DESIGN section 7: read its object and Secrets, write its status.
+/// The export Job identity: read its object and Secrets, write its status.
 pub async fn grant_job_rbac(client: &Client, namespace: &str) {
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};

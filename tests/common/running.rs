@@ -4,7 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use scheduled_exports::controller::{self, Context};
+use scheduled_exports::operator::{Context, Periods, controller};
+
+/// The loops' periods under a test clock, which jumps without a watch event: the checker looks
+/// every 250 ms and a reconcile looks again every 500 ms.
+pub const TEST_PERIODS: Periods = Periods {
+    checker_tick: Duration::from_millis(250),
+    reconcile_poll: Some(Duration::from_millis(500)),
+};
 
 pub struct RunningController {
     pub ctx: Arc<Context>,

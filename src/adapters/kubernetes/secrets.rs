@@ -1,0 +1,115 @@
+//! The Secrets a ScheduledExport names, read into what the adapters need: the database URL and
+//! the SFTP credentials. The export Job and the delivery checker both read them here, so a Secret
+//! means the same to both. Errors name the Secret, the field that references it and the key;
+//! never a value.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+use crate::adapters::sftp::{SftpCredentials, SftpError};
+use crate::resource::{ConditionReason, ScheduledExport};
+
+/// The spec fields that reference Secrets, as named in messages.
+pub const SOURCE_SECRET_FIELD: &str = "spec.source.secretRef";
+pub const SFTP_SECRET_FIELD: &str = "spec.destination.sftp.secretRef";
+/// Key of the source Secret that holds the PostgreSQL URL.
+pub const DATABASE_URL_KEY: &str = "url";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("Secret {secret} (referenced by {field}) not found in namespace {namespace}")]
+    NotFound {
+        namespace: String,
+        secret: String,
+        field: &'static str,
+    },
+    #[error("Secret {secret} (referenced by {field}) has no key \"{key}\"{hint}")]
+    KeyMissing {
+        secret: String,
+        field: &'static str,
+        key: &'static str,
+        hint: &'static str,
+    },
+    #[error("cannot read Secret {secret}: {source}")]
+    Api {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The SFTP Secret's content is unusable (a missing key, a value that is not text).
+    #[error(transparent)]
+    Sftp(#[from] SftpError),
+}
+
+impl SecretError {
+    /// CamelCase reason for a condition.
+    pub fn reason(&self) -> ConditionReason {
+        match self {
+            SecretError::NotFound { .. } | SecretError::KeyMissing { .. } => {
+                ConditionReason::SecretInvalid
+            }
+            SecretError::Api { .. } => ConditionReason::KubernetesApiFailed,
+            SecretError::Sftp(err) => err.reason(),
+        }
+    }
+}
+
+/// A Secret's data, by key.
+pub async fn read_secret(
+    secrets: &Api<Secret>,
+    name: &str,
+    field: &'static str,
+) -> Result<BTreeMap<String, Vec<u8>>, SecretError> {
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|source| SecretError::Api {
+            secret: name.to_string(),
+            source,
+        })?
+        .ok_or_else(|| SecretError::NotFound {
+            namespace: secrets_namespace(secrets),
+            secret: name.to_string(),
+            field,
+        })?;
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, value.0))
+        .collect())
+}
+
+/// The PostgreSQL URL of the object's source (`spec.source.secretRef`, key `url`).
+pub async fn database_url(
+    secrets: &Api<Secret>,
+    object: &ScheduledExport,
+) -> Result<String, SecretError> {
+    let name = &object.spec.source.secret_ref.name;
+    let data = read_secret(secrets, name, SOURCE_SECRET_FIELD).await?;
+    data.get(DATABASE_URL_KEY)
+        .and_then(|value| String::from_utf8(value.clone()).ok())
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+        .ok_or(SecretError::KeyMissing {
+            secret: name.clone(),
+            field: SOURCE_SECRET_FIELD,
+            key: DATABASE_URL_KEY,
+            hint: ": add the PostgreSQL URL under key \"url\"",
+        })
+}
+
+/// The SFTP credentials of the Secret `name` (`spec.destination.sftp.secretRef`).
+pub async fn sftp_credentials(
+    secrets: &Api<Secret>,
+    name: &str,
+) -> Result<SftpCredentials, SecretError> {
+    let data = read_secret(secrets, name, SFTP_SECRET_FIELD).await?;
+    Ok(SftpCredentials::from_secret_data(name, &data)?)
+}
+
+fn secrets_namespace(secrets: &Api<Secret>) -> String {
+    secrets.namespace().unwrap_or_default().to_string()
+}

@@ -1,0 +1,225 @@
+//! The source database: connecting, and exporting one no-loss window.
+//!
+//! A window is bounded by PostgreSQL snapshots, not timestamps. Every row carries `txid`, the id of
+//! the transaction that last wrote it. An export runs in one `REPEATABLE READ READ ONLY`
+//! transaction whose first statement takes `pg_current_snapshot()`: that snapshot is the
+//! transaction's own, so it describes exactly what the export sees, and it becomes the new
+//! watermark. The rows of the window are those not visible in the previous watermark. A row
+//! written by a transaction that was still open during the previous export is invisible in that
+//! snapshot, so it is picked up next time even though its txid is older than the snapshot's xmax;
+//! a timestamp or "txid > last xmax" watermark would lose it. A row updated after an export gets a
+//! new txid and comes out again, in its latest version.
+//!
+//! Rows stream through `COPY (SELECT ...) TO STDOUT (FORMAT binary)` with every column already
+//! rendered as text by [`crate::export::columns`]: binary framing needs no unescaping, so the client only
+//! copies bytes into the CSV writer, in constant memory.
+
+mod connect;
+mod copy;
+mod window;
+
+pub use connect::{connect, describe_target, parse_url};
+pub use window::{MAX_COLUMNS, RowSink, WindowQuery, copy_window, window_sql};
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why talking to the source database failed. Messages name the server as `host:port/db as user`
+/// and never carry the password.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The URL could not be parsed (the message names the offending option, not its value).
+    #[error("invalid database URL: {reason}")]
+    InvalidUrl { reason: String },
+    /// Nothing answered at the address.
+    #[error("cannot reach PostgreSQL at {target}: {cause}")]
+    Unreachable { target: String, cause: String },
+    /// The server did not complete the connection in time.
+    #[error("timed out after {timeout:?} connecting to PostgreSQL at {target}")]
+    ConnectTimeout { target: String, timeout: Duration },
+    /// Wrong user or password, or `pg_hba.conf` refuses the client.
+    #[error("authentication failed for user {user:?} at {target}: {cause}")]
+    AuthenticationFailed {
+        target: String,
+        user: String,
+        cause: String,
+    },
+    /// The database named in the URL does not exist.
+    #[error("database {database:?} does not exist at {target}")]
+    DatabaseMissing { target: String, database: String },
+    /// Any other failure while connecting.
+    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
+    Connect { target: String, cause: String },
+    /// The file type's table or view is missing.
+    #[error(
+        "table {table} not found: apply the reference schema with `scheduled-exports sample-data \
+         --database-url URL --interactions 0 --proposals 0` or create views named interactions and \
+         proposals"
+    )]
+    TableMissing { table: &'static str },
+    /// A column the file needs is missing from the table or view.
+    #[error("{table} lacks a column the file needs: {cause}")]
+    ColumnMissing { table: &'static str, cause: String },
+    /// `status.watermark` is not a PostgreSQL snapshot.
+    #[error(
+        "status.watermark {watermark:?} is not a valid watermark ({reason}); remove it from the \
+         status to export every row again"
+    )]
+    InvalidWatermark { watermark: String, reason: String },
+    /// The database's transaction ids are behind the stored watermark (a restore, or another server).
+    #[error(
+        "status.watermark {watermark} is ahead of the database's current snapshot {current}: the database \
+         was restored or replaced; check the source, then remove status.watermark to export every row again"
+    )]
+    WatermarkAhead { watermark: String, current: String },
+    /// A statement failed.
+    #[error("{context}: {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The `COPY` stream was not the binary format it should be.
+    #[error("unexpected COPY data from the server: {0}")]
+    MalformedCopy(String),
+    /// Writing the file failed.
+    #[error("cannot write the export file: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl SourceError {
+    pub(crate) fn query(
+        context: impl Into<String>,
+    ) -> impl FnOnce(tokio_postgres::Error) -> SourceError {
+        let context = context.into();
+        move |source| SourceError::Query { context, source }
+    }
+}
+
+/// The outcome of one exported window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowOutcome {
+    /// Data rows written to the file.
+    pub rows: u64,
+    /// The new watermark: the export's own snapshot, to store in `status.watermark` once the file is
+    /// delivered.
+    pub watermark: String,
+}
+
+/// A parsed `pg_snapshot` text `xmin:xmax:xip,...`; checked before it is sent to the server so a
+/// corrupted status gives a clear error instead of a SQL one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Every transaction before this one had finished.
+    pub xmin: u64,
+    /// Every transaction from this one on had not yet started.
+    pub xmax: u64,
+    /// Transactions in between that were still running.
+    pub in_progress: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Parses a watermark, naming `status.watermark` in the error.
+    pub fn parse(watermark: &str) -> Result<Snapshot, SourceError> {
+        let invalid = |reason: &str| SourceError::InvalidWatermark {
+            watermark: watermark.chars().take(80).collect(),
+            reason: reason.to_string(),
+        };
+        let mut parts = watermark.split(':');
+        let (Some(xmin), Some(xmax), Some(xip), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("expected xmin:xmax:xip,..."));
+        };
+        let number = |text: &str| -> Result<u64, SourceError> {
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid("transaction ids must be decimal numbers"));
+            }
+            text.parse::<u64>()
+                .map_err(|_| invalid("transaction id out of range"))
+        };
+        let xmin = number(xmin)?;
+        let xmax = number(xmax)?;
+        if xmin == 0 || xmin > xmax {
+            return Err(invalid("xmin must be positive and at most xmax"));
+        }
+        let mut in_progress = Vec::new();
+        if !xip.is_empty() {
+            for text in xip.split(',') {
+                let xid = number(text)?;
+                if xid < xmin || xid >= xmax {
+                    return Err(invalid("in-progress ids must lie in [xmin, xmax)"));
+                }
+                if in_progress.last().is_some_and(|&last| last >= xid) {
+                    return Err(invalid("in-progress ids must be ascending"));
+                }
+                in_progress.push(xid);
+            }
+        }
+        Ok(Snapshot {
+            xmin,
+            xmax,
+            in_progress,
+        })
+    }
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:", self.xmin, self.xmax)?;
+        for (index, xid) in self.in_progress.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{xid}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_snapshots() {
+        let snapshot = Snapshot::parse("1234:1240:1236,1238").expect("valid");
+        assert_eq!(snapshot.xmin, 1234);
+        assert_eq!(snapshot.xmax, 1240);
+        assert_eq!(snapshot.in_progress, vec![1236, 1238]);
+        assert_eq!(snapshot.to_string(), "1234:1240:1236,1238");
+        assert_eq!(Snapshot::parse("5:5:").expect("valid").to_string(), "5:5:");
+    }
+
+    #[test]
+    fn refuses_malformed_watermarks_naming_the_status_field() {
+        for bad in [
+            "",
+            "2024-01-01T00:00:00Z",
+            "1:2",
+            "1:2:3:4",
+            "a:2:",
+            "1:2:x",
+            "3:2:",
+            "0:2:",
+            "1:5:7",
+            "1:5:3,2",
+            "1:5:,",
+            "1:5:3,",
+            "1:2:'; DROP TABLE interactions; --",
+            "99999999999999999999999:1:",
+        ] {
+            let err = Snapshot::parse(bad).expect_err(bad);
+            let message = err.to_string();
+            assert!(message.contains("status.watermark"), "{message}");
+        }
+    }
+
+    #[test]
+    fn describes_targets_without_the_password() {
+        let config = parse_url("postgres://exporter:s3cret@db.example:6543/crm").expect("url");
+        let target = describe_target(&config);
+        assert_eq!(target, "db.example:6543/crm as exporter");
+        assert!(!target.contains("s3cret"));
+    }
+}

@@ -1,0 +1,293 @@
+//! The columns of each file type (docs/design.md, "File format"), in file order, with how each is rendered.
+//!
+//! This is the single place that fixes a file's shape: the CSV header, which cells `escapeFormulas`
+//! may alter, and the SQL expression that turns each source column into the exact text of its cell.
+//! Rendering happens in PostgreSQL so that the export streams already-formatted text (`COPY ... TO
+//! STDOUT`) and the client only frames it as CSV.
+//!
+//! Rendering decisions:
+//! - Timestamps are UTC, RFC 3339, always with six fractional digits (microseconds, PostgreSQL's
+//!   own precision) and a `Z`: `2024-03-05T14:07:09.123456Z`. Keeping the fraction makes the value
+//!   lossless, so a consumer that receives one row in several files can order its versions by
+//!   `updated_at` even when two writes fall in the same second; the fixed width keeps the text
+//!   sortable.
+//! - Dates are ISO 8601 (`2024-03-05`), via the `date` text output under `DateStyle = ISO`, which
+//!   [`SESSION_SETTINGS`] pins for the export transaction.
+//! - `solicitors` is a `text[]` joined with `;` (NULL elements are dropped by `array_to_string`).
+//! - `deleted` is `true`/`false` (the boolean-to-text cast, not the `t`/`f` output format; a NULL
+//!   from a view counts as not deleted).
+//! - Amounts are the plain `numeric` text (`1250.00`, never an exponent).
+//! - NULL becomes an empty cell.
+//!
+//! Free text (eligible for formula escaping) is what a person typed into the CRM: `category`,
+//! `interaction_type`, `summary`, `description`, `title`, `status`, `stage` and `solicitors` (names).
+//! Identifiers, including the `*_import_id` keys, are never altered: they are join keys that
+//! consumers match back against their own systems, and a `'` prefix would break that match.
+
+use crate::resource::FileType;
+
+/// What a column holds, which decides whether `escapeFormulas` may alter it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// A numeric or textual identifier (primary keys, foreign keys, import ids, user ids).
+    Id,
+    /// Text a person typed; the only kind that `escapeFormulas` alters.
+    FreeText,
+    /// A `;`-separated list of names a person typed (solicitors); escaped like free text.
+    List,
+    /// A decimal amount.
+    Number,
+    /// A calendar date, ISO 8601.
+    Date,
+    /// An instant, UTC RFC 3339.
+    Timestamp,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl ColumnKind {
+    /// Whether `escapeFormulas` applies: only to what a person typed. Numbers, dates, ids and
+    /// booleans are never altered, so a negative amount stays a number.
+    pub fn escapes_formulas(self) -> bool {
+        matches!(self, ColumnKind::FreeText | ColumnKind::List)
+    }
+}
+
+/// One column of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Header name, identical to the source column name.
+    pub name: &'static str,
+    /// What it holds.
+    pub kind: ColumnKind,
+    /// SQL expression rendering the column as the cell's text (type `text`), or NULL.
+    pub sql: &'static str,
+}
+
+impl Column {
+    const fn new(name: &'static str, kind: ColumnKind, sql: &'static str) -> Self {
+        Self { name, kind, sql }
+    }
+}
+
+/// Session settings the [`Column::sql`] expressions rely on; the export sets them with `SET LOCAL`
+/// so a server or role default (e.g. `DateStyle = 'SQL, DMY'` or a local `TimeZone`) cannot change
+/// the file. `TimeZone = UTC` also makes `timestamp without time zone` columns of user views read
+/// as UTC.
+pub const SESSION_SETTINGS: &str = "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'iso_8601'";
+
+/// Longest column list of any file type, so callers can size fixed buffers.
+pub const MAX_COLUMNS: usize = 17;
+
+macro_rules! ts {
+    ($col:literal) => {
+        concat!(
+            "to_char(",
+            $col,
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        )
+    };
+}
+
+const INTERACTIONS: [Column; 16] = [
+    Column::new("interaction_id", ColumnKind::Id, "interaction_id::text"),
+    Column::new(
+        "interaction_import_id",
+        ColumnKind::Id,
+        "interaction_import_id::text",
+    ),
+    Column::new("constituent_id", ColumnKind::Id, "constituent_id::text"),
+    Column::new(
+        "constituent_import_id",
+        ColumnKind::Id,
+        "constituent_import_id::text",
+    ),
+    Column::new("category", ColumnKind::FreeText, "category::text"),
+    Column::new(
+        "interaction_type",
+        ColumnKind::FreeText,
+        "interaction_type::text",
+    ),
+    Column::new("occurred_on", ColumnKind::Date, "occurred_on::date::text"),
+    Column::new("summary", ColumnKind::FreeText, "summary::text"),
+    Column::new("description", ColumnKind::FreeText, "description::text"),
+    Column::new(
+        "solicitors",
+        ColumnKind::List,
+        "array_to_string(solicitors, ';')",
+    ),
+    Column::new("creator_user_id", ColumnKind::Id, "creator_user_id::text"),
+    Column::new("proposal_id", ColumnKind::Id, "proposal_id::text"),
+    Column::new(
+        "proposal_import_id",
+        ColumnKind::Id,
+        "proposal_import_id::text",
+    ),
+    Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
+    Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
+    Column::new(
+        "deleted",
+        ColumnKind::Boolean,
+        "coalesce(deleted, false)::boolean::text",
+    ),
+];
+
+const PROPOSALS: [Column; 17] = [
+    Column::new("proposal_id", ColumnKind::Id, "proposal_id::text"),
+    Column::new(
+        "proposal_import_id",
+        ColumnKind::Id,
+        "proposal_import_id::text",
+    ),
+    Column::new("constituent_id", ColumnKind::Id, "constituent_id::text"),
+    Column::new(
+        "constituent_import_id",
+        ColumnKind::Id,
+        "constituent_import_id::text",
+    ),
+    Column::new("title", ColumnKind::FreeText, "title::text"),
+    Column::new("status", ColumnKind::FreeText, "status::text"),
+    Column::new("stage", ColumnKind::FreeText, "stage::text"),
+    Column::new(
+        "ask_amount",
+        ColumnKind::Number,
+        "ask_amount::numeric::text",
+    ),
+    Column::new(
+        "expected_amount",
+        ColumnKind::Number,
+        "expected_amount::numeric::text",
+    ),
+    Column::new(
+        "funded_amount",
+        ColumnKind::Number,
+        "funded_amount::numeric::text",
+    ),
+    Column::new("ask_date", ColumnKind::Date, "ask_date::date::text"),
+    Column::new(
+        "expected_date",
+        ColumnKind::Date,
+        "expected_date::date::text",
+    ),
+    Column::new("funded_date", ColumnKind::Date, "funded_date::date::text"),
+    Column::new(
+        "solicitors",
+        ColumnKind::List,
+        "array_to_string(solicitors, ';')",
+    ),
+    Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
+    Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
+    Column::new(
+        "deleted",
+        ColumnKind::Boolean,
+        "coalesce(deleted, false)::boolean::text",
+    ),
+];
+
+/// The columns of `file_type`, in file order.
+pub fn columns(file_type: FileType) -> &'static [Column] {
+    match file_type {
+        FileType::Interactions => &INTERACTIONS,
+        FileType::Proposals => &PROPOSALS,
+    }
+}
+
+/// The primary key, which orders the rows of a file so that equal windows give equal bytes.
+pub fn key_column(file_type: FileType) -> &'static str {
+    match file_type {
+        FileType::Interactions => "interaction_id",
+        FileType::Proposals => "proposal_id",
+    }
+}
+
+/// The source table (or view) of `file_type`.
+pub fn table(file_type: FileType) -> &'static str {
+    file_type.as_str()
+}
+
+/// The select list rendering every column as text, aliased to its header name.
+pub fn select_list(file_type: FileType) -> String {
+    columns(file_type)
+        .iter()
+        .map(|column| format!("{} AS {}", column.sql, column.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interactions_columns_match_the_design_in_order() {
+        let names: Vec<_> = columns(FileType::Interactions)
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names.join(", "),
+            "interaction_id, interaction_import_id, constituent_id, constituent_import_id, category, \
+             interaction_type, occurred_on, summary, description, solicitors, creator_user_id, \
+             proposal_id, proposal_import_id, created_at, updated_at, deleted"
+        );
+    }
+
+    #[test]
+    fn proposals_columns_match_the_design_in_order() {
+        let names: Vec<_> = columns(FileType::Proposals)
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names.join(", "),
+            "proposal_id, proposal_import_id, constituent_id, constituent_import_id, title, status, \
+             stage, ask_amount, expected_amount, funded_amount, ask_date, expected_date, funded_date, \
+             solicitors, created_at, updated_at, deleted"
+        );
+    }
+
+    #[test]
+    fn only_typed_text_escapes_formulas() {
+        let escaped: Vec<_> = columns(FileType::Proposals)
+            .iter()
+            .filter(|c| c.kind.escapes_formulas())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(escaped, ["title", "status", "stage", "solicitors"]);
+        let escaped: Vec<_> = columns(FileType::Interactions)
+            .iter()
+            .filter(|c| c.kind.escapes_formulas())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            escaped,
+            [
+                "category",
+                "interaction_type",
+                "summary",
+                "description",
+                "solicitors"
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamps_render_utc_rfc3339_with_microseconds() {
+        let created = columns(FileType::Interactions)
+            .iter()
+            .find(|c| c.name == "created_at")
+            .map(|c| c.sql);
+        assert_eq!(
+            created,
+            Some("to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        );
+    }
+
+    #[test]
+    fn max_columns_covers_every_file_type() {
+        for file_type in [FileType::Interactions, FileType::Proposals] {
+            assert!(columns(file_type).len() <= MAX_COLUMNS);
+            assert_eq!(columns(file_type)[0].name, key_column(file_type));
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! One export run (what a Job executes): read the object and its Secrets, export the window since
+//! the watermark into a spool file, then keep it in the artifact store and deliver it over SFTP
+//! (under a temporary name, then the final one) at the same time, and only then advance the
+//! watermark in status.
+//!
+//! What makes a failure lose nothing: the store and the server are checked before the database
+//! is read; the file appears under its final name only complete; a run whose artifact or delivery
+//! failed undoes the other half (so no file stays without the artifact a recopy needs); and the
+//! watermark moves only after both succeeded.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
+use crate::adapters::kubernetes::secrets::{self, SecretError};
+use crate::adapters::kubernetes::status::{StatusWriter, update_status};
+use crate::adapters::postgres::{self, SourceError};
+use crate::adapters::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
+use crate::export::artifacts::prune_older_artifacts;
+use crate::export::csv::CsvFileWriter;
+use crate::export::file_name::export_file_name;
+use crate::resource::{ConditionReason, RunPhase, ScheduledExport};
+use crate::status::{self, DeliveredRun};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub namespace: String,
+    pub name: String,
+    /// The scheduled instant; `None` means now (a run started by hand).
+    pub slot: Option<DateTime<Utc>>,
+    /// `file:///path` or `s3://bucket/prefix`.
+    pub artifact_store_url: String,
+    /// The Job running this export, for status; from the Pod's environment.
+    pub job_name: Option<String>,
+    /// Bound on each network step (database connect, SFTP operations).
+    pub timeout: Duration,
+    /// Where the file is spooled before delivery.
+    pub spool_dir: PathBuf,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportOutcome {
+    Delivered(DeliveredRun),
+    /// The slot was delivered before; nothing was done.
+    AlreadyDelivered {
+        file_name: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("ScheduledExport {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("the artifact store cannot be used: {0}")]
+    ArtifactStore(#[from] ArtifactError),
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("SFTP delivery failed: {0}")]
+    Sftp(#[from] SftpError),
+    #[error("cannot spool the file locally: {0}")]
+    Spool(#[from] std::io::Error),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the delivery task stopped unexpectedly: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl ExportError {
+    /// CamelCase reason for the `Exported` condition.
+    pub fn reason(&self) -> ConditionReason {
+        match self {
+            ExportError::NotFound { .. } => ConditionReason::NotFound,
+            // An SFTP Secret that is unusable is still the Secret's fault, whatever its content.
+            ExportError::Secret(SecretError::Api { .. }) => ConditionReason::KubernetesApiFailed,
+            ExportError::Secret(_) => ConditionReason::SecretInvalid,
+            ExportError::ArtifactStore(_) => ConditionReason::ArtifactStoreFailed,
+            ExportError::Source(SourceError::WatermarkAhead { .. }) => {
+                ConditionReason::WatermarkAhead
+            }
+            ExportError::Source(_) => ConditionReason::DatabaseFailed,
+            ExportError::Sftp(err) => err.reason(),
+            ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
+            ExportError::Kube(_) => ConditionReason::KubernetesApiFailed,
+        }
+    }
+
+    /// Bad input (a name that does not exist) exits 2; everything else 1.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, ExportError::NotFound { .. })
+    }
+}
+
+/// Runs one export and records its outcome in the object's status, success or failure.
+pub async fn run_export(
+    client: Client,
+    request: &ExportRequest,
+) -> Result<ExportOutcome, ExportError> {
+    let api: Api<ScheduledExport> = Api::namespaced(client.clone(), &request.namespace);
+    let object = api
+        .get_opt(&request.name)
+        .await?
+        .ok_or_else(|| ExportError::NotFound {
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+        })?;
+    let slot = request.slot.unwrap_or_else(Utc::now).trunc_subsecs(0);
+    let file_name = export_file_name(object.spec.file_type, slot);
+    if already_delivered(&object, slot, &file_name) {
+        info!(file = %file_name, "slot already delivered; nothing to do");
+        return Ok(ExportOutcome::AlreadyDelivered { file_name });
+    }
+
+    let started = Utc::now();
+    update_status(&api, StatusWriter::Export, &request.name, |current| {
+        status::run_started(current, slot, request.job_name.clone(), started)
+    })
+    .await?;
+
+    match deliver(client, request, &object, slot, &file_name, started).await {
+        Ok(run) => {
+            let generation = object.metadata.generation;
+            update_status(&api, StatusWriter::Export, &request.name, |current| {
+                status::run_delivered(current, &run, generation)
+            })
+            .await?;
+            info!(file = %run.file_name, rows = run.rows, bytes = run.bytes, "export delivered");
+            prune_artifacts(request, &object, &run.file_name).await;
+            Ok(ExportOutcome::Delivered(run))
+        }
+        Err(err) => {
+            let message = err.to_string();
+            let generation = object.metadata.generation;
+            let recorded = update_status(&api, StatusWriter::Export, &request.name, |current| {
+                status::run_failed(current, err.reason(), &message, generation, Utc::now())
+            })
+            .await;
+            if let Err(status_err) = recorded {
+                warn!(error = %status_err, "could not record the failure in status");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Best effort: a leftover is removed after the next delivery.
+async fn prune_artifacts(request: &ExportRequest, object: &ScheduledExport, keep: &str) {
+    let pruned = async {
+        let store = ArtifactStore::from_url(&request.artifact_store_url)?;
+        prune_older_artifacts(
+            &store,
+            &request.namespace,
+            &request.name,
+            object.spec.file_type,
+            keep,
+        )
+        .await
+    };
+    if let Err(err) = pruned.await {
+        warn!(error = %err, "could not remove artifacts of earlier files");
+    }
+}
+
+fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>, file_name: &str) -> bool {
+    object
+        .status
+        .as_ref()
+        .and_then(|s| s.last_run.as_ref())
+        .is_some_and(|run| {
+            run.slot == Some(slot)
+                && run.phase == Some(RunPhase::Succeeded)
+                && run.file_name.as_deref() == Some(file_name)
+        })
+}
+
+async fn deliver(
+    client: Client,
+    request: &ExportRequest,
+    object: &ScheduledExport,
+    slot: DateTime<Utc>,
+    file_name: &str,
+    started: DateTime<Utc>,
+) -> Result<DeliveredRun, ExportError> {
+    let secrets: Api<Secret> = Api::namespaced(client, &request.namespace);
+    let database_url = secrets::database_url(&secrets, object).await?;
+    let sftp_spec = &object.spec.destination.sftp;
+    let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
+    let target = SftpTarget::of(sftp_spec);
+
+    // Fail before touching the database when the store that makes recopies possible, or the
+    // server itself (host key, credentials, directory), is not usable.
+    let store = ArtifactStore::from_url(&request.artifact_store_url)?;
+    store.check().await?;
+    let timeout = request.timeout;
+    let preflight = (target.clone(), credentials.clone());
+    tokio::task::spawn_blocking(move || {
+        SftpSession::connect(&preflight.0, &preflight.1, timeout).map(drop)
+    })
+    .await??;
+
+    let previous = object.status.as_ref().and_then(|s| s.watermark.clone());
+    let (mut database, connection) = postgres::connect(&database_url, request.timeout).await?;
+    let spool = tempfile::Builder::new()
+        .prefix(".scheduled-export-")
+        .tempfile_in(&request.spool_dir)?;
+    let counter = HashingWriter::new(spool.reopen()?);
+    let mut csv = CsvFileWriter::new(
+        BufWriter::with_capacity(1 << 20, counter),
+        object.spec.file_type,
+        &object.spec.csv,
+    )?;
+    let window = crate::export::window::export_window(
+        &mut database,
+        object.spec.file_type,
+        previous.as_deref(),
+        &mut csv,
+    )
+    .await;
+    drop(database);
+    connection.abort();
+    let window = window?;
+    let (sha256, bytes) = csv
+        .finish()?
+        .into_inner()
+        .map_err(|err| err.into_error())?
+        .finish()?;
+    info!(file = %file_name, rows = window.rows, bytes, "window exported");
+
+    let key = ArtifactKey {
+        namespace: request.namespace.clone(),
+        name: request.name.clone(),
+        file_name: file_name.to_string(),
+    };
+    // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
+    // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
+    let local = spool.path().to_path_buf();
+    let remote_name = file_name.to_string();
+    let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
+    let earlier_attempt = object
+        .status
+        .as_ref()
+        .and_then(|status| status.last_run.as_ref())
+        .is_some_and(|run| run.slot == Some(slot));
+    let upload = tokio::task::spawn_blocking(move || {
+        deliver_file(
+            &upload_target,
+            &upload_credentials,
+            timeout,
+            &local,
+            &remote_name,
+            earlier_attempt,
+        )
+    });
+    let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
+    drop(spool);
+    let delivered = delivered
+        .map_err(ExportError::from)
+        .and_then(|result| result.map_err(ExportError::from));
+    match (stored, delivered) {
+        (Ok(_), Ok(_)) => {}
+        (Ok(_), Err(err)) => {
+            if let Err(cleanup) = store.delete(&key).await {
+                warn!(error = %cleanup, "could not remove the artifact of the failed delivery");
+            }
+            return Err(err);
+        }
+        (Err(err), delivered) => {
+            if delivered.is_ok() {
+                let name = file_name.to_string();
+                let removed = tokio::task::spawn_blocking(move || {
+                    remove_delivered(&target, &credentials, timeout, &name)
+                })
+                .await;
+                if !matches!(removed, Ok(Ok(()))) {
+                    warn!(file = %file_name, "could not remove the file of a run whose artifact was not stored");
+                }
+            }
+            return Err(err.into());
+        }
+    }
+
+    Ok(DeliveredRun {
+        slot,
+        job_name: request.job_name.clone(),
+        started,
+        finished: Utc::now(),
+        file_name: file_name.to_string(),
+        rows: window.rows,
+        bytes,
+        sha256,
+        watermark: window.watermark,
+        destination: crate::operator::checker::decide::destination_url(
+            &object.spec.destination.sftp,
+        ),
+    })
+}
+
+/// Uploads under a temporary name and renames; `upload` verifies the size on the server.
+///
+/// A file already under the final name is replaced only when `replace_earlier_attempt` says the
+/// object's last run was an unfinished attempt at this same slot (its status write was lost): that
+/// window started at the same watermark, so the new file holds all of its rows and more. Any other
+/// file of that name is left alone and the run fails, so a delivered file is never overwritten
+/// with different rows.
+fn deliver_file(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    local: &std::path::Path,
+    file_name: &str,
+    replace_earlier_attempt: bool,
+) -> Result<u64, SftpError> {
+    let session = SftpSession::connect(target, credentials, timeout)?;
+    if replace_earlier_attempt
+        && let Some(existing) = session
+            .locate(file_name)?
+            .filter(|found| found.relative == file_name)
+    {
+        warn!(file = %file_name, "replacing the file of an earlier attempt at this slot");
+        session.remove(&existing)?;
+    }
+    session.upload(local, file_name)
+}
+
+/// Takes back a delivered file (only when the run as a whole failed).
+fn remove_delivered(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    file_name: &str,
+) -> Result<(), SftpError> {
+    let session = SftpSession::connect(target, credentials, timeout)?;
+    if let Some(found) = session
+        .locate(file_name)?
+        .filter(|found| found.relative == file_name)
+    {
+        session.remove(&found)?;
+    }
+    Ok(())
+}
+
+/// Counts and hashes the bytes on their way to the spool file, so the file is read only once.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Flushes to the file and returns the sha256 (hex) and size.
+    fn finish(mut self) -> std::io::Result<(String, u64)> {
+        self.inner.flush()?;
+        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,839 @@
+//! Delivery assurance as pure decisions (docs/design.md, "Delivery assurance"): when an object's delivered file is due
+//! for a recheck, when its directory is due for pruning, which remote files retention may delete,
+//! and the status each outcome writes. `round.rs` does the I/O.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::export::file_name::parse_export_file_name;
+use crate::resource::{
+    CheckResult, ConditionReason, ConditionType, FileType, RetentionStatus, RunPhase,
+    ScheduledExport, ScheduledExportSpec, ScheduledExportStatus, SftpDestination,
+};
+use crate::status::{self, ConditionUpdate};
+
+/// Used when `recheckInterval` cannot be read (admission refuses such values; an object stored
+/// under an older CRD could still carry one).
+const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_secs(600);
+/// Pruning runs after each delivered file and at least this often.
+const PRUNE_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// A temporary upload file this old belongs to an upload that died; none lives longer than a Job.
+const STALE_PARTIAL_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// What is due for one object at a check round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueWork {
+    /// The delivered file to look for.
+    pub recheck: Option<String>,
+    pub prune: bool,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Found; `relative` is its path under the export directory (a sub-directory means moved).
+    Found { relative: String },
+    /// It was gone and the artifact was copied again.
+    Recopied,
+    /// Could not ask the server.
+    Unreachable(Failure),
+    /// Gone, and copying it again failed.
+    RecopyFailed(Failure),
+}
+
+/// Why a step of a round failed: the adapter's reason (`HostKeyMismatch`, `ConnectionRefused`,
+/// ...) and a sentence that names the cause and holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: ConditionReason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: ConditionReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PruneOutcome {
+    /// Files deleted (relative paths), and the files that could not be deleted with why.
+    Pruned {
+        deleted: Vec<String>,
+        failed: Vec<String>,
+    },
+    /// Nothing was deleted because the server could not be reached.
+    Unreachable(Failure),
+    /// Nothing was deleted because the files are not this object's alone (the text says why).
+    Refused(String),
+}
+
+/// `recheckInterval` as a duration: `1h30m`, `10m`, `90s`.
+pub fn recheck_interval(spec: &ScheduledExportSpec) -> Duration {
+    // Bounded so instant arithmetic cannot overflow on a value that slipped past admission.
+    const LONGEST: Duration = Duration::from_secs(366 * 86_400);
+    parse_interval(&spec.recheck_interval)
+        .unwrap_or(DEFAULT_RECHECK_INTERVAL)
+        .min(LONGEST)
+}
+
+fn parse_interval(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        number.clear();
+    }
+    (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
+}
+
+/// The place a file is delivered to, as recorded in `delivery.destination`.
+pub fn destination_url(sftp: &SftpDestination) -> String {
+    let directory = match sftp.directory.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    format!(
+        "sftp://{}@{}:{}{directory}",
+        sftp.username,
+        sftp.host.to_ascii_lowercase(),
+        sftp.port
+    )
+}
+
+/// What is due for `object` at `now`, if anything.
+///
+/// Rechecks run every `recheckInterval` after delivery until the next run starts (the newest run
+/// is then no longer the one that delivered the file) or the file is picked up (moved into a
+/// sub-directory). Pruning runs after each delivered file and at least daily, retried no more
+/// often than the recheck interval when the server cannot be reached. A suspended object is left
+/// alone.
+pub fn due_work(now: DateTime<Utc>, object: &ScheduledExport) -> Option<DueWork> {
+    if object.spec.suspend || object.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = object.status.as_ref()?;
+    let delivery = status.delivery.as_ref()?;
+    let file = delivery.file.as_ref()?;
+    let interval = chrono::TimeDelta::from_std(recheck_interval(&object.spec))
+        .unwrap_or(chrono::TimeDelta::minutes(10));
+
+    // Only a name of our own pattern is ever looked for, copied or used as a local path: status is
+    // writable by the export's identity, and a crafted value must not reach a file system.
+    let ours = parse_export_file_name(object.spec.file_type, file).is_some();
+    // After an edit of the destination the file is not looked for in the new place, where it was
+    // never delivered (that would copy it there, or take another file of that name for it).
+    let same_place = delivery
+        .destination
+        .as_ref()
+        .is_none_or(|place| *place == destination_url(&object.spec.destination.sftp));
+    let latest_run_delivered_it = ours
+        && status.last_run.as_ref().is_some_and(|run| {
+            run.phase == Some(RunPhase::Succeeded) && run.file_name.as_ref() == Some(file)
+        });
+    let picked_up = delivery.last_check_result == Some(CheckResult::Moved);
+    let last_check = delivery.last_check_time.or(delivery.delivered_at);
+    let recheck = (latest_run_delivered_it
+        && same_place
+        && !picked_up
+        && last_check.is_none_or(|checked| now >= checked + interval))
+    .then(|| file.clone());
+
+    let retention = status.retention.clone().unwrap_or_default();
+    let pruned_since_delivery = match (retention.last_prune_time, delivery.delivered_at) {
+        (Some(pruned), Some(delivered)) => pruned >= delivered,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let prune_stale = retention
+        .last_prune_time
+        .is_none_or(|pruned| now >= pruned + PRUNE_EVERY);
+    let retry_allowed = retention
+        .last_attempt_time
+        .is_none_or(|attempt| now >= attempt + interval);
+    let prune = (!pruned_since_delivery || prune_stale) && retry_allowed;
+
+    (recheck.is_some() || prune).then_some(DueWork { recheck, prune })
+}
+
+/// A file as a server listing shows it; the SFTP adapter's listing implements this, so the
+/// decision stays free of I/O types.
+pub trait ListedFile {
+    /// Path relative to the export directory (`file.csv`, `archive/2025/file.csv`).
+    fn relative(&self) -> &str;
+    /// Modification time, Unix seconds, when the server reports it.
+    fn modified(&self) -> Option<i64>;
+}
+
+/// The remote files retention deletes: under the export directory (sub-directories included),
+/// named exactly `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv` for this object's file type, with a UTC
+/// instant more than `retention_days` before `now`; plus temporary upload files of such names
+/// (`.{name}.partial-{16 hex}` in the export directory itself) left by an upload that died more
+/// than a day ago. Files below `excluded` (relative directories that belong to other
+/// ScheduledExports on the same server) are never candidates.
+pub fn files_to_prune<F: ListedFile + Clone>(
+    files: &[F],
+    file_type: FileType,
+    retention_days: u32,
+    now: DateTime<Utc>,
+    excluded: &[String],
+) -> Vec<F> {
+    let cutoff = now - chrono::TimeDelta::days(i64::from(retention_days));
+    files
+        .iter()
+        .filter(|file| {
+            !excluded.iter().any(|dir| {
+                file.relative()
+                    .strip_prefix(dir.trim_end_matches('/'))
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+        })
+        .filter(|file| {
+            let (dir, name) = match file.relative().rsplit_once('/') {
+                Some((dir, name)) => (Some(dir), name),
+                None => (None, file.relative()),
+            };
+            if let Some(slot) = parse_export_file_name(file_type, name) {
+                return slot < cutoff;
+            }
+            dir.is_none()
+                && is_partial_of(file_type, name)
+                && file.modified().is_some_and(|modified| {
+                    DateTime::from_timestamp(modified, 0)
+                        .is_some_and(|modified| modified < now - STALE_PARTIAL_AGE)
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+/// `.{export file name}.partial-{16 hex}`, the temporary name of an upload (see `adapters::sftp`).
+fn is_partial_of(file_type: FileType, name: &str) -> bool {
+    let Some((final_name, random)) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(".partial-"))
+    else {
+        return false;
+    };
+    random.len() == 16
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+        && parse_export_file_name(file_type, final_name).is_some()
+}
+
+/// Directories of other objects on the same server, relative to `directory`, when they lie below
+/// it: retention of `directory` must not reach into them.
+pub fn nested_directories<'a>(
+    directory: &str,
+    others: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let base = directory.trim_end_matches('/');
+    others
+        .into_iter()
+        .filter_map(|other| {
+            let other = other.trim_end_matches('/');
+            let rest = if base.is_empty() {
+                other.strip_prefix('/')
+            } else {
+                other.strip_prefix(base)?.strip_prefix('/')
+            }?;
+            (!rest.is_empty()).then(|| rest.to_string())
+        })
+        .collect()
+}
+
+/// Status after a check of `file`. `None` when the status has moved on to another file (a new
+/// run delivered meanwhile), so a stale result never overwrites a newer delivery.
+pub fn after_check(
+    current: &ScheduledExportStatus,
+    file: &str,
+    outcome: &CheckOutcome,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Option<ScheduledExportStatus> {
+    let mut status = current.clone();
+    let delivery = status.delivery.as_mut()?;
+    if delivery.file.as_deref() != Some(file) {
+        return None;
+    }
+    delivery.last_check_time = Some(now);
+    let (ok, reason, message) = match outcome {
+        CheckOutcome::Found { relative } if relative.contains('/') => {
+            delivery.last_check_result = Some(CheckResult::Moved);
+            delivery.found_at = Some(relative.clone());
+            (
+                true,
+                ConditionReason::PickedUp,
+                format!("{file} was moved to {relative}: picked up, no more checks"),
+            )
+        }
+        CheckOutcome::Found { relative } => {
+            delivery.last_check_result = Some(CheckResult::Present);
+            delivery.found_at = Some(relative.clone());
+            (
+                true,
+                ConditionReason::Present,
+                format!("{file} is on the server"),
+            )
+        }
+        CheckOutcome::Recopied => {
+            delivery.last_check_result = Some(CheckResult::Recopied);
+            delivery.found_at = Some(file.to_string());
+            delivery.recopies += 1;
+            (
+                true,
+                ConditionReason::Recopied,
+                format!(
+                    "{file} was gone and was copied again from the artifact store (copy {})",
+                    delivery.recopies
+                ),
+            )
+        }
+        // The adapter's reason, so Delivered says HostKeyMismatch or ConnectionRefused.
+        CheckOutcome::Unreachable(cause) => {
+            delivery.last_check_result = Some(CheckResult::Unreachable);
+            (
+                false,
+                cause.reason,
+                format!("cannot check {file}: {cause}; checking again next interval"),
+            )
+        }
+        CheckOutcome::RecopyFailed(cause) => {
+            delivery.last_check_result = Some(CheckResult::Missing);
+            delivery.found_at = None;
+            (
+                false,
+                ConditionReason::RecopyFailed,
+                format!("{file} is gone from the server and could not be copied again: {cause}"),
+            )
+        }
+    };
+    status::set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: ConditionType::Delivered,
+            status: ok,
+            reason,
+            message,
+        },
+        generation,
+        now,
+    );
+    Some(status)
+}
+
+/// Status after a prune attempt.
+pub fn after_prune(
+    current: &ScheduledExportStatus,
+    outcome: &PruneOutcome,
+    retention_days: u32,
+    now: DateTime<Utc>,
+) -> ScheduledExportStatus {
+    let mut status = current.clone();
+    let previous = status.retention.clone().unwrap_or_default();
+    status.retention = Some(match outcome {
+        PruneOutcome::Pruned { deleted, failed } => {
+            let mut message = match deleted.len() {
+                0 => format!("no file of ours older than {retention_days} days"),
+                n => format!(
+                    "deleted {n} file{} older than {retention_days} days: {}",
+                    if n == 1 { "" } else { "s" },
+                    summarize(deleted)
+                ),
+            };
+            if !failed.is_empty() {
+                message.push_str(&format!("; could not delete {}", summarize(failed)));
+            }
+            RetentionStatus {
+                last_prune_time: Some(now),
+                files_deleted: u32::try_from(deleted.len()).unwrap_or(u32::MAX),
+                last_attempt_time: Some(now),
+                message: Some(message),
+            }
+        }
+        PruneOutcome::Unreachable(Failure { message: cause, .. })
+        | PruneOutcome::Refused(cause) => RetentionStatus {
+            last_attempt_time: Some(now),
+            message: Some(format!("nothing deleted: {cause}")),
+            ..previous
+        },
+    });
+    status
+}
+
+/// A list for a status message or Event, bounded so a large first prune keeps them small.
+pub fn summarize(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::{DeliveryStatus, LastRun};
+    use chrono::TimeZone;
+
+    fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, day, hour, minute, 0).unwrap()
+    }
+
+    const FILE: &str = "interactions-20260601T110000Z.csv";
+
+    fn delivered_object(delivered: DateTime<Utc>) -> ScheduledExport {
+        let mut object: ScheduledExport = serde_json::from_value(serde_json::json!({
+            "apiVersion": "exports.crm.dev/v1alpha1",
+            "kind": "ScheduledExport",
+            "metadata": {"name": "daily", "namespace": "univ", "generation": 1},
+            "spec": {
+                "fileType": "interactions",
+                "time": "07:00",
+                "source": {"secretRef": {"name": "db"}},
+                "destination": {"sftp": {"host": "h", "username": "u", "directory": "/exports",
+                    "secretRef": {"name": "sftp"}}}
+            }
+        }))
+        .unwrap();
+        object.status = Some(ScheduledExportStatus {
+            last_run: Some(LastRun {
+                phase: Some(RunPhase::Succeeded),
+                file_name: Some(FILE.into()),
+                ..LastRun::default()
+            }),
+            delivery: Some(DeliveryStatus {
+                file: Some(FILE.into()),
+                delivered_at: Some(delivered),
+                last_check_time: Some(delivered),
+                last_check_result: Some(CheckResult::Present),
+                found_at: Some(FILE.into()),
+                recopies: 0,
+                destination: None,
+            }),
+            retention: Some(RetentionStatus {
+                last_prune_time: Some(delivered),
+                last_attempt_time: Some(delivered),
+                ..RetentionStatus::default()
+            }),
+            ..ScheduledExportStatus::default()
+        });
+        object
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct RemoteFile {
+        relative: String,
+        modified: Option<i64>,
+    }
+
+    impl ListedFile for RemoteFile {
+        fn relative(&self) -> &str {
+            &self.relative
+        }
+        fn modified(&self) -> Option<i64> {
+            self.modified
+        }
+    }
+
+    fn remote(relative: &str, modified: Option<DateTime<Utc>>) -> RemoteFile {
+        RemoteFile {
+            relative: relative.to_string(),
+            modified: modified.map(|m| m.timestamp()),
+        }
+    }
+
+    #[test]
+    fn intervals_read_like_the_admission_rule() {
+        assert_eq!(parse_interval("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_interval("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_interval("1h0m5s"), Some(Duration::from_secs(3605)));
+        for bad in ["", "10", "m", "0m", "10x", "1.5h", "-1m"] {
+            assert_eq!(parse_interval(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_recheck_is_due_every_interval_after_delivery() {
+        let object = delivered_object(at(1, 11, 0));
+        assert_eq!(due_work(at(1, 11, 9), &object), None);
+        let due = due_work(at(1, 11, 10), &object).expect("due");
+        assert_eq!(due.recheck.as_deref(), Some(FILE));
+        assert!(!due.prune, "pruned at delivery already");
+
+        let mut checked = object.clone();
+        checked
+            .status
+            .as_mut()
+            .unwrap()
+            .delivery
+            .as_mut()
+            .unwrap()
+            .last_check_time = Some(at(1, 11, 10));
+        assert_eq!(due_work(at(1, 11, 19), &checked), None);
+        assert!(due_work(at(1, 11, 20), &checked).is_some());
+
+        let mut hourly = object.clone();
+        hourly.spec.recheck_interval = "1h".into();
+        assert_eq!(due_work(at(1, 11, 59), &hourly), None);
+        assert!(due_work(at(1, 12, 0), &hourly).is_some());
+    }
+
+    #[test]
+    fn checks_stop_when_the_next_run_starts_when_picked_up_and_when_suspended() {
+        let object = delivered_object(at(1, 11, 0));
+        let later = at(1, 12, 0);
+
+        let mut next_run = object.clone();
+        next_run.status.as_mut().unwrap().last_run = Some(LastRun {
+            phase: Some(RunPhase::Pending),
+            ..LastRun::default()
+        });
+        assert_eq!(due_work(later, &next_run), None);
+
+        let mut failed_next = object.clone();
+        failed_next.status.as_mut().unwrap().last_run = Some(LastRun {
+            phase: Some(RunPhase::Failed),
+            ..LastRun::default()
+        });
+        assert_eq!(due_work(later, &failed_next), None);
+
+        let mut moved = object.clone();
+        moved
+            .status
+            .as_mut()
+            .unwrap()
+            .delivery
+            .as_mut()
+            .unwrap()
+            .last_check_result = Some(CheckResult::Moved);
+        assert_eq!(due_work(later, &moved), None);
+
+        let mut suspended = object.clone();
+        suspended.spec.suspend = true;
+        assert_eq!(due_work(later, &suspended), None);
+
+        let mut edited = object.clone();
+        edited
+            .status
+            .as_mut()
+            .unwrap()
+            .delivery
+            .as_mut()
+            .unwrap()
+            .destination = Some(destination_url(&edited.spec.destination.sftp));
+        assert!(due_work(later, &edited).unwrap().recheck.is_some());
+        edited.spec.destination.sftp.directory = "/exports/crm".into();
+        assert_eq!(
+            due_work(later, &edited).and_then(|due| due.recheck),
+            None,
+            "a file is looked for only where it was delivered"
+        );
+
+        let mut crafted = object.clone();
+        let status = crafted.status.as_mut().unwrap();
+        let evil = "../../var/lib/artifacts/other/interactions-20260601T110000Z.csv".to_string();
+        status.delivery.as_mut().unwrap().file = Some(evil.clone());
+        status.last_run.as_mut().unwrap().file_name = Some(evil);
+        assert_eq!(
+            due_work(later, &crafted).and_then(|due| due.recheck),
+            None,
+            "a name not of our pattern is never looked for"
+        );
+
+        let mut never = object;
+        never.status.as_mut().unwrap().delivery = None;
+        assert_eq!(due_work(later, &never), None);
+    }
+
+    #[test]
+    fn pruning_follows_each_delivery_and_runs_daily_with_bounded_retries() {
+        let mut object = delivered_object(at(1, 11, 0));
+        object.status.as_mut().unwrap().retention = None;
+        let due = due_work(at(1, 11, 0), &object).expect("never pruned: due");
+        assert!(due.prune && due.recheck.is_none());
+
+        let delivered = delivered_object(at(1, 11, 0));
+        let mut moved = delivered.clone();
+        moved
+            .status
+            .as_mut()
+            .unwrap()
+            .delivery
+            .as_mut()
+            .unwrap()
+            .last_check_result = Some(CheckResult::Moved);
+        assert_eq!(due_work(at(2, 10, 59), &moved), None);
+        assert_eq!(
+            due_work(at(2, 11, 0), &moved),
+            Some(DueWork {
+                recheck: None,
+                prune: true
+            }),
+            "at least daily"
+        );
+
+        // A failed attempt is retried after one recheck interval, not at every round.
+        let mut failed = object.clone();
+        failed.status.as_mut().unwrap().retention = Some(RetentionStatus {
+            last_attempt_time: Some(at(1, 11, 0)),
+            ..RetentionStatus::default()
+        });
+        failed
+            .status
+            .as_mut()
+            .unwrap()
+            .delivery
+            .as_mut()
+            .unwrap()
+            .last_check_result = Some(CheckResult::Moved);
+        assert_eq!(due_work(at(1, 11, 5), &failed), None);
+        assert!(due_work(at(1, 11, 10), &failed).unwrap().prune);
+    }
+
+    #[test]
+    fn retention_deletes_only_our_exact_names_older_than_the_limit() {
+        let now = at(30, 12, 0);
+        let old = |days: i64| now - chrono::TimeDelta::days(days);
+        let name = |file_type: FileType, days: i64| {
+            crate::export::file_name::export_file_name(file_type, old(days))
+        };
+        let files = vec![
+            remote(&name(FileType::Interactions, 91), None),
+            remote(&name(FileType::Interactions, 89), None),
+            remote(&name(FileType::Proposals, 91), None),
+            remote("notes.csv", None),
+            remote(&format!("{}.bak", name(FileType::Interactions, 91)), None),
+            remote(
+                &format!("Copy of {}", name(FileType::Interactions, 91)),
+                None,
+            ),
+            remote(
+                &format!("archive/{}", name(FileType::Interactions, 91)),
+                None,
+            ),
+            remote(
+                &format!("archive/2026/{}", name(FileType::Interactions, 95)),
+                None,
+            ),
+            remote(
+                &format!("other-object/{}", name(FileType::Interactions, 91)),
+                None,
+            ),
+        ];
+        let pruned: Vec<String> = files_to_prune(
+            &files,
+            FileType::Interactions,
+            90,
+            now,
+            &["other-object".to_string()],
+        )
+        .into_iter()
+        .map(|file| file.relative)
+        .collect();
+        assert_eq!(
+            pruned,
+            vec![
+                name(FileType::Interactions, 91),
+                format!("archive/{}", name(FileType::Interactions, 91)),
+                format!("archive/2026/{}", name(FileType::Interactions, 95)),
+            ]
+        );
+    }
+
+    #[test]
+    fn dead_uploads_are_removed_and_live_ones_kept() {
+        let now = at(30, 12, 0);
+        let partial = format!(".{FILE}.partial-0123456789abcdef");
+        let files = vec![
+            remote(&partial, Some(now - chrono::TimeDelta::hours(25))),
+            remote(
+                ".interactions-20260630T110000Z.csv.partial-00000000000000ff",
+                Some(now - chrono::TimeDelta::minutes(5)),
+            ),
+            remote(
+                ".notes.csv.partial-0123456789abcdef",
+                Some(now - chrono::TimeDelta::days(9)),
+            ),
+            remote(
+                &format!(".{FILE}.partial-xyz"),
+                Some(now - chrono::TimeDelta::days(9)),
+            ),
+            remote(
+                &format!("archive/{partial}"),
+                Some(now - chrono::TimeDelta::days(9)),
+            ),
+            remote(&format!(".{FILE}.partial-0123456789abcdee"), None),
+        ];
+        let pruned: Vec<String> = files_to_prune(&files, FileType::Interactions, 90, now, &[])
+            .into_iter()
+            .map(|file| file.relative)
+            .collect();
+        assert_eq!(pruned, vec![partial]);
+    }
+
+    #[test]
+    fn nested_directories_of_other_objects_are_found() {
+        assert_eq!(
+            nested_directories(
+                "/exports",
+                ["/exports/univ-b", "/exports", "/exportsx/a", "/other"]
+            ),
+            vec!["univ-b".to_string()]
+        );
+        assert_eq!(
+            nested_directories("/", ["/exports/a/", "/"]),
+            vec!["exports/a".to_string()]
+        );
+    }
+
+    #[test]
+    fn check_outcomes_set_delivery_and_the_condition() {
+        let object = delivered_object(at(1, 11, 0));
+        let current = object.status.clone().unwrap();
+        let now = at(1, 11, 10);
+
+        let recopied = after_check(&current, FILE, &CheckOutcome::Recopied, Some(1), now).unwrap();
+        let delivery = recopied.delivery.as_ref().unwrap();
+        assert_eq!(delivery.last_check_result, Some(CheckResult::Recopied));
+        assert_eq!(
+            (delivery.recopies, delivery.last_check_time),
+            (1, Some(now))
+        );
+        let delivered = recopied
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Delivered")
+            .unwrap();
+        assert_eq!(
+            (delivered.status.as_str(), delivered.reason.as_str()),
+            ("True", "Recopied")
+        );
+
+        let moved = after_check(
+            &current,
+            FILE,
+            &CheckOutcome::Found {
+                relative: format!("archive/{FILE}"),
+            },
+            Some(1),
+            now,
+        )
+        .unwrap();
+        let delivery = moved.delivery.as_ref().unwrap();
+        assert_eq!(delivery.last_check_result, Some(CheckResult::Moved));
+        assert_eq!(delivery.found_at, Some(format!("archive/{FILE}")));
+
+        let down = after_check(
+            &current,
+            FILE,
+            &CheckOutcome::Unreachable(Failure::new(
+                ConditionReason::ConnectionRefused,
+                "connection refused",
+            )),
+            Some(1),
+            now,
+        )
+        .unwrap();
+        let delivered = down
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Delivered")
+            .unwrap();
+        assert_eq!(
+            (delivered.status.as_str(), delivered.reason.as_str()),
+            ("False", "ConnectionRefused"),
+            "the adapter's reason says why the server could not be asked"
+        );
+        assert!(delivered.message.contains("connection refused"));
+        assert_eq!(down.delivery.as_ref().unwrap().recopies, 0);
+
+        assert_eq!(
+            after_check(
+                &current,
+                "interactions-other.csv",
+                &CheckOutcome::Recopied,
+                Some(1),
+                now
+            ),
+            None,
+            "a result for a file that is no longer the delivered one is dropped"
+        );
+    }
+
+    #[test]
+    fn prune_outcomes_set_retention() {
+        let current = ScheduledExportStatus::default();
+        let now = at(2, 11, 0);
+        let pruned = after_prune(
+            &current,
+            &PruneOutcome::Pruned {
+                deleted: vec!["a.csv".into(), "archive/b.csv".into()],
+                failed: vec![],
+            },
+            90,
+            now,
+        );
+        let retention = pruned.retention.as_ref().unwrap();
+        assert_eq!(
+            (retention.files_deleted, retention.last_prune_time),
+            (2, Some(now))
+        );
+        assert!(
+            retention
+                .message
+                .as_ref()
+                .unwrap()
+                .contains("archive/b.csv")
+        );
+
+        let later = now + chrono::TimeDelta::hours(1);
+        let down = after_prune(
+            &pruned,
+            &PruneOutcome::Unreachable(Failure::new(ConditionReason::Timeout, "timed out")),
+            90,
+            later,
+        );
+        let retention = down.retention.as_ref().unwrap();
+        assert_eq!(
+            retention.last_prune_time,
+            Some(now),
+            "unchanged: nothing was pruned"
+        );
+        assert_eq!(retention.last_attempt_time, Some(later));
+        assert!(
+            retention
+                .message
+                .as_ref()
+                .unwrap()
+                .starts_with("nothing deleted: timed out")
+        );
+    }
+}

@@ -1,0 +1,435 @@
+//! One check round against one SFTP destination: one connection, then each due object's check
+//! (and recopy) and prune, on a blocking thread; then each outcome recorded in status, Events and
+//! metrics. The decisions themselves are pure, in `decide`.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, info, warn};
+
+use super::decide::{self, CheckOutcome, Failure, ListedFile, PruneOutcome};
+use super::{CheckerState, Destination, Item, ItemResult};
+use crate::adapters::artifacts::{ArtifactKey, ArtifactStore};
+use crate::adapters::kubernetes::secrets::{self, SecretError};
+use crate::adapters::kubernetes::status::{StatusWriter, update_status};
+use crate::adapters::sftp::{RemoteFile, SftpCredentials, SftpError, SftpSession, SftpTarget};
+use crate::export::artifacts::prune_older_artifacts;
+use crate::operator::config::DeliverySettings;
+use crate::operator::context::Context;
+use crate::operator::events::publish;
+use crate::resource::{CheckResult, ConditionReason, EventReason, ScheduledExport};
+
+impl ListedFile for RemoteFile {
+    fn relative(&self) -> &str {
+        &self.relative
+    }
+    fn modified(&self) -> Option<i64> {
+        self.modified
+    }
+}
+
+impl From<&SftpError> for Failure {
+    fn from(err: &SftpError) -> Self {
+        Failure::new(err.reason(), err.to_string())
+    }
+}
+
+impl From<&SecretError> for Failure {
+    fn from(err: &SecretError) -> Self {
+        Failure::new(err.reason(), err.to_string())
+    }
+}
+
+pub(super) async fn run_round(
+    ctx: &Context,
+    state: &CheckerState,
+    destination: Destination,
+    items: Vec<Item>,
+    now: DateTime<Utc>,
+) {
+    tracing::debug!(host = %destination.host, port = destination.port, "check round started");
+    let results = match credentials(ctx, &destination).await {
+        Ok(credentials) => {
+            let settings = ctx.config.delivery.clone();
+            let store_url = ctx.config.job.artifact_store_url.clone();
+            let work = items.clone();
+            let target = destination.target();
+            let handle = tokio::runtime::Handle::current();
+            let connections = ctx.metrics.sftp_connections.clone();
+            tokio::task::spawn_blocking(move || {
+                connections.inc();
+                blocking_round(
+                    &handle,
+                    &target,
+                    &credentials,
+                    &settings,
+                    &store_url,
+                    &work,
+                    now,
+                )
+            })
+            .await
+            .unwrap_or_else(|err| {
+                let cause = Failure::new(
+                    ConditionReason::SessionError,
+                    format!("the check round stopped unexpectedly: {err}"),
+                );
+                unreachable_results(&items, &cause)
+            })
+        }
+        Err(err) => unreachable_results(&items, &Failure::from(&err)),
+    };
+    for (item, result) in items.iter().zip(results) {
+        if record(ctx, item, &result, now).await {
+            state.remember(&item.object);
+        }
+    }
+}
+
+fn unreachable_results(items: &[Item], cause: &Failure) -> Vec<ItemResult> {
+    items
+        .iter()
+        .map(|item| ItemResult {
+            check: item
+                .work
+                .recheck
+                .as_ref()
+                .map(|_| CheckOutcome::Unreachable(cause.clone())),
+            prune: item
+                .work
+                .prune
+                .then(|| PruneOutcome::Unreachable(cause.clone())),
+        })
+        .collect()
+}
+
+/// The SFTP credentials of a destination; the error names the Secret and the key, never a value.
+async fn credentials(
+    ctx: &Context,
+    destination: &Destination,
+) -> Result<SftpCredentials, SecretError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &destination.namespace);
+    secrets::sftp_credentials(&secrets, &destination.secret).await
+}
+
+/// One connection, then every object's check and prune, in order.
+fn blocking_round(
+    handle: &tokio::runtime::Handle,
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    settings: &DeliverySettings,
+    store_url: &str,
+    work: &[Item],
+    now: DateTime<Utc>,
+) -> Vec<ItemResult> {
+    let session = match SftpSession::connect(target, credentials, settings.sftp_timeout) {
+        Ok(session) => session,
+        Err(err) => return unreachable_results(work, &Failure::from(&err)),
+    };
+    // Listed at most once per round, and only when some object prunes.
+    let mut listing = None;
+    work.iter()
+        .map(|item| {
+            let check =
+                item.work.recheck.as_ref().map(|file| {
+                    check_file(handle, &session, settings, store_url, &item.object, file)
+                });
+            let prune = item.work.prune.then(|| match &item.shared_with {
+                Some(reason) => PruneOutcome::Refused(reason.clone()),
+                None => {
+                    let files = listing.get_or_insert_with(|| session.list_recursive());
+                    prune_files(&session, files, &item.object, &item.excluded, now)
+                }
+            });
+            ItemResult { check, prune }
+        })
+        .collect()
+}
+
+fn check_file(
+    handle: &tokio::runtime::Handle,
+    session: &SftpSession,
+    settings: &DeliverySettings,
+    store_url: &str,
+    object: &ScheduledExport,
+    file: &str,
+) -> CheckOutcome {
+    match session.locate(file) {
+        Ok(Some(found)) => CheckOutcome::Found {
+            relative: found.relative,
+        },
+        Ok(None) => recopy(handle, session, settings, store_url, object, file),
+        Err(err) => CheckOutcome::Unreachable(Failure::from(&err)),
+    }
+}
+
+/// Copies the artifact of `file` back through the temporary-name-then-rename upload, after
+/// checking that the store returned the bytes that were delivered (sha256 of `lastRun`).
+fn recopy(
+    handle: &tokio::runtime::Handle,
+    session: &SftpSession,
+    settings: &DeliverySettings,
+    store_url: &str,
+    object: &ScheduledExport,
+    file: &str,
+) -> CheckOutcome {
+    let Some(sha256) = object
+        .status
+        .as_ref()
+        .and_then(|status| status.last_run.as_ref())
+        .filter(|run| run.file_name.as_deref() == Some(file))
+        .and_then(|run| run.sha256.clone())
+    else {
+        return CheckOutcome::RecopyFailed(Failure::new(
+            ConditionReason::RecopyFailed,
+            "the delivered file's sha256 is not recorded",
+        ));
+    };
+    let store = match ArtifactStore::from_url_with(store_url, &settings.s3) {
+        Ok(store) => store,
+        Err(err) => return CheckOutcome::RecopyFailed(artifact_failure(&err)),
+    };
+    let spool = match tempfile::tempdir_in(&settings.spool_dir) {
+        Ok(spool) => spool,
+        Err(err) => {
+            return CheckOutcome::RecopyFailed(Failure::new(
+                ConditionReason::SpoolFailed,
+                format!(
+                    "cannot create a spool directory in {}: {err}",
+                    settings.spool_dir.display()
+                ),
+            ));
+        }
+    };
+    let local = spool.path().join(file);
+    let key = ArtifactKey::new(
+        object.namespace().unwrap_or_default(),
+        object.name_any(),
+        file,
+    );
+    if let Err(err) = handle.block_on(store.get_to_file(&key, &local, &sha256)) {
+        return CheckOutcome::RecopyFailed(artifact_failure(&err));
+    }
+    match session.upload(&local, file) {
+        Ok(_) => CheckOutcome::Recopied,
+        // Put back by someone between the check and the upload: it is there.
+        Err(SftpError::AlreadyExists { .. }) => CheckOutcome::Found {
+            relative: file.to_string(),
+        },
+        Err(err) if err.is_transient() => CheckOutcome::Unreachable(Failure::from(&err)),
+        Err(err) => CheckOutcome::RecopyFailed(Failure::from(&err)),
+    }
+}
+
+fn prune_files(
+    session: &SftpSession,
+    listing: &Result<Vec<RemoteFile>, SftpError>,
+    object: &ScheduledExport,
+    excluded: &[String],
+    now: DateTime<Utc>,
+) -> PruneOutcome {
+    let files = match listing {
+        Ok(files) => files,
+        Err(err) => return PruneOutcome::Unreachable(Failure::from(err)),
+    };
+    let mut deleted = Vec::new();
+    let mut failed = Vec::new();
+    for file in decide::files_to_prune(
+        files,
+        object.spec.file_type,
+        object.spec.retention_days,
+        now,
+        excluded,
+    ) {
+        match session.remove(&file) {
+            Ok(()) => deleted.push(file.relative),
+            Err(err) => failed.push(format!("{} ({err})", file.relative)),
+        }
+    }
+    PruneOutcome::Pruned { deleted, failed }
+}
+
+/// Writes one object's outcome to its status, with Events and metrics; true when the status
+/// changed.
+async fn record(ctx: &Context, item: &Item, result: &ItemResult, now: DateTime<Utc>) -> bool {
+    let span = tracing::info_span!("record_check", name = %item.object.name_any());
+    record_in_span(ctx, item, result, now)
+        .instrument(span)
+        .await
+}
+
+async fn record_in_span(
+    ctx: &Context,
+    item: &Item,
+    result: &ItemResult,
+    now: DateTime<Utc>,
+) -> bool {
+    let object = &item.object;
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let generation = object.meta().generation;
+    let retention_days = object.spec.retention_days;
+    let file = item.work.recheck.clone().unwrap_or_default();
+    let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
+    let check_applied = std::sync::atomic::AtomicBool::new(false);
+    let written = update_status(&api, StatusWriter::Checker, &name, |current| {
+        let mut status = current.clone();
+        if let Some(check) = &result.check {
+            let checked = decide::after_check(&status, &file, check, generation, now);
+            check_applied.store(checked.is_some(), std::sync::atomic::Ordering::Relaxed);
+            status = checked.unwrap_or(status);
+        }
+        if let Some(prune) = &result.prune {
+            status = decide::after_prune(&status, prune, retention_days, now);
+        }
+        status
+    })
+    .await;
+    let changed = match written {
+        Ok(changed) => changed,
+        Err(err) => {
+            warn!(namespace, name, error = %err, "could not record a delivery check");
+            return false;
+        }
+    };
+
+    let was_unreachable = object
+        .status
+        .as_ref()
+        .and_then(|status| status.delivery.as_ref())
+        .and_then(|delivery| delivery.last_check_result)
+        == Some(CheckResult::Unreachable);
+    // A result for a file that is no longer the delivered one (a new run delivered meanwhile) was
+    // dropped; it says nothing about the current file.
+    let check = result
+        .check
+        .as_ref()
+        .filter(|_| check_applied.load(std::sync::atomic::Ordering::Relaxed));
+    match check {
+        Some(CheckOutcome::Found { relative }) => {
+            let result = if relative.contains('/') {
+                CheckResult::Moved
+            } else {
+                CheckResult::Present
+            };
+            ctx.metrics.record_check(result);
+        }
+        Some(CheckOutcome::Recopied) => {
+            ctx.metrics.record_check(CheckResult::Recopied);
+            ctx.metrics.recopies.inc();
+            info!(namespace, name, file, "recopied a missing file");
+            let note = format!(
+                "{file} was gone from {}; copied it again from the artifact store (sha256 verified)",
+                object.spec.destination.sftp.directory
+            );
+            publish(ctx, object, EventType::Normal, EventReason::Recopied, &note).await;
+        }
+        Some(CheckOutcome::Unreachable(cause)) => {
+            ctx.metrics.record_check(CheckResult::Unreachable);
+            if !was_unreachable {
+                let note = format!("cannot check {file}: {cause}");
+                publish(
+                    ctx,
+                    object,
+                    EventType::Warning,
+                    EventReason::ServerUnreachable,
+                    &note,
+                )
+                .await;
+            }
+        }
+        Some(CheckOutcome::RecopyFailed(cause)) => {
+            ctx.metrics.record_check(CheckResult::Missing);
+            let note = format!("{file} is gone and could not be copied again: {cause}");
+            publish(
+                ctx,
+                object,
+                EventType::Warning,
+                EventReason::RecopyFailed,
+                &note,
+            )
+            .await;
+        }
+        None => {}
+    }
+    match &result.prune {
+        Some(PruneOutcome::Pruned { deleted, failed }) => {
+            ctx.metrics.files_pruned.inc_by(deleted.len() as u64);
+            if !deleted.is_empty() {
+                let note = format!(
+                    "deleted {} file(s) older than {retention_days} days: {}",
+                    deleted.len(),
+                    decide::summarize(deleted)
+                );
+                publish(ctx, object, EventType::Normal, EventReason::Pruned, &note).await;
+            }
+            if !failed.is_empty() {
+                let note = format!("could not delete {}", decide::summarize(failed));
+                publish(
+                    ctx,
+                    object,
+                    EventType::Warning,
+                    EventReason::PruneFailed,
+                    &note,
+                )
+                .await;
+            }
+            prune_artifacts(ctx, object).await;
+        }
+        Some(PruneOutcome::Refused(cause)) => {
+            let note = format!("nothing deleted: {cause}");
+            publish(
+                ctx,
+                object,
+                EventType::Warning,
+                EventReason::PruneRefused,
+                &note,
+            )
+            .await;
+        }
+        Some(PruneOutcome::Unreachable(cause)) if result.check.is_none() => {
+            let note = format!("nothing deleted: {cause}");
+            publish(
+                ctx,
+                object,
+                EventType::Warning,
+                EventReason::PruneFailed,
+                &note,
+            )
+            .await;
+        }
+        _ => {}
+    }
+    changed
+}
+
+/// Artifacts of files older than the delivered one are no longer needed (the export removes them
+/// too; this catches what a crash left behind). Newer ones may belong to a run in progress.
+async fn prune_artifacts(ctx: &Context, object: &ScheduledExport) {
+    let Some(kept) = object
+        .status
+        .as_ref()
+        .and_then(|status| status.delivery.as_ref())
+        .and_then(|delivery| delivery.file.clone())
+    else {
+        return;
+    };
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let pruned = async {
+        let store = ArtifactStore::from_url_with(
+            &ctx.config.job.artifact_store_url,
+            &ctx.config.delivery.s3,
+        )?;
+        prune_older_artifacts(&store, &namespace, &name, object.spec.file_type, &kept).await
+    };
+    if let Err(err) = pruned.await {
+        warn!(namespace, name, error = %err, "could not remove artifacts no longer needed");
+    }
+}
+
+fn artifact_failure(err: &crate::adapters::artifacts::ArtifactError) -> Failure {
+    Failure::new(ConditionReason::ArtifactStoreFailed, err.to_string())
+}

@@ -1,0 +1,69 @@
+//! How the operator is configured: flags and Helm values, gathered in one place so the
+//! controller, the Job builder and the checker read the same settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::adapters::artifacts::S3Options;
+use crate::operator::job::JobSettings;
+
+/// The operator's configuration.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub default_zone: Tz,
+    pub job: JobSettings,
+    /// How delivered files are rechecked, recopied and pruned.
+    pub delivery: DeliverySettings,
+    /// Name under which Events are reported, e.g. the Pod name.
+    pub instance: String,
+    /// How often the loops look at the clock.
+    pub periods: Periods,
+}
+
+/// How the checker reaches servers and the artifact store.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// S3 settings for an `s3://` artifact store (the controller's environment in production).
+    pub s3: S3Options,
+    /// Bound on each SFTP step (connect, handshake, every request).
+    pub sftp_timeout: Duration,
+    /// Where a recopy keeps the artifact while it uploads it.
+    pub spool_dir: PathBuf,
+    /// Rounds (destinations) checked at the same time.
+    pub max_concurrent_rounds: usize,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            s3: S3Options::default(),
+            sftp_timeout: Duration::from_secs(30),
+            spool_dir: std::env::temp_dir(),
+            max_concurrent_rounds: 8,
+        }
+    }
+}
+
+/// How often the loops wake up. The defaults suit the system clock: checks are due whole minutes
+/// apart, and a reconcile sleeps until the next slot. A test whose clock jumps sets short
+/// periods instead, since a jump sends no watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Periods {
+    /// Between two looks of the delivery checker for due rechecks and prunes.
+    pub checker_tick: Duration,
+    /// When set, every reconcile is requeued after this instead of at the next slot.
+    pub reconcile_poll: Option<Duration>,
+}
+
+impl Default for Periods {
+    fn default() -> Self {
+        Self {
+            checker_tick: Duration::from_secs(10),
+            reconcile_poll: None,
+        }
+    }
+}

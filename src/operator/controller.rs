@@ -1,0 +1,465 @@
+//! The reconcile loop: a kube-runtime `Controller` over ScheduledExports that owns their Jobs.
+//! Each reconcile reads the clock once, asks `plan` what to do, and carries it out: create the
+//! due Job, prune Job history, publish Events, and write the controller's part of the status.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use tracing::{Instrument, info, warn};
+
+use crate::adapters::kubernetes::status::{StatusWriter, update_status_from};
+use crate::operator::checker;
+use crate::operator::context::Context;
+use crate::operator::events::publish;
+use crate::operator::job::{self, JobState, RunKind};
+use crate::operator::leader::{LeaderElection, LeaderError};
+use crate::operator::plan::{self, RunToStart};
+use crate::resource::{ConditionReason, ConditionType, EventReason, ScheduledExport};
+use crate::status;
+
+/// Annotations the controller puts on a Job once its `Started` and outcome Events are published.
+const STARTED_ANNOTATION: &str = "exports.crm.dev/reported-started";
+const REPORTED_ANNOTATION: &str = "exports.crm.dev/reported";
+/// Finished Jobs kept per object, like a CronJob's history limits.
+const KEEP_SUCCEEDED_JOBS: usize = 3;
+const KEEP_FAILED_JOBS: usize = 1;
+/// Reconciles running at once.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("ScheduledExport has no namespace")]
+    NoNamespace,
+    #[error("cannot build the export Job: {0}")]
+    Job(#[from] job::JobError),
+    #[error("Job {0} already exists and belongs to another object")]
+    JobNameConflict(String),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (objects, jobs): (Api<ScheduledExport>, Api<Job>) = match &ctx.config.namespace {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client, namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let jobs_config = watcher::Config::default().labels("app.kubernetes.io/component=export");
+    let controller = Controller::new(objects, watcher::Config::default()).owns(jobs, jobs_config);
+    let store = controller.store();
+    ctx.metrics.watch_objects(Some(store.clone()));
+    ctx.metrics.leader.set(1);
+    // Rechecks and pruning run beside the reconcile loop, on the same cache, until shutdown.
+    let shutdown = shutdown.shared();
+    let synced = Arc::new(AtomicBool::new(false));
+    let checker = tokio::spawn(supervise_checker(
+        ctx.clone(),
+        store,
+        synced.clone(),
+        shutdown.clone(),
+    ));
+    controller
+        // A restart reconciles every object at once; bounded, it does not flood the API server.
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            // Reconciles start only once the cache is complete.
+            synced.store(true, Ordering::Relaxed);
+            async move {
+                if let Err(err) = result {
+                    warn!(error = %err, "reconcile failed");
+                }
+            }
+        })
+        .await;
+    let _ = checker.await;
+    ctx.metrics.leader.set(0);
+    ctx.metrics.watch_objects(None);
+}
+
+/// Runs the delivery checker until shutdown, restarting it should it ever panic, so rechecks do
+/// not silently stop while reconciles go on.
+async fn supervise_checker(
+    ctx: Arc<Context>,
+    store: kube::runtime::reflector::Store<ScheduledExport>,
+    synced: Arc<AtomicBool>,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()> + Send + 'static>,
+) {
+    loop {
+        let checker = tokio::spawn(checker::run(
+            ctx.clone(),
+            store.clone(),
+            synced.clone(),
+            shutdown.clone(),
+        ));
+        match checker.await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "the delivery checker stopped unexpectedly; restarting it");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Runs the controller while this replica holds the leader Lease: waits for it, reconciles until
+/// `shutdown` (then gives the Lease up) or until the Lease is lost (then returns the error, and the
+/// process should exit so it restarts as a standby).
+pub async fn run_with_leader_election(
+    ctx: Arc<Context>,
+    election: Arc<LeaderElection>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), LeaderError> {
+    tokio::pin!(shutdown);
+    tokio::select! {
+        acquired = election.acquire() => acquired?,
+        () = &mut shutdown => return Ok(()),
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(ctx, async move {
+        let _ = stopped.await;
+    }));
+    let lost = tokio::select! {
+        lost = election.hold() => Some(lost),
+        () = &mut shutdown => None,
+    };
+    let _ = stop.send(());
+    let _ = controller.await;
+    match lost {
+        Some(lost) => Err(lost),
+        None => {
+            election.release().await;
+            Ok(())
+        }
+    }
+}
+
+fn error_policy(_object: Arc<ScheduledExport>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    warn!(error = %err, "will retry");
+    ctx.metrics.reconcile_errors.inc();
+    Action::requeue(Duration::from_secs(15))
+}
+
+impl ReconcileError {
+    /// The `reason` label of `reconcile_failures`.
+    fn metric_label(&self) -> &'static str {
+        match self {
+            ReconcileError::NoNamespace => "no_namespace",
+            ReconcileError::Job(_) => "job",
+            ReconcileError::JobNameConflict(_) => "job_name_conflict",
+            ReconcileError::Kube(_) => "kubernetes_api",
+        }
+    }
+}
+
+/// One reconcile, in a span naming the object, timed and counted in the metrics.
+async fn reconcile(
+    object: Arc<ScheduledExport>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %object.namespace().unwrap_or_default(),
+        name = %object.name_any(),
+    );
+    let started = std::time::Instant::now();
+    let result = reconcile_object(object, ctx.clone()).instrument(span).await;
+    ctx.metrics.record_reconcile(
+        started.elapsed().as_secs_f64(),
+        result.as_ref().err().map(ReconcileError::metric_label),
+    );
+    result
+}
+
+async fn reconcile_object(
+    object: Arc<ScheduledExport>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    // A deleted object is cancelled: no new runs; its Jobs go with it through owner references.
+    if object.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let uid = object.uid().unwrap_or_default();
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    // From the API server's watch cache, not etcd: a Job it has not seen yet is still caught by
+    // its deterministic name (a create answers 409).
+    let mut jobs = jobs_api
+        .list(
+            &ListParams::default()
+                .labels(&job::jobs_selector(&uid))
+                .match_any(),
+        )
+        .await?
+        .items;
+
+    let now = ctx.clock.now();
+    let mut plan = plan::plan(
+        now,
+        &object,
+        &jobs,
+        ctx.config.default_zone,
+        ctx.config.periods.reconcile_poll,
+    );
+    if let Some(run) = &plan.start
+        && let Some(created) = start_run(&ctx, &object, &jobs_api, run).await?
+    {
+        jobs.push(created);
+    }
+    // After the create, so a burst of due objects reaches its Jobs first; it only sets Ready.
+    if let Some(missing) = missing_secret(&ctx, &object, &namespace).await? {
+        let already_said = object
+            .status
+            .as_ref()
+            .and_then(|status| status::condition(&status.conditions, ConditionType::Ready))
+            .is_some_and(|ready| {
+                ready.reason == ConditionReason::SecretNotFound.as_str() && ready.message == missing
+            });
+        if !already_said {
+            publish(
+                &ctx,
+                &object,
+                EventType::Warning,
+                EventReason::InvalidReference,
+                &missing,
+            )
+            .await;
+        }
+        plan.schedule_status.ready = (false, ConditionReason::SecretNotFound, missing);
+    }
+    report_job_events(&ctx, &object, &jobs_api, &jobs).await;
+    for stale in job::finished_jobs_to_delete(&jobs, KEEP_SUCCEEDED_JOBS, KEEP_FAILED_JOBS) {
+        match jobs_api.delete(&stale, &DeleteParams::background()).await {
+            Ok(_) => jobs.retain(|job| job.metadata.name.as_deref() != Some(stale.as_str())),
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+
+    let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
+    update_status_from(&api, StatusWriter::Controller, &object, |current| {
+        plan::merge_status(current, &plan.schedule_status, &jobs, now)
+    })
+    .await?;
+    Ok(Action::requeue(requeue_after(&ctx, &object, &plan)))
+}
+
+/// When to look again: at the next run, measured from the clock as the reconcile ends (its API
+/// calls took time) plus a small margin so the slot has surely begun; an idle object's safety
+/// re-check is spread by UID so objects created together do not all wake together.
+fn requeue_after(ctx: &Context, object: &ScheduledExport, plan: &plan::Plan) -> Duration {
+    const MARGIN: Duration = Duration::from_millis(100);
+    if ctx.config.periods.reconcile_poll.is_some() {
+        return plan.requeue_after;
+    }
+    let now = ctx.clock.now();
+    match plan.schedule_status.next_run_time {
+        Some(next) if plan.requeue_after < plan::MAX_REQUEUE => {
+            (next - now).to_std().unwrap_or_default() + MARGIN
+        }
+        _ => {
+            let uid = object.uid().unwrap_or_default();
+            let spread = uid
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            plan::MAX_REQUEUE - Duration::from_secs(spread % 600)
+        }
+    }
+}
+
+/// Creates the Job of a run. Its name is derived from the object and the slot, so a second
+/// replica, a restart or a lost status write finds it already there instead of running twice.
+async fn start_run(
+    ctx: &Context,
+    object: &ScheduledExport,
+    jobs_api: &Api<Job>,
+    run: &RunToStart,
+) -> Result<Option<Job>, ReconcileError> {
+    let job = job::build_job(object, run.slot, &run.kind, &ctx.config.job)?;
+    let job_name = job.name_any();
+    match jobs_api.create(&PostParams::default(), &job).await {
+        Ok(created) => {
+            info!(job = %job_name, slot = %run.slot, "export Job created");
+            if let Some(note) = plan::describe_missed(run.missed_slots) {
+                publish(
+                    ctx,
+                    object,
+                    EventType::Warning,
+                    EventReason::MissedSlots,
+                    &note,
+                )
+                .await;
+            }
+            let (reason, note) = match &run.kind {
+                RunKind::Scheduled => (
+                    EventReason::Scheduled,
+                    format!(
+                        "created Job {job_name} for the run due at {}",
+                        run.slot.to_rfc3339()
+                    ),
+                ),
+                RunKind::RunNow { token } => (
+                    EventReason::RunNow,
+                    format!("created Job {job_name} for run-now token {token:?}"),
+                ),
+            };
+            publish(ctx, object, EventType::Normal, reason, &note).await;
+            Ok(Some(created))
+        }
+        // Ours already (a restart, a lost status write): nothing to do. Another object's (a
+        // recreated object whose old Jobs were orphaned): running nothing would skip the slot
+        // silently, so say so and retry.
+        Err(kube::Error::Api(response)) if response.code == 409 => {
+            let existing = jobs_api.get(&job_name).await?;
+            let ours = existing
+                .owner_references()
+                .iter()
+                .any(|owner| Some(&owner.uid) == object.uid().as_ref());
+            if ours {
+                return Ok(None);
+            }
+            let note = format!(
+                "Job {job_name} already exists and belongs to another object; delete it so this slot can run"
+            );
+            publish(
+                ctx,
+                object,
+                EventType::Warning,
+                EventReason::JobNameConflict,
+                &note,
+            )
+            .await;
+            Err(ReconcileError::JobNameConflict(job_name))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// One `Started` Event when a Job's export is running and one `Succeeded` or `Failed` Event when
+/// it ends; an annotation on the Job remembers what was published, across restarts and replicas.
+async fn report_job_events(
+    ctx: &Context,
+    object: &ScheduledExport,
+    jobs_api: &Api<Job>,
+    jobs: &[Job],
+) {
+    for job in jobs {
+        let annotations = job.annotations();
+        let (mark, type_, reason, note) = match job::job_state(job) {
+            JobState::Running if !annotations.contains_key(STARTED_ANNOTATION) => (
+                STARTED_ANNOTATION,
+                EventType::Normal,
+                EventReason::Started,
+                format!("Job {} is exporting", job.name_any()),
+            ),
+            JobState::Succeeded if !annotations.contains_key(REPORTED_ANNOTATION) => (
+                REPORTED_ANNOTATION,
+                EventType::Normal,
+                EventReason::Succeeded,
+                format!("Job {} delivered its file", job.name_any()),
+            ),
+            JobState::Failed { reason, message }
+                if !annotations.contains_key(REPORTED_ANNOTATION) =>
+            {
+                (
+                    REPORTED_ANNOTATION,
+                    EventType::Warning,
+                    EventReason::Failed,
+                    format!("Job {} failed ({reason}): {message}", job.name_any()),
+                )
+            }
+            _ => continue,
+        };
+        publish(ctx, object, type_, reason, &note).await;
+        match reason {
+            EventReason::Succeeded => record_success(ctx, object, job).await,
+            EventReason::Failed => ctx
+                .metrics
+                .record_run(object.spec.file_type.as_str(), false),
+            _ => {}
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {mark: "true"}}});
+        if let Err(err) = jobs_api
+            .patch(
+                &job.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            warn!(job = %job.name_any(), error = %err, "could not mark the Job's Event as published");
+        }
+    }
+}
+
+/// Counts a delivered run in the metrics: rows and bytes as the export recorded them in status
+/// (read fresh, since the cached object may predate that write), duration from the Job.
+async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) {
+    let file_type = object.spec.file_type.as_str();
+    ctx.metrics.record_run(file_type, true);
+    let api: Api<ScheduledExport> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let last_run = match api.get_status(&object.name_any()).await {
+        Ok(fresh) => fresh.status.and_then(|status| status.last_run),
+        Err(err) => {
+            warn!(error = %err, "could not read the run's figures for the metrics");
+            None
+        }
+    }
+    .filter(|run| run.job_name == job.metadata.name);
+    let seconds = job.status.as_ref().and_then(|status| {
+        let started = status.start_time.as_ref()?.0;
+        let completed = status.completion_time.as_ref()?.0;
+        Some(completed.duration_since(started).as_secs_f64())
+    });
+    if let Some(run) = last_run {
+        ctx.metrics.record_delivery(
+            file_type,
+            run.rows.unwrap_or(0),
+            run.bytes.unwrap_or(0),
+            seconds,
+        );
+    }
+}
+
+/// The first referenced Secret that does not exist, as a sentence naming the field.
+async fn missing_secret(
+    ctx: &Context,
+    object: &ScheduledExport,
+    namespace: &str,
+) -> Result<Option<String>, ReconcileError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    for (field, name) in [
+        ("spec.source.secretRef", &object.spec.source.secret_ref.name),
+        (
+            "spec.destination.sftp.secretRef",
+            &object.spec.destination.sftp.secret_ref.name,
+        ),
+    ] {
+        if secrets.get_metadata_opt(name).await?.is_none() {
+            return Ok(Some(format!(
+                "Secret {name} referenced by {field} does not exist in namespace {namespace}"
+            )));
+        }
+    }
+    Ok(None)
+}

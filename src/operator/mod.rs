@@ -1,0 +1,17 @@
+//! The operator process: the reconcile loop that creates one Job per due slot, the pure plan and
+//! Job builder it relies on, leader election, metrics and health endpoints, and the delivery
+//! checker that runs beside the loop.
+
+pub mod checker;
+pub mod config;
+pub mod context;
+pub mod controller;
+pub mod events;
+pub mod job;
+pub mod leader;
+pub mod metrics;
+pub mod plan;
+pub mod server;
+
+pub use config::{ControllerConfig, DeliverySettings, Periods};
+pub use context::Context;

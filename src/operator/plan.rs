@@ -1,0 +1,599 @@
+//! The scheduling decision, as a pure function of the clock, the object and its Jobs: which run
+//! (if any) to start now, what the controller's part of the status says, and when to look again.
+//! The reconciler only carries the decision out, so every scheduling rule (docs/design.md, "When runs happen") is unit-tested
+//! here without an API server.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use chrono_tz::Tz;
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::operator::job::{JobState, RunKind, job_run_kind, job_settled, job_slot, job_state};
+use crate::resource::{
+    ActiveSchedule, ConditionReason, ConditionType, LastRun, RUN_NOW_ANNOTATION, RunPhase,
+    ScheduledExport, ScheduledExportStatus,
+};
+use crate::schedule::{self, SlotTime};
+use crate::status::{self, ConditionUpdate};
+
+/// A run to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunToStart {
+    pub slot: DateTime<Utc>,
+    pub kind: RunKind,
+    /// Slots that passed without a run (operator down, or a run that outlasted a day).
+    pub missed_slots: u32,
+}
+
+/// What the reconciler should do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub start: Option<RunToStart>,
+    /// The controller-owned part of the status; merged into the current status at write time.
+    pub schedule_status: ScheduleStatus,
+    /// When to reconcile again if nothing changes before.
+    pub requeue_after: std::time::Duration,
+}
+
+/// The status fields the controller owns (the export owns watermark, lastRun details and delivery).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleStatus {
+    pub observed_generation: Option<i64>,
+    pub time_zone: String,
+    pub schedule: Option<ActiveSchedule>,
+    pub next_run_time: Option<DateTime<Utc>>,
+    pub next_run_local: Option<String>,
+    pub last_schedule_time: Option<DateTime<Utc>>,
+    pub last_run_now_token: Option<String>,
+    pub ready: (bool, ConditionReason, String),
+}
+
+/// Longest sleep between reconciles of an idle object; watches wake it earlier on any change, and
+/// a run due sooner wakes it at the run.
+pub const MAX_REQUEUE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+pub fn plan(
+    now: DateTime<Utc>,
+    object: &ScheduledExport,
+    jobs: &[Job],
+    default_zone: Tz,
+    // Set when the clock can jump (a test's): look again this often instead of at the next run.
+    reconcile_poll: Option<std::time::Duration>,
+) -> Plan {
+    let now = now.trunc_subsecs(0);
+    let status = object.status.clone().unwrap_or_default();
+    let zone_name = object
+        .spec
+        .time_zone
+        .clone()
+        .unwrap_or_else(|| default_zone.name().to_string());
+    let parsed = object
+        .spec
+        .time
+        .parse::<SlotTime>()
+        .and_then(|time| schedule::parse_time_zone(&zone_name).map(|zone| (time, zone)));
+    let (time, zone) = match parsed {
+        Ok(parsed) => parsed,
+        // Admission refuses these; an object stored before a CRD upgrade can still carry one.
+        Err(err) => {
+            return Plan {
+                start: None,
+                schedule_status: ScheduleStatus {
+                    observed_generation: object.metadata.generation,
+                    time_zone: zone_name,
+                    schedule: status.schedule.clone(),
+                    next_run_time: None,
+                    next_run_local: None,
+                    last_schedule_time: status.last_schedule_time,
+                    last_run_now_token: status.last_run_now_token.clone(),
+                    ready: (false, ConditionReason::InvalidSchedule, err.to_string()),
+                },
+                requeue_after: MAX_REQUEUE,
+            };
+        }
+    };
+
+    let active = ActiveSchedule {
+        time: time.to_string(),
+        time_zone: zone_name.clone(),
+        suspended: object.spec.suspend,
+        since: now,
+    };
+    let schedule = match &status.schedule {
+        Some(current) if same_schedule(current, &active) => current.clone(),
+        _ => active,
+    };
+
+    // Busy until the Job controller says every pod has ended, so two exports never overlap.
+    let running = jobs.iter().find(|job| !job_settled(job));
+    let latest_scheduled_job = jobs
+        .iter()
+        .filter(|job| job_run_kind(job) == Some(RunKind::Scheduled))
+        .filter_map(job_slot)
+        .max();
+    // A lost status write must not let a slot run twice: the Jobs themselves also say what ran.
+    let anchor = [
+        Some(schedule.since),
+        status.last_schedule_time,
+        latest_scheduled_job,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(schedule.since);
+    let due = schedule::latest_run_at_or_before(now, time, zone);
+    // One scheduled run per local day: after an edit of `time` later on a day that already ran,
+    // the next run is tomorrow's.
+    let local_day = |instant: DateTime<Utc>| instant.with_timezone(&zone).date_naive();
+    let ran_on = status
+        .last_schedule_time
+        .max(latest_scheduled_job)
+        .map(local_day);
+    let pending = !schedule.suspended && due > anchor && Some(local_day(due)) != ran_on;
+
+    let run_now_token = object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(RUN_NOW_ANNOTATION))
+        .map(|token| token.trim().to_string())
+        .filter(|token| !token.is_empty());
+    let run_now_done = |token: &str| {
+        status.last_run_now_token.as_deref() == Some(token)
+            || jobs.iter().any(|job| {
+                job_run_kind(job)
+                    == Some(RunKind::RunNow {
+                        token: token.to_string(),
+                    })
+            })
+    };
+    let new_token = run_now_token.clone().filter(|token| !run_now_done(token));
+
+    let mut last_schedule_time = status.last_schedule_time.max(latest_scheduled_job);
+    // A token whose Job exists is done even if recording it in status was lost.
+    let mut last_run_now_token = match &run_now_token {
+        Some(token) if run_now_done(token) => Some(token.clone()),
+        _ => status.last_run_now_token.clone(),
+    };
+    let start = match (running, &new_token) {
+        (Some(_), _) => None,
+        (None, Some(token)) => {
+            last_run_now_token = Some(token.clone());
+            Some(RunToStart {
+                slot: now,
+                kind: RunKind::RunNow {
+                    token: token.clone(),
+                },
+                missed_slots: 0,
+            })
+        }
+        (None, None) if pending => {
+            last_schedule_time = Some(due);
+            Some(RunToStart {
+                slot: due,
+                kind: RunKind::Scheduled,
+                missed_slots: missed_between(anchor, due, time, zone),
+            })
+        }
+        (None, None) => None,
+    };
+
+    // A due slot that waits for a running export is still the next run.
+    let next_run = if schedule.suspended {
+        None
+    } else if pending && start.is_none() {
+        Some(due)
+    } else {
+        let ran_on = last_schedule_time.map(local_day);
+        schedule::runs_after(now, time, zone)
+            .take(3)
+            .find(|run| Some(local_day(*run)) != ran_on)
+    };
+    let ready = match (schedule.suspended, running, next_run) {
+        (true, _, _) => (
+            true,
+            ConditionReason::Suspended,
+            "suspended: no run starts until spec.suspend is false".to_string(),
+        ),
+        (false, Some(job), Some(next)) if next <= now => (
+            true,
+            ConditionReason::WaitingForRun,
+            format!(
+                "the run due at {} waits for Job {} to finish",
+                schedule::format_local(next, zone),
+                job.metadata.name.as_deref().unwrap_or_default()
+            ),
+        ),
+        (false, _, Some(next)) => (
+            true,
+            ConditionReason::Scheduled,
+            format!("next run at {}", schedule::format_local(next, zone)),
+        ),
+        (false, _, None) => (true, ConditionReason::Scheduled, String::new()),
+    };
+    let requeue_after = reconcile_poll.unwrap_or_else(|| {
+        next_run
+            .filter(|next| *next > now)
+            .and_then(|next| (next - now).to_std().ok())
+            .map_or(MAX_REQUEUE, |wait| wait.min(MAX_REQUEUE))
+    });
+
+    Plan {
+        start,
+        schedule_status: ScheduleStatus {
+            observed_generation: object.metadata.generation,
+            time_zone: zone_name,
+            schedule: Some(schedule),
+            next_run_time: next_run,
+            next_run_local: next_run.map(|next| schedule::format_local(next, zone)),
+            last_schedule_time,
+            last_run_now_token,
+            ready,
+        },
+        requeue_after,
+    }
+}
+
+fn same_schedule(a: &ActiveSchedule, b: &ActiveSchedule) -> bool {
+    (a.time.as_str(), a.time_zone.as_str(), a.suspended)
+        == (b.time.as_str(), b.time_zone.as_str(), b.suspended)
+}
+
+/// Due instants strictly between `after` and `due` (both excluded), bounded to keep this cheap.
+fn missed_between(after: DateTime<Utc>, due: DateTime<Utc>, time: SlotTime, zone: Tz) -> u32 {
+    let missed = schedule::runs_after(after, time, zone)
+        .take_while(|slot| *slot < due)
+        .take(10_000)
+        .count();
+    u32::try_from(missed).unwrap_or(u32::MAX)
+}
+
+/// Merges the controller's fields and what the Jobs say into the current status. Applied to the
+/// status as read just before writing, so the export's own writes are never lost.
+pub fn merge_status(
+    current: &ScheduledExportStatus,
+    schedule: &ScheduleStatus,
+    jobs: &[Job],
+    now: DateTime<Utc>,
+) -> ScheduledExportStatus {
+    let mut merged = ScheduledExportStatus {
+        observed_generation: schedule.observed_generation,
+        time_zone: Some(schedule.time_zone.clone()),
+        schedule: schedule.schedule.clone(),
+        next_run_time: schedule.next_run_time,
+        next_run_local: schedule.next_run_local.clone(),
+        last_schedule_time: schedule.last_schedule_time.max(current.last_schedule_time),
+        last_run_now_token: schedule
+            .last_run_now_token
+            .clone()
+            .or_else(|| current.last_run_now_token.clone()),
+        ..current.clone()
+    };
+    observe_latest_job(&mut merged, jobs, schedule.observed_generation, now);
+    let (ready, reason, message) = &schedule.ready;
+    status::set_condition(
+        &mut merged.conditions,
+        ConditionUpdate {
+            type_: ConditionType::Ready,
+            status: *ready,
+            reason: *reason,
+            message: message.clone(),
+        },
+        schedule.observed_generation,
+        // Keep an unchanged condition byte-identical so a status write is skipped.
+        now,
+    );
+    merged
+}
+
+/// `lastRun` follows the newest Job until the export records its own outcome; a Job that failed
+/// without the export saying so (deadline, a Pod that never started) is recorded as failed.
+fn observe_latest_job(
+    status: &mut ScheduledExportStatus,
+    jobs: &[Job],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let Some((job, slot)) = jobs
+        .iter()
+        .filter_map(|job| job_slot(job).map(|slot| (job, slot)))
+        .max_by_key(|(job, slot)| (*slot, job.metadata.creation_timestamp.clone().map(|t| t.0)))
+    else {
+        return;
+    };
+    let job_name = job.metadata.name.clone();
+    let recorded = status.last_run.clone().unwrap_or_default();
+    let same_run = recorded.slot == Some(slot)
+        && recorded
+            .job_name
+            .as_ref()
+            .is_none_or(|name| Some(name) == job_name.as_ref());
+    let recorded_terminal = recorded.phase.is_some_and(RunPhase::is_terminal);
+    match job_state(job) {
+        JobState::Pending | JobState::Running if !same_run => {
+            status.last_run = Some(LastRun {
+                slot: Some(slot),
+                job_name,
+                phase: Some(if matches!(job_state(job), JobState::Running) {
+                    RunPhase::Running
+                } else {
+                    RunPhase::Pending
+                }),
+                ..LastRun::default()
+            });
+        }
+        JobState::Failed { reason, message } if !(same_run && recorded_terminal) => {
+            let error = format!(
+                "Job {} failed ({reason}): {message}",
+                job_name.as_deref().unwrap_or_default()
+            );
+            let mut failed =
+                status::run_failed(status, ConditionReason::JobFailed, &error, generation, now);
+            if let Some(last_run) = failed.last_run.as_mut() {
+                last_run.slot = Some(slot);
+                last_run.job_name = job_name;
+            }
+            *status = failed;
+        }
+        _ => {}
+    }
+}
+
+/// Slots the plan reports as missed, for the Event text.
+pub fn describe_missed(missed: u32) -> Option<String> {
+    match missed {
+        0 => None,
+        1 => Some(
+            "1 slot passed without a run; this run covers every row since the last file"
+                .to_string(),
+        ),
+        n => Some(format!(
+            "{n} slots passed without a run; this one catch-up run covers every row since the last file"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::job::{JobSettings, build_job};
+    use serde_json::json;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// 07:00 New York, with the schedule in effect since `since`.
+    fn object(since: &str, status: serde_json::Value) -> ScheduledExport {
+        let mut status = status;
+        status["schedule"] = json!({"time": "07:00", "timeZone": "America/New_York", "suspended": false, "since": since});
+        serde_json::from_value(json!({
+            "apiVersion": "exports.crm.dev/v1alpha1",
+            "kind": "ScheduledExport",
+            "metadata": {"name": "daily", "namespace": "ns", "uid": "uid-1", "generation": 1},
+            "spec": {
+                "fileType": "interactions", "time": "07:00", "timeZone": "America/New_York",
+                "source": {"secretRef": {"name": "db"}},
+                "destination": {"sftp": {"host": "h", "username": "u", "secretRef": {"name": "s"}}}
+            },
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    fn job(object: &ScheduledExport, slot: &str, kind: RunKind, condition: Option<&str>) -> Job {
+        let settings = JobSettings {
+            artifact_store_url: "file:///a".into(),
+            ..JobSettings::default()
+        };
+        let mut job = build_job(object, utc(slot), &kind, &settings).unwrap();
+        job.status = Some(match condition {
+            Some(done) => {
+                serde_json::from_value(json!({"conditions": [{"type": done, "status": "True"}]}))
+                    .unwrap()
+            }
+            None => serde_json::from_value(json!({"active": 1, "ready": 1})).unwrap(),
+        });
+        job
+    }
+
+    #[test]
+    fn nothing_starts_before_the_slot_and_the_slot_starts_once_due() {
+        let object = object("2026-11-30T10:00:00Z", json!({}));
+        let before = plan(
+            utc("2026-11-30T11:59:59Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(before.start, None);
+        assert_eq!(
+            before.schedule_status.next_run_time,
+            Some(utc("2026-11-30T12:00:00Z"))
+        );
+        assert_eq!(before.requeue_after, std::time::Duration::from_secs(1));
+
+        let due = plan(
+            utc("2026-11-30T12:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            None,
+        );
+        let start = due.start.expect("a run starts");
+        assert_eq!(
+            (start.slot, start.kind, start.missed_slots),
+            (utc("2026-11-30T12:00:00Z"), RunKind::Scheduled, 0)
+        );
+        assert_eq!(
+            due.schedule_status.last_schedule_time,
+            Some(utc("2026-11-30T12:00:00Z"))
+        );
+        assert_eq!(
+            due.schedule_status.next_run_time,
+            Some(utc("2026-12-01T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_slot_before_the_schedule_took_effect_never_runs() {
+        let object = object("2026-11-30T12:30:00Z", json!({}));
+        let plan = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(plan.start, None);
+        assert_eq!(
+            plan.schedule_status.next_run_time,
+            Some(utc("2026-12-01T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_running_job_delays_the_next_slot_and_downtime_gives_one_catch_up() {
+        let object = object(
+            "2026-11-01T00:00:00Z",
+            json!({"lastScheduleTime": "2026-11-27T12:00:00Z"}),
+        );
+        let running = job(&object, "2026-11-27T12:00:00Z", RunKind::Scheduled, None);
+        let busy = plan(
+            utc("2026-11-30T15:00:00Z"),
+            &object,
+            &[running],
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(busy.start, None, "never two runs of one object at once");
+        assert_eq!(
+            busy.schedule_status.next_run_time,
+            Some(utc("2026-11-30T12:00:00Z")),
+            "the due slot waits"
+        );
+        assert_eq!(busy.schedule_status.ready.1, ConditionReason::WaitingForRun);
+
+        let done = job(
+            &object,
+            "2026-11-27T12:00:00Z",
+            RunKind::Scheduled,
+            Some("Complete"),
+        );
+        let free = plan(
+            utc("2026-11-30T15:00:00Z"),
+            &object,
+            &[done],
+            chrono_tz::UTC,
+            None,
+        );
+        let start = free.start.expect("one catch-up run");
+        assert_eq!(
+            (start.slot, start.missed_slots),
+            (utc("2026-11-30T12:00:00Z"), 2)
+        );
+    }
+
+    #[test]
+    fn a_job_for_the_slot_counts_as_scheduled_even_if_status_lost_it() {
+        let object = object("2026-11-01T00:00:00Z", json!({}));
+        let done = job(
+            &object,
+            "2026-11-30T12:00:00Z",
+            RunKind::Scheduled,
+            Some("Complete"),
+        );
+        let plan = plan(
+            utc("2026-11-30T12:05:00Z"),
+            &object,
+            &[done],
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(plan.start, None);
+        assert_eq!(
+            plan.schedule_status.last_schedule_time,
+            Some(utc("2026-11-30T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn an_edit_later_on_a_day_that_already_ran_moves_the_next_run_to_tomorrow() {
+        // 07:00 ran; at 07:30 the time became 08:00 (since = the edit).
+        let mut object = object(
+            "2026-11-30T12:30:00Z",
+            json!({"lastScheduleTime": "2026-11-30T12:00:00Z"}),
+        );
+        object.spec.time = "08:00".into();
+        if let Some(schedule) = object.status.as_mut().and_then(|s| s.schedule.as_mut()) {
+            schedule.time = "08:00".into();
+        }
+        let plan = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(plan.start, None, "one scheduled run per local day");
+        assert_eq!(
+            plan.schedule_status.next_run_time,
+            Some(utc("2026-12-01T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn run_now_runs_once_per_token_even_when_recording_it_was_lost() {
+        let mut object = object("2026-11-30T12:30:00Z", json!({}));
+        object.metadata.annotations =
+            Some([(RUN_NOW_ANNOTATION.to_string(), "t1".to_string())].into());
+        let first = plan(
+            utc("2026-11-30T15:00:00.750Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            None,
+        );
+        let start = first.start.expect("run-now starts");
+        assert_eq!(start.kind, RunKind::RunNow { token: "t1".into() });
+        assert_eq!(start.slot, utc("2026-11-30T15:00:00Z"), "whole seconds");
+
+        let done = job(
+            &object,
+            "2026-11-30T15:00:00Z",
+            RunKind::RunNow { token: "t1".into() },
+            Some("Complete"),
+        );
+        let again = plan(
+            utc("2026-11-30T15:10:00Z"),
+            &object,
+            &[done],
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(again.start, None);
+        assert_eq!(
+            again.schedule_status.last_run_now_token.as_deref(),
+            Some("t1")
+        );
+    }
+
+    #[test]
+    fn suspended_objects_have_no_next_run_and_a_manual_clock_is_polled() {
+        let mut object = object("2026-11-01T00:00:00Z", json!({}));
+        object.spec.suspend = true;
+        let plan = plan(
+            utc("2026-11-30T12:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            Some(std::time::Duration::from_millis(500)),
+        );
+        assert_eq!(plan.start, None);
+        assert_eq!(plan.schedule_status.next_run_time, None);
+        assert_eq!(plan.schedule_status.ready.1, ConditionReason::Suspended);
+        assert!(plan.requeue_after < std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,265 @@
+//! The desired state: what to export, when, and where to deliver it.
+
+use kube::core::{Message, Rule};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::ScheduledExportStatus;
+
+/// What to export, when, and where to deliver it.
+///
+/// At the due instant of each local day the operator creates a Job that exports the rows written
+/// since the previous delivered file and uploads `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv` to the SFTP
+/// directory; the outcome is recorded in `status`.
+// Every `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "exports.crm.dev",
+    version = "v1alpha1",
+    kind = "ScheduledExport",
+    plural = "scheduledexports",
+    singular = "scheduledexport",
+    shortname = "sx",
+    namespaced,
+    status = "ScheduledExportStatus",
+    derive = "PartialEq",
+    doc = "A daily CSV export of one CRM file type, delivered over SFTP at a chosen local time of day.",
+    printcolumn(name = "File Type", type_ = "string", json_path = ".spec.fileType"),
+    printcolumn(name = "Time", type_ = "string", json_path = ".spec.time"),
+    printcolumn(name = "Time Zone", type_ = "string", json_path = ".status.timeZone"),
+    printcolumn(
+        name = "Next Run",
+        type_ = "string",
+        json_path = ".status.nextRunLocal"
+    ),
+    printcolumn(
+        name = "Last File",
+        type_ = "string",
+        json_path = ".status.delivery.file"
+    ),
+    printcolumn(
+        name = "Delivered",
+        type_ = "date",
+        json_path = ".status.delivery.deliveredAt"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledExportSpec {
+    /// Which CRM records the file holds: `interactions` or `proposals`. Immutable once created,
+    /// because the watermark and the files already delivered belong to one file type; create a
+    /// new ScheduledExport for another.
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "fileType is immutable: create a new ScheduledExport for another file type"
+    ))]
+    pub file_type: FileType,
+
+    /// Local time of day of the daily run, `HH:MM` in 24-hour form on a 30-minute step
+    /// (`"00:00"` ... `"23:30"`). A time skipped by a daylight-saving change runs with the offset in
+    /// force before the change (02:30 becomes 03:30); a time that occurs twice runs once, at its first
+    /// occurrence. Editing it moves the next run at once and starts nothing by itself.
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):(00|30)$')").message(
+        Message::Expression("'time \"' + self + '\" must be HH:MM in 24-hour form on a 30-minute step (00:00 ... 23:30), e.g. \"07:00\"'".into())
+    ))]
+    pub time: String,
+
+    /// IANA time zone in which `time` is read, e.g. `America/New_York`. When omitted, the operator's
+    /// default zone applies (Helm value `defaultTimeZone`); `status.timeZone` shows the zone in effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = time_zone_rule())]
+    pub time_zone: Option<String>,
+
+    /// Pauses the schedule without deleting anything. Resuming waits for the next slot; it does not
+    /// run the slots that passed while suspended (the next file still holds every row since the last
+    /// delivered one).
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Where the rows come from.
+    pub source: Source,
+
+    /// Where the files go.
+    pub destination: Destination,
+
+    /// How often, between runs, the operator checks that the delivered file is still on the server and
+    /// copies it again if it is not. A duration such as `10m` or `1h30m`; at least `1m`.
+    #[serde(default = "default_recheck_interval")]
+    #[schemars(length(min = 2, max = 32))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') && duration(self) >= duration('1m')"
+    ).message("recheckInterval must be a duration such as 10m or 1h30m, at least 1m"))]
+    pub recheck_interval: String,
+
+    /// Days after which the operator deletes its own delivered files (by the UTC date in their name)
+    /// from the export directory and its sub-directories. No other file is ever touched. At least 1.
+    #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub retention_days: u32,
+
+    /// CSV dialect of the delivered files.
+    #[serde(default)]
+    pub csv: CsvOptions,
+}
+
+/// The CRM record type a file holds, which fixes its columns and name prefix: `interactions` (calls,
+/// meetings, emails with constituents) or `proposals` (fundraising proposals).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FileType {
+    // Variant docs would turn the schema into a oneOf; the enum doc above says it all.
+    Interactions,
+    Proposals,
+}
+
+impl FileType {
+    /// The name used in the spec, the file name and the source table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileType::Interactions => "interactions",
+            FileType::Proposals => "proposals",
+        }
+    }
+}
+
+impl std::fmt::Display for FileType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The PostgreSQL database that holds the `interactions` and `proposals` tables (or views).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// Secret in this namespace whose key `url` holds a `postgres://` URL. A read-only role is enough.
+    pub secret_ref: SecretReference,
+}
+
+/// Delivery target of the files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// The SFTP server and directory that receive the files.
+    pub sftp: SftpDestination,
+}
+
+/// An SFTP server, account and directory.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SftpDestination {
+    /// Host name or IP address of the SFTP server.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+
+    /// TCP port of the SFTP server (1-65535).
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+
+    /// Account name on the SFTP server.
+    #[schemars(length(min = 1, max = 256))]
+    pub username: String,
+
+    /// Absolute directory on the server that receives the files, e.g. `/exports`. Files moved into its
+    /// sub-directories count as picked up and are not copied again.
+    #[serde(default = "default_directory")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(
+        validation = Rule::new("self.startsWith('/')")
+            .message("directory must be an absolute path such as /exports"),
+        validation = Rule::new("!self.matches('(^|/)[.][.]?(/|$)')")
+            .message("directory must not contain '.' or '..' segments: use a plain absolute path such as /exports")
+    )]
+    pub directory: String,
+
+    /// Secret in this namespace holding the credentials: `privateKey` (and optional `passphrase`) or
+    /// `password`, and `knownHosts` (required: the server's host key in OpenSSH known_hosts form; there
+    /// is no trust on first use).
+    pub secret_ref: SecretReference,
+}
+
+/// A reference to a Secret in the object's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// CSV dialect. The defaults follow RFC 4180.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CsvOptions {
+    /// Line terminator: `CRLF` (RFC 4180, the default) or `LF`.
+    #[serde(default)]
+    pub line_terminator: LineTerminator,
+    /// Start the file with a UTF-8 byte order mark, for spreadsheet programs that need one.
+    #[serde(default)]
+    pub byte_order_mark: bool,
+    /// Prefix free-text cells that start with `=`, `+`, `-`, `@`, tab or carriage return with `'`,
+    /// so spreadsheet programs do not run them as formulas (OWASP CSV injection). Numeric and date
+    /// columns are never altered.
+    #[serde(default)]
+    pub escape_formulas: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            line_terminator: LineTerminator::Crlf,
+            byte_order_mark: false,
+            escape_formulas: false,
+        }
+    }
+}
+
+/// Line terminator of CSV records: `CRLF` (RFC 4180) or `LF`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum LineTerminator {
+    #[default]
+    #[serde(rename = "CRLF")]
+    Crlf,
+    #[serde(rename = "LF")]
+    Lf,
+}
+
+fn default_recheck_interval() -> String {
+    "10m".to_string()
+}
+
+fn default_retention_days() -> u32 {
+    90
+}
+
+fn default_port() -> u16 {
+    22
+}
+
+fn default_directory() -> String {
+    "/exports".to_string()
+}
+
+/// Admission rule for `timeZone`: membership in the IANA names this binary's zone database knows,
+/// so the API server refuses a zone the operator could not schedule.
+fn time_zone_rule() -> Rule {
+    let names: Vec<String> = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| format!("'{}'", tz.name()))
+        .collect();
+    Rule::new(format!("self in [{}]", names.join(", "))).message(Message::Expression(
+        "'timeZone \"' + self + '\" is not an IANA time zone name: use one such as America/New_York or UTC (names are case-sensitive)'".into(),
+    ))
+}

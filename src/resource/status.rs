@@ -1,0 +1,176 @@
+//! The observed state, written by the controller, the export Jobs and the delivery checker.
+
+use chrono::{DateTime, Utc};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{CheckResult, RunPhase};
+
+/// Observed state, written by the operator and by the export Jobs. Never holds a secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledExportStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The time zone in effect: `spec.timeZone`, or the operator's default when that is omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// The next scheduled run, UTC (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time: Option<DateTime<Utc>>,
+    /// The next scheduled run in the effective time zone, RFC 3339 with its offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_local: Option<String>,
+    /// The schedule in effect and since when: runs are due only for slots after `since`, so an edit of
+    /// `time` or `timeZone`, or a resume, starts nothing by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ActiveSchedule>,
+    /// The slot of the last scheduled Job the operator created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<DateTime<Utc>>,
+    /// The last `exports.crm.dev/run-now` token honoured; a token runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_now_token: Option<String>,
+    /// Opaque upper bound of the last delivered window. The next file holds every row written after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// The most recent run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
+    /// The most recently delivered file and its checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryStatus>,
+    /// Pruning of files older than `retentionDays`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionStatus>,
+    /// `Ready` (the schedule is valid and running), `Exported` (the last run exported its rows) and
+    /// `Delivered` (the last file is on the server).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The schedule the operator is following.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveSchedule {
+    /// `spec.time` as observed.
+    pub time: String,
+    /// The effective time zone as observed.
+    pub time_zone: String,
+    /// Whether the schedule is suspended.
+    pub suspended: bool,
+    /// When this schedule took effect (creation, an edit of time or zone, suspend or resume).
+    pub since: DateTime<Utc>,
+}
+
+/// One run of the export.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    /// The scheduled instant (UTC) this run is for; for run-now, the trigger instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<DateTime<Utc>>,
+    /// Name of the Job that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// `Pending`, `Running`, `Succeeded` or `Failed`.
+    // A plain string in the schema, so a value from another version is stored, not refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub phase: Option<RunPhase>,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<DateTime<Utc>>,
+    /// Name of the delivered file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Data rows in the file (the header not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Size of the file in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// SHA-256 of the file, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why the run failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The most recently delivered file.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStatus {
+    /// File name on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// When the file was first delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Where it was delivered, `sftp://user@host:port/directory`. Rechecks look only there, and
+    /// stop when `spec.destination.sftp` names another place (the next run delivers there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// When the operator last looked for the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<DateTime<Utc>>,
+    /// `present` (in the export directory), `moved` (found by name in a sub-directory: picked up,
+    /// so checks stop), `recopied` (it was gone and was copied again from the artifact store),
+    /// `unreachable` (the server could not be asked; checked again next interval) or `missing`
+    /// (gone, and copying it again failed; see the Delivered condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_check_result: Option<CheckResult>,
+    /// Where the last check found the file, relative to the export directory, e.g. `archive/x.csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_at: Option<String>,
+    /// How many times the file was copied again after it went missing.
+    #[serde(default)]
+    pub recopies: u32,
+}
+
+/// Pruning of old files.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionStatus {
+    /// When files were last pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_prune_time: Option<DateTime<Utc>>,
+    /// Files deleted by the last prune.
+    #[serde(default)]
+    pub files_deleted: u32,
+    /// When pruning was last tried, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<DateTime<Utc>>,
+    /// What the last attempt did, or why it deleted nothing (e.g. the server could not be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A status condition, as in `metav1.Condition`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Exported` or `Delivered`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// One CamelCase word for machines.
+    pub reason: String,
+    /// A sentence for people.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: DateTime<Utc>,
+    /// The `metadata.generation` the condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

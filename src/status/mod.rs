@@ -1,0 +1,292 @@
+//! Pure status computation: conditions that keep their transition time while unchanged, and the
+//! status an export run writes for its outcome. No I/O here, so every rule is unit-tested.
+
+pub mod patch;
+
+use chrono::{DateTime, Utc};
+
+use crate::resource::{
+    CheckResult, Condition, ConditionReason, ConditionType, DeliveryStatus, LastRun, RunPhase,
+    ScheduledExportStatus,
+};
+
+/// The desired state of one condition; `set_condition` adds the bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionUpdate {
+    pub type_: ConditionType,
+    pub status: bool,
+    pub reason: ConditionReason,
+    pub message: String,
+}
+
+/// The condition of `type_`, if the status has one.
+pub fn condition(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
+/// Sets a condition, keeping `lastTransitionTime` when the status did not change, so a status
+/// rewritten with the same truth does not look like a new event.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    update: ConditionUpdate,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let status = if update.status { "True" } else { "False" }.to_string();
+    let transition = conditions
+        .iter()
+        .find(|existing| existing.type_ == update.type_.as_str())
+        .filter(|existing| existing.status == status)
+        .map_or(now, |existing| existing.last_transition_time);
+    let condition = Condition {
+        type_: update.type_.to_string(),
+        status,
+        reason: update.reason.to_string(),
+        message: update.message,
+        last_transition_time: transition,
+        observed_generation: generation,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// What a successful export produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredRun {
+    pub slot: DateTime<Utc>,
+    pub job_name: Option<String>,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub file_name: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub watermark: String,
+    /// `sftp://user@host:port/directory` of the delivery (`delivery::destination_url`).
+    pub destination: String,
+}
+
+/// Status after a run started: `lastRun` says Running; nothing else moves.
+pub fn run_started(
+    current: &ScheduledExportStatus,
+    slot: DateTime<Utc>,
+    job_name: Option<String>,
+    now: DateTime<Utc>,
+) -> ScheduledExportStatus {
+    ScheduledExportStatus {
+        last_run: Some(LastRun {
+            slot: Some(slot),
+            job_name,
+            phase: Some(RunPhase::Running),
+            start_time: Some(now),
+            ..LastRun::default()
+        }),
+        ..current.clone()
+    }
+}
+
+/// Status after a delivered run: the watermark advances to the new window's end, and the
+/// file becomes the one the operator rechecks.
+pub fn run_delivered(
+    current: &ScheduledExportStatus,
+    run: &DeliveredRun,
+    generation: Option<i64>,
+) -> ScheduledExportStatus {
+    let mut status = current.clone();
+    status.watermark = Some(run.watermark.clone());
+    status.last_run = Some(LastRun {
+        slot: Some(run.slot),
+        job_name: run.job_name.clone(),
+        phase: Some(RunPhase::Succeeded),
+        start_time: Some(run.started),
+        finish_time: Some(run.finished),
+        file_name: Some(run.file_name.clone()),
+        rows: Some(run.rows),
+        bytes: Some(run.bytes),
+        sha256: Some(run.sha256.clone()),
+        error: None,
+    });
+    status.delivery = Some(DeliveryStatus {
+        file: Some(run.file_name.clone()),
+        delivered_at: Some(run.finished),
+        destination: Some(run.destination.clone()),
+        last_check_time: Some(run.finished),
+        last_check_result: Some(CheckResult::Present),
+        found_at: Some(run.file_name.clone()),
+        recopies: 0,
+    });
+    let rows = match run.rows {
+        1 => "1 row".to_string(),
+        n => format!("{n} rows"),
+    };
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: ConditionType::Exported,
+            status: true,
+            reason: ConditionReason::Exported,
+            message: format!("{rows} exported to {}", run.file_name),
+        },
+        generation,
+        run.finished,
+    );
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: ConditionType::Delivered,
+            status: true,
+            reason: ConditionReason::Delivered,
+            message: format!("{} delivered ({} bytes)", run.file_name, run.bytes),
+        },
+        generation,
+        run.finished,
+    );
+    status
+}
+
+/// Status after a failed run: the watermark and the last delivered file stay as they were, so the
+/// next run covers the missed rows too. `reason` is CamelCase; `message` must hold no secret.
+pub fn run_failed(
+    current: &ScheduledExportStatus,
+    reason: ConditionReason,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> ScheduledExportStatus {
+    let mut status = current.clone();
+    let previous = current.last_run.clone().unwrap_or_default();
+    status.last_run = Some(LastRun {
+        phase: Some(RunPhase::Failed),
+        finish_time: Some(now),
+        file_name: None,
+        rows: None,
+        bytes: None,
+        sha256: None,
+        error: Some(message.to_string()),
+        ..previous
+    });
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate {
+            type_: ConditionType::Exported,
+            status: false,
+            reason,
+            message: message.to_string(),
+        },
+        generation,
+        now,
+    );
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 30, hour, 0, 0).unwrap()
+    }
+
+    fn delivered(watermark: &str, finished: DateTime<Utc>) -> DeliveredRun {
+        DeliveredRun {
+            slot: at(7),
+            job_name: Some("job".into()),
+            started: at(7),
+            finished,
+            file_name: "interactions-20261130T070000Z.csv".into(),
+            rows: 1,
+            bytes: 10,
+            sha256: "ab".into(),
+            watermark: watermark.into(),
+            destination: "sftp://u@h:22/exports".into(),
+        }
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_the_status_is_unchanged() {
+        let mut conditions = Vec::new();
+        let update = |message: &str| ConditionUpdate {
+            type_: ConditionType::Ready,
+            status: true,
+            reason: ConditionReason::Scheduled,
+            message: message.into(),
+        };
+        set_condition(&mut conditions, update("a"), Some(1), at(1));
+        set_condition(&mut conditions, update("b"), Some(2), at(2));
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].last_transition_time, at(1));
+        assert_eq!(conditions[0].message, "b");
+        assert_eq!(conditions[0].observed_generation, Some(2));
+
+        let failed = ConditionUpdate {
+            status: false,
+            ..update("c")
+        };
+        set_condition(&mut conditions, failed, Some(2), at(3));
+        assert_eq!(conditions[0].last_transition_time, at(3));
+        assert_eq!(conditions[0].status, "False");
+    }
+
+    #[test]
+    fn delivery_advances_the_watermark_and_failure_keeps_it() {
+        let first = run_delivered(
+            &ScheduledExportStatus::default(),
+            &delivered("10:20:", at(8)),
+            Some(1),
+        );
+        assert_eq!(first.watermark.as_deref(), Some("10:20:"));
+        assert_eq!(
+            first.last_run.as_ref().and_then(|r| r.phase),
+            Some(RunPhase::Succeeded)
+        );
+        assert_eq!(
+            first.delivery.as_ref().and_then(|d| d.file.as_deref()),
+            Some("interactions-20261130T070000Z.csv")
+        );
+
+        let started = run_started(&first, at(9), Some("job2".into()), at(9));
+        assert_eq!(started.watermark, first.watermark);
+        assert_eq!(started.delivery, first.delivery);
+        let failed = run_failed(
+            &started,
+            ConditionReason::DatabaseFailed,
+            "connection refused",
+            Some(1),
+            at(10),
+        );
+        assert_eq!(
+            failed.watermark.as_deref(),
+            Some("10:20:"),
+            "a failed run never advances the watermark"
+        );
+        assert_eq!(
+            failed.delivery, first.delivery,
+            "the last delivered file stays the one to recheck"
+        );
+        let last = failed.last_run.expect("last run");
+        assert_eq!(last.phase, Some(RunPhase::Failed));
+        assert_eq!(last.slot, Some(at(9)));
+        assert_eq!(last.error.as_deref(), Some("connection refused"));
+        let exported = failed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Exported")
+            .expect("Exported");
+        assert_eq!(
+            (exported.status.as_str(), exported.reason.as_str()),
+            ("False", "DatabaseFailed")
+        );
+        let delivered = failed
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Delivered")
+            .expect("Delivered");
+        assert_eq!(
+            delivered.status, "True",
+            "the previous file is still delivered"
+        );
+    }
+}
