@@ -119,10 +119,12 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
         default_zone: args.default_time_zone,
         job: JobSettings {
             image: args.image,
+            image_pull_policy: args.job_image_pull_policy,
             service_account: args.job_service_account,
             artifact_store_url: args.artifact_store,
             artifact_store_secret: args.artifact_store_secret,
             artifact_store_claim: args.artifact_store_claim,
+            resources: args.job_resources.unwrap_or_else(|| JobSettings::default().resources),
             ..JobSettings::default()
         },
         delivery: DeliverySettings {

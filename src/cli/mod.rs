@@ -54,6 +54,15 @@ pub struct ControllerArgs {
     /// Container image of the export Jobs (this binary).
     #[arg(long, env = "EXPORT_IMAGE")]
     pub image: String,
+    /// imagePullPolicy of the export containers: Always, IfNotPresent or Never (default: the
+    /// cluster's, IfNotPresent for a tagged image).
+    #[arg(long, env = "EXPORT_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub job_image_pull_policy: Option<String>,
+    /// Resources of the export containers, as JSON of a container's `resources`, e.g.
+    /// {"requests":{"cpu":"100m","memory":"64Mi"},"limits":{"memory":"256Mi"}}. Omitted: requests
+    /// of 100m CPU, 64Mi memory and 1Gi ephemeral storage, limits of 256Mi memory and 11Gi.
+    #[arg(long, env = "EXPORT_RESOURCES", value_parser = parse_resources)]
+    pub job_resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     /// ServiceAccount of the export Jobs: reads its object and Secrets, writes its status.
     #[arg(
         long,
@@ -180,6 +189,14 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| {
             format!("invalid duration \"{value}\": use a positive whole number, e.g. 30s or 2m")
         })
+}
+
+fn parse_resources(
+    value: &str,
+) -> Result<k8s_openapi::api::core::v1::ResourceRequirements, String> {
+    serde_json::from_str(value).map_err(|err| {
+        format!("not a container's resources as JSON ({err}); e.g. {{\"limits\":{{\"memory\":\"256Mi\"}}}}")
+    })
 }
 
 fn parse_zone(value: &str) -> Result<chrono_tz::Tz, String> {

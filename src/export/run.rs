@@ -8,7 +8,7 @@
 //! failed undoes the other half (so no file stays without the artifact a recopy needs); and the
 //! watermark moves only after both succeeded.
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,7 +16,6 @@ use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
@@ -24,6 +23,7 @@ use crate::adapters::kubernetes::secrets::{self, SecretError};
 use crate::adapters::kubernetes::status::{StatusWriter, update_status};
 use crate::adapters::postgres::{self, SourceError};
 use crate::adapters::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
+use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::csv::CsvFileWriter;
 use crate::export::file_name::export_file_name;
@@ -230,7 +230,7 @@ async fn deliver(
     drop(database);
     connection.abort();
     let window = window?;
-    let (sha256, bytes) = csv
+    let (_, ContentDigest { sha256, bytes }) = csv
         .finish()?
         .into_inner()
         .map_err(|err| err.into_error())?
@@ -300,9 +300,7 @@ async fn deliver(
         bytes,
         sha256,
         watermark: window.watermark,
-        destination: crate::operator::checker::decide::destination_url(
-            &object.spec.destination.sftp,
-        ),
+        destination: object.spec.destination.sftp.url(),
     })
 }
 
@@ -348,40 +346,4 @@ fn remove_delivered(
         session.remove(&found)?;
     }
     Ok(())
-}
-
-/// Counts and hashes the bytes on their way to the spool file, so the file is read only once.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Flushes to the file and returns the sha256 (hex) and size.
-    fn finish(mut self) -> std::io::Result<(String, u64)> {
-        self.inner.flush()?;
-        Ok((hex::encode(self.hasher.finalize()), self.bytes))
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }

@@ -191,6 +191,29 @@ pub struct SftpDestination {
     pub secret_ref: SecretReference,
 }
 
+impl SftpDestination {
+    /// Where files go, as recorded in `delivery.destination`: `sftp://user@host:port/directory`,
+    /// the host in lower case and the directory normalized, so two spellings of one place compare
+    /// equal.
+    pub fn url(&self) -> String {
+        format!(
+            "sftp://{}@{}:{}{}",
+            self.username,
+            self.host.to_ascii_lowercase(),
+            self.port,
+            normalize_directory(&self.directory)
+        )
+    }
+}
+
+/// A directory as every comparison sees it: without trailing slashes, the root as `/`.
+pub fn normalize_directory(directory: &str) -> &str {
+    match directory.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    }
+}
+
 /// A reference to a Secret in the object's own namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct SecretReference {

@@ -64,7 +64,7 @@ pub struct DeliveredRun {
     pub bytes: u64,
     pub sha256: String,
     pub watermark: String,
-    /// `sftp://user@host:port/directory` of the delivery (`delivery::destination_url`).
+    /// `sftp://user@host:port/directory` of the delivery (`SftpDestination::url`).
     pub destination: String,
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::export::file_name::parse_export_file_name;
 use crate::resource::{
     CheckResult, ConditionReason, ConditionType, FileType, RetentionStatus, RunPhase,
-    ScheduledExport, ScheduledExportSpec, ScheduledExportStatus, SftpDestination,
+    ScheduledExport, ScheduledExportSpec, ScheduledExportStatus, normalize_directory,
 };
 use crate::status::{self, ConditionUpdate};
 
@@ -108,20 +108,6 @@ fn parse_interval(text: &str) -> Option<Duration> {
     (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
 }
 
-/// The place a file is delivered to, as recorded in `delivery.destination`.
-pub fn destination_url(sftp: &SftpDestination) -> String {
-    let directory = match sftp.directory.trim_end_matches('/') {
-        "" => "/",
-        trimmed => trimmed,
-    };
-    format!(
-        "sftp://{}@{}:{}{directory}",
-        sftp.username,
-        sftp.host.to_ascii_lowercase(),
-        sftp.port
-    )
-}
-
 /// What is due for `object` at `now`, if anything.
 ///
 /// Rechecks run every `recheckInterval` after delivery until the next run starts (the newest run
@@ -147,7 +133,7 @@ pub fn due_work(now: DateTime<Utc>, object: &ScheduledExport) -> Option<DueWork>
     let same_place = delivery
         .destination
         .as_ref()
-        .is_none_or(|place| *place == destination_url(&object.spec.destination.sftp));
+        .is_none_or(|place| *place == object.spec.destination.sftp.url());
     let latest_run_delivered_it = ours
         && status.last_run.as_ref().is_some_and(|run| {
             run.phase == Some(RunPhase::Succeeded) && run.file_name.as_ref() == Some(file)
@@ -247,12 +233,12 @@ pub fn nested_directories<'a>(
     directory: &str,
     others: impl IntoIterator<Item = &'a str>,
 ) -> Vec<String> {
-    let base = directory.trim_end_matches('/');
+    let base = normalize_directory(directory);
     others
         .into_iter()
         .filter_map(|other| {
-            let other = other.trim_end_matches('/');
-            let rest = if base.is_empty() {
+            let other = normalize_directory(other);
+            let rest = if base == "/" {
                 other.strip_prefix('/')
             } else {
                 other.strip_prefix(base)?.strip_prefix('/')
@@ -548,7 +534,7 @@ mod tests {
             .delivery
             .as_mut()
             .unwrap()
-            .destination = Some(destination_url(&edited.spec.destination.sftp));
+            .destination = Some(edited.spec.destination.sftp.url());
         assert!(due_work(later, &edited).unwrap().recheck.is_some());
         edited.spec.destination.sftp.directory = "/exports/crm".into();
         assert_eq!(

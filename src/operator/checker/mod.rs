@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::adapters::sftp::SftpTarget;
 use crate::operator::context::Context;
-use crate::resource::ScheduledExport;
+use crate::resource::{ScheduledExport, normalize_directory};
 use decide::{CheckOutcome, DueWork, PruneOutcome};
 
 /// Objects that share a server login and directory share one connection per round.
@@ -132,7 +132,7 @@ impl<'a> Neighbours<'a> {
         let mut by_directory: BTreeMap<String, Vec<&'a ScheduledExport>> = BTreeMap::new();
         for object in objects {
             by_directory
-                .entry(normalized(&object.spec.destination.sftp.directory))
+                .entry(normalize_directory(&object.spec.destination.sftp.directory).to_string())
                 .or_default()
                 .push(object);
         }
@@ -142,12 +142,16 @@ impl<'a> Neighbours<'a> {
     /// Other objects' directories below this one's, whatever server they name: host aliases or
     /// another login to the same tree must not make their files look like ours.
     fn nested_below(&self, object: &ScheduledExport) -> Vec<String> {
-        let directory = normalized(&object.spec.destination.sftp.directory);
-        let prefix = format!("{directory}/");
+        let directory = normalize_directory(&object.spec.destination.sftp.directory);
+        let prefix = match directory {
+            "/" => "/".to_string(),
+            _ => format!("{directory}/"),
+        };
         let candidates = self
             .by_directory
             .range(prefix.clone()..)
             .take_while(|(other, _)| other.starts_with(&prefix))
+            .filter(|(other, _)| other.as_str() != directory)
             .map(|(other, _)| other.as_str());
         decide::nested_directories(&object.spec.destination.sftp.directory, candidates)
     }
@@ -157,7 +161,7 @@ impl<'a> Neighbours<'a> {
     fn sharing_files_with(&self, object: &ScheduledExport) -> Option<String> {
         let sftp = &object.spec.destination.sftp;
         self.by_directory
-            .get(&normalized(&sftp.directory))?
+            .get(normalize_directory(&sftp.directory))?
             .iter()
             .find(|other| {
                 let theirs = &other.spec.destination.sftp;
@@ -175,10 +179,6 @@ impl<'a> Neighbours<'a> {
                 )
             })
     }
-}
-
-fn normalized(directory: &str) -> String {
-    directory.trim_end_matches('/').to_string()
 }
 
 /// Releases a destination when its round ends, however it ends.
