@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod cli;
 pub mod clock;
+pub mod digest;
 pub mod export;
 pub mod operator;
 pub mod redact;

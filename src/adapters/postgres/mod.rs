@@ -11,7 +11,7 @@
 //! new txid and comes out again, in its latest version.
 //!
 //! Rows stream through `COPY (SELECT ...) TO STDOUT (FORMAT binary)` with every column already
-//! rendered as text by [`crate::export::columns`]: binary framing needs no unescaping, so the client only
+//! rendered as text by the query's select list: binary framing needs no unescaping, so the client only
 //! copies bytes into the CSV writer, in constant memory.
 
 mod connect;
