@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, LogParams, PostParams};
 use serde_json::{Value, json};
 
 /// The first Pod after `up` may wait for the node's first sandbox; later ones take ~3 s.
@@ -17,20 +17,8 @@ const POD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A fresh namespace that enforces the restricted Pod Security Standard, with its `default`
 /// ServiceAccount present (Pods are refused until the controller has created it).
-async fn restricted_namespace(client: &kube::Client, prefix: &str) -> String {
-    let name = test_namespace(client, prefix).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-            }}})),
-        )
-        .await
-        .expect("label the namespace restricted");
+async fn namespace_with_default_account(client: &kube::Client, prefix: &str) -> String {
+    let name = restricted_namespace(client, prefix).await;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
     eventually(
         Duration::from_secs(30),
@@ -102,7 +90,7 @@ async fn pod_log(pods: &Api<Pod>, name: &str) -> String {
 #[tokio::test]
 async fn restricted_pod_runs_the_image_to_completion() {
     let client = client().await;
-    let namespace = restricted_namespace(&client, "sx-node-run").await;
+    let namespace = namespace_with_default_account(&client, "sx-node-run").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
 
     let pod = restricted_pod(
@@ -157,7 +145,7 @@ async fn restricted_pod_runs_the_image_to_completion() {
 #[tokio::test]
 async fn pod_the_restricted_level_refuses_is_never_created() {
     let client = client().await;
-    let namespace = restricted_namespace(&client, "sx-node-refuse").await;
+    let namespace = namespace_with_default_account(&client, "sx-node-refuse").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
 
     // The same Pod without its security contexts: root allowed, privilege escalation allowed,
@@ -190,7 +178,7 @@ async fn pod_the_restricted_level_refuses_is_never_created() {
 async fn pod_reaches_the_api_server_through_the_kubernetes_service() {
     let client = client().await;
     install_crd(&client).await;
-    let namespace = restricted_namespace(&client, "sx-node-api").await;
+    let namespace = namespace_with_default_account(&client, "sx-node-api").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
 
     // The Pod's ServiceAccount may read ScheduledExports, so the answer for a missing one is a
