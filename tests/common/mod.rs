@@ -432,7 +432,11 @@ pub async fn job_pod_logs(client: &Client, namespace: &str, job: &str) -> String
         return "(cannot list the Job's Pods)".to_string();
     };
     if list.items.is_empty() {
-        return "(the Job has no Pods)".to_string();
+        // A Pod the namespace's Pod Security level refuses shows up as the Job's FailedCreate.
+        return format!(
+            "(the Job has no Pods) Events: {}",
+            event_messages(client, namespace, job).await
+        );
     }
     let mut text = String::new();
     for pod in list.items {
@@ -453,6 +457,29 @@ pub async fn job_pod_logs(client: &Client, namespace: &str, job: &str) -> String
         text.push_str(&format!("--- Pod {name} ({phase}) {states}\n{log}\n"));
     }
     text
+}
+
+/// `reason: message` of the Events about the object named `name`, for a failing test's message.
+pub async fn event_messages(client: &Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::ListParams;
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("involvedObject.name={name}");
+    match events.list(&ListParams::default().fields(&selector)).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(err) => format!("(cannot list Events: {err})"),
+    }
 }
 
 /// The export Job identity: read its object and Secrets, write its status.
