@@ -5,6 +5,8 @@
 //! happen), [`status`] (conditions). Then the [`adapters`] to the outside world (PostgreSQL, SFTP,
 //! the artifact store, Kubernetes), the [`export`] pipeline that one Job runs, the [`operator`]
 //! (reconcile loop, Job builder, delivery checker), and the [`cli`] that dispatches to them.
+//! Two small leaves serve several layers: [`digest`] (sha256 while copying) and [`redact`] (URLs
+//! safe to show). The demo data generator, `sample_data`, is a default cargo feature.
 
 pub mod adapters;
 pub mod cli;

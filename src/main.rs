@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Command::Export(args) => block_on(commands::export(args)),
         #[cfg(feature = "sample-data")]
         Command::SampleData(args) => block_on(commands::sample_data(args)),
-        Command::Controller(args) => block_on(commands::controller(args)),
+        Command::Controller(args) => block_on(commands::controller(*args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

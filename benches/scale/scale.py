@@ -53,7 +53,7 @@ ANNOTATION_CRON = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 
 
 # ---------------------------------------------------------------------------------------------
-# Schedule semantics (DESIGN section 3): the first instant of each local day at which the wall
+# Schedule semantics (docs/design.md, "When runs happen"): the first instant of each local day at which the wall
 # time occurs; a time in a gap is read with the offset before the gap (zoneinfo, fold=0).
 # ---------------------------------------------------------------------------------------------
 

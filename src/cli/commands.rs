@@ -124,7 +124,9 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
             artifact_store_url: args.artifact_store,
             artifact_store_secret: args.artifact_store_secret,
             artifact_store_claim: args.artifact_store_claim,
-            resources: args.job_resources.unwrap_or_else(|| JobSettings::default().resources),
+            resources: args
+                .job_resources
+                .unwrap_or_else(|| JobSettings::default().resources),
             ..JobSettings::default()
         },
         delivery: DeliverySettings {

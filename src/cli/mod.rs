@@ -31,7 +31,8 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator: watch ScheduledExports and create export Jobs at their due instants.
-    Controller(ControllerArgs),
+    // Boxed: its many flags make it far larger than the other variants.
+    Controller(Box<ControllerArgs>),
     /// Run one export of a ScheduledExport (what an export Job executes).
     Export(ExportArgs),
     /// Print the CustomResourceDefinition YAML (the file committed under crds/).

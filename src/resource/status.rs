@@ -10,6 +10,9 @@ use super::{CheckResult, RunPhase};
 /// Observed state, written by the operator and by the export Jobs. Never holds a secret.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+// Fields of another version are stored, not pruned: during an upgrade or a rollback, a writer of one
+// version must not make the API server drop what a writer of the other version recorded.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct ScheduledExportStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +72,9 @@ pub struct ActiveSchedule {
 /// One run of the export.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// Fields of another version are stored, not pruned: during an upgrade or a rollback, a writer of one
+// version must not make the API server drop what a writer of the other version recorded.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct LastRun {
     /// The scheduled instant (UTC) this run is for; for run-now, the trigger instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,6 +113,9 @@ pub struct LastRun {
 /// The most recently delivered file.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// Fields of another version are stored, not pruned: during an upgrade or a rollback, a writer of one
+// version must not make the API server drop what a writer of the other version recorded.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct DeliveryStatus {
     /// File name on the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +148,9 @@ pub struct DeliveryStatus {
 /// Pruning of old files.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// Fields of another version are stored, not pruned: during an upgrade or a rollback, a writer of one
+// version must not make the API server drop what a writer of the other version recorded.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct RetentionStatus {
     /// When files were last pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
