@@ -248,6 +248,32 @@ async fn plain_sql_writes_between_runs_come_out_once_in_their_latest_version() {
 }
 
 #[tokio::test]
+async fn writes_that_skip_ordinary_triggers_still_reach_the_next_file() {
+    // Logical replication subscribers and `pg_restore --disable-triggers` write with
+    // session_replication_role = replica, which silences ordinary triggers.
+    let db = TestDb::create().await;
+    let mut client = db.client().await;
+    let a = insert_interaction(&client, "a").await;
+    let (_, first) = export(&mut client, FileType::Interactions, None).await;
+    client
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             UPDATE interactions SET summary = 'fixed in bulk' WHERE interaction_id = {a}; \
+             SET session_replication_role = DEFAULT"
+        ))
+        .await
+        .expect("a write as a replica would make it");
+    let (records, _) = export(&mut client, FileType::Interactions, Some(&first.watermark)).await;
+    assert_eq!(
+        ids(&records),
+        [a],
+        "the replica-role write is in the next file"
+    );
+    assert_eq!(&records[0][7], "fixed in bulk");
+    db.drop().await;
+}
+
+#[tokio::test]
 async fn a_transaction_open_across_an_export_is_in_the_next_file() {
     let db = TestDb::create().await;
     let mut client = db.client().await;

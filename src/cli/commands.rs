@@ -1,6 +1,8 @@
 //! Subcommand entry points: argument structs in, `CommandError` (and so the exit status) out.
 
-use crate::cli::{ControllerArgs, ExportArgs, NextArgs, SampleDataArgs};
+#[cfg(feature = "sample-data")]
+use crate::cli::SampleDataArgs;
+use crate::cli::{ControllerArgs, ExportArgs, NextArgs};
 use crate::export::{ExportOutcome, ExportRequest};
 use crate::resource;
 use crate::schedule;

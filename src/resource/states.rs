@@ -84,7 +84,7 @@ state_names!(CheckResult {
 });
 
 /// The condition types of a ScheduledExport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConditionType {
     /// The schedule is valid and running (or deliberately suspended).
     Ready,
@@ -103,7 +103,7 @@ state_names!(ConditionType {
 /// The `reason` of a condition. On the wire a reason stays a plain string (the Kubernetes
 /// condition convention), so a reason added by a newer version is kept as it is; the code only
 /// ever writes these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConditionReason {
     // Ready
     Scheduled,
@@ -202,7 +202,7 @@ state_names!(ConditionReason {
 });
 
 /// The `reason` of an Event the operator publishes about a ScheduledExport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventReason {
     /// A Secret the object references does not exist.
     InvalidReference,
@@ -280,6 +280,25 @@ mod tests {
             serde_json::from_str::<CheckResult>("\"quarantined\"").expect("parse"),
             CheckResult::Unknown
         );
+    }
+
+    #[test]
+    fn reasons_serialize_as_their_names() {
+        let name = |value: serde_json::Value| value.as_str().map(str::to_string);
+        for reason in [
+            ConditionReason::HostKeyMismatch,
+            ConditionReason::ConnectionRefused,
+            ConditionReason::WaitingForRun,
+        ] {
+            let json = serde_json::to_value(reason).expect("serialize");
+            assert_eq!(name(json), Some(reason.as_str().to_string()));
+        }
+        for reason in [EventReason::MissedSlots, EventReason::PruneRefused] {
+            let json = serde_json::to_value(reason).expect("serialize");
+            assert_eq!(name(json), Some(reason.as_str().to_string()));
+        }
+        let delivered = serde_json::to_value(ConditionType::Delivered).expect("serialize");
+        assert_eq!(name(delivered).as_deref(), Some("Delivered"));
     }
 
     #[test]

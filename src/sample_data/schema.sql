@@ -73,3 +73,9 @@ CREATE OR REPLACE TRIGGER interactions_track_write
 CREATE OR REPLACE TRIGGER proposals_track_write
     BEFORE INSERT OR UPDATE ON proposals
     FOR EACH ROW EXECUTE FUNCTION scheduled_exports_track_write();
+
+-- ALWAYS: the tracking fires for writes with session_replication_role = replica too (logical
+-- replication subscribers, pg_restore --disable-triggers, bulk fixes that turn triggers off),
+-- which would otherwise keep a row's old txid and leave the change out of every later file.
+ALTER TABLE interactions ENABLE ALWAYS TRIGGER interactions_track_write;
+ALTER TABLE proposals ENABLE ALWAYS TRIGGER proposals_track_write;

@@ -27,10 +27,7 @@ use decide::{CheckOutcome, DueWork, PruneOutcome};
 struct Destination {
     namespace: String,
     secret: String,
-    host: String,
-    port: u16,
-    username: String,
-    directory: String,
+    target: SftpTarget,
 }
 
 impl Destination {
@@ -39,19 +36,7 @@ impl Destination {
         Self {
             namespace: object.namespace().unwrap_or_default(),
             secret: sftp.secret_ref.name.clone(),
-            host: sftp.host.clone(),
-            port: sftp.port,
-            username: sftp.username.clone(),
-            directory: sftp.directory.clone(),
-        }
-    }
-
-    fn target(&self) -> SftpTarget {
-        SftpTarget {
-            host: self.host.clone(),
-            port: self.port,
-            username: self.username.clone(),
-            directory: self.directory.clone(),
+            target: SftpTarget::of(sftp),
         }
     }
 }
@@ -265,8 +250,8 @@ fn start_due_rounds(
         });
     }
     for (destination, items) in due {
-        tracing::debug!(host = %destination.host, port = destination.port,
-            directory = %destination.directory, objects = items.len(), "delivery checks due");
+        tracing::debug!(host = %destination.target.host, port = destination.target.port,
+            directory = %destination.target.directory, objects = items.len(), "delivery checks due");
         let newly_started = state
             .in_flight
             .lock()
@@ -285,9 +270,9 @@ fn start_due_rounds(
         let span = tracing::info_span!(
             "check_round",
             namespace = %destination.namespace,
-            host = %destination.host,
-            port = destination.port,
-            directory = %destination.directory,
+            host = %destination.target.host,
+            port = destination.target.port,
+            directory = %destination.target.directory,
             objects = items.len(),
         );
         rounds.spawn(

@@ -49,13 +49,13 @@ pub(super) async fn run_round(
     items: Vec<Item>,
     now: DateTime<Utc>,
 ) {
-    tracing::debug!(host = %destination.host, port = destination.port, "check round started");
+    tracing::debug!(host = %destination.target.host, port = destination.target.port, "check round started");
     let results = match credentials(ctx, &destination).await {
         Ok(credentials) => {
             let settings = ctx.config.delivery.clone();
             let store_url = ctx.config.job.artifact_store_url.clone();
             let work = items.clone();
-            let target = destination.target();
+            let target = destination.target.clone();
             let handle = tokio::runtime::Handle::current();
             let connections = ctx.metrics.sftp_connections.clone();
             tokio::task::spawn_blocking(move || {

@@ -1,0 +1,383 @@
+//! Opening a session: TCP connect with timeouts, SSH handshake with the preferred ciphers and host key types, host
+//! key verification, authentication, the SFTP subsystem and the check that the target directory exists. Also the
+//! mapping of a failed SFTP request to an [`SftpError`], shared by every operation on the session.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use ssh2::{MethodType, Session, Sftp};
+
+use super::credentials::{SftpAuth, SftpCredentials};
+use super::error::{
+    SftpError, describe, is_disconnect, is_not_found, is_timeout, session_code, ssh2_sys_err,
+};
+use super::known_hosts::{KnownHostsFile, prefer_host_key_types, verify_host_key};
+use super::target::{SftpTarget, validate_target};
+
+/// An authenticated SFTP session rooted at the target directory.
+pub struct SftpSession {
+    // `sftp` must drop before `session`; fields drop in declaration order.
+    pub(super) sftp: Sftp,
+    session: Session,
+    pub(super) address: String,
+    pub(super) directory: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for SftpSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SftpSession")
+            .field("address", &self.address)
+            .field("directory", &self.directory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SftpSession {
+    fn drop(&mut self) {
+        // Courtesy to the server's logs; bounded by the session timeout.
+        let _ = self.session.disconnect(None, "done", None);
+    }
+}
+
+impl SftpSession {
+    /// Connects, verifies the host key against `knownHosts`, authenticates, opens SFTP and checks that the target
+    /// directory exists. `timeout` bounds each network step separately (TCP connect per address, handshake,
+    /// authentication and every later SFTP request).
+    pub fn connect(
+        target: &SftpTarget,
+        credentials: &SftpCredentials,
+        timeout: Duration,
+    ) -> Result<Self, SftpError> {
+        validate_target(target)?;
+        let address = target.address();
+        let timeout = timeout.max(Duration::from_millis(1));
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+
+        let mut session = Session::new().map_err(|err| SftpError::Session {
+            detail: err.message().to_string(),
+        })?;
+        session.set_timeout(timeout_ms);
+        // Parse knownHosts before touching the network: a Secret without any usable entry is a configuration error
+        // that no connection attempt can fix.
+        let known = KnownHostsFile::parse(&session, &credentials.known_hosts)?;
+        let host_key_types = known.key_types_for(&target.host, target.port);
+        if !host_key_types.is_empty() {
+            // Ask for a host key of a type knownHosts has for this host: a server usually holds several (ed25519,
+            // ecdsa, rsa), and libssh2 would otherwise pick its own favourite and then "mismatch".
+            prefer_host_key_types(&session, &host_key_types);
+        }
+
+        prefer_fast_ciphers(&session);
+
+        let stream = connect_tcp(target, &address, timeout)?;
+        session.set_tcp_stream(stream);
+        session.handshake().map_err(|err| {
+            if is_timeout(&err) {
+                SftpError::Timeout {
+                    address: address.clone(),
+                    step: "SSH handshake".to_string(),
+                    timeout,
+                }
+            } else if !host_key_types.is_empty()
+                && session_code(&err) == Some(ssh2_sys_err::KEX_FAILURE)
+            {
+                // We offered only the host key types knownHosts lists for this host; the server has none of them.
+                SftpError::HostKeyMismatch {
+                    address: address.clone(),
+                    key_type: format!("no key of type {}", host_key_types.join(" or ")),
+                    fingerprint: "(none)".to_string(),
+                }
+            } else {
+                SftpError::Handshake {
+                    address: address.clone(),
+                    detail: err.message().to_string(),
+                }
+            }
+        })?;
+
+        verify_host_key(&session, &known, target, &address)?;
+        authenticate(&session, target, credentials, &address, timeout)?;
+
+        let sftp = session.sftp().map_err(|err| {
+            if is_timeout(&err) {
+                SftpError::Timeout {
+                    address: address.clone(),
+                    step: "opening the SFTP subsystem".to_string(),
+                    timeout,
+                }
+            } else {
+                SftpError::SftpSubsystem {
+                    address: address.clone(),
+                    detail: err.message().to_string(),
+                }
+            }
+        })?;
+        let this = SftpSession {
+            sftp,
+            session,
+            address,
+            directory: target.directory().to_string(),
+            timeout,
+        };
+        this.check_directory()?;
+        Ok(this)
+    }
+
+    /// The target directory, as used in remote paths.
+    pub fn directory(&self) -> &str {
+        &self.directory
+    }
+
+    fn check_directory(&self) -> Result<(), SftpError> {
+        match self.sftp.stat(Path::new(&self.directory)) {
+            Ok(stat) if stat.is_dir() => Ok(()),
+            Ok(_) => Err(SftpError::NotADirectory {
+                address: self.address.clone(),
+                directory: self.directory.clone(),
+            }),
+            Err(err) if is_not_found(&err) => Err(SftpError::DirectoryMissing {
+                address: self.address.clone(),
+                directory: self.directory.clone(),
+            }),
+            Err(err) => Err(self.remote_error("stat", &self.directory, err)),
+        }
+    }
+
+    pub(super) fn remote_error(
+        &self,
+        operation: &'static str,
+        path: &str,
+        err: ssh2::Error,
+    ) -> SftpError {
+        if is_timeout(&err) {
+            SftpError::Timeout {
+                address: self.address.clone(),
+                step: format!("{operation} {path:?}"),
+                timeout: self.timeout,
+            }
+        } else if is_disconnect(&err) {
+            SftpError::ConnectionLost {
+                address: self.address.clone(),
+                operation: format!("{operation} {path:?}"),
+                detail: err.message().to_string(),
+            }
+        } else {
+            SftpError::Remote {
+                address: self.address.clone(),
+                operation,
+                path: path.to_string(),
+                detail: describe(&err),
+            }
+        }
+    }
+
+    pub(super) fn io_error(
+        &self,
+        operation: &'static str,
+        path: &str,
+        err: io::Error,
+    ) -> SftpError {
+        if err.kind() == io::ErrorKind::TimedOut {
+            SftpError::Timeout {
+                address: self.address.clone(),
+                step: format!("{operation} {path:?}"),
+                timeout: self.timeout,
+            }
+        } else {
+            SftpError::Remote {
+                address: self.address.clone(),
+                operation,
+                path: path.to_string(),
+                detail: err.to_string(),
+            }
+        }
+    }
+}
+
+fn connect_tcp(
+    target: &SftpTarget,
+    address: &str,
+    timeout: Duration,
+) -> Result<TcpStream, SftpError> {
+    let addresses: Vec<_> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|source| SftpError::Resolve {
+            host: target.host.clone(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for socket_address in &addresses {
+        match TcpStream::connect_timeout(socket_address, timeout) {
+            Ok(stream) => {
+                // libssh2 waits with its own session timeout; the socket timeouts bound any raw read/write that
+                // would otherwise block forever on a half-open connection.
+                let configured = stream
+                    .set_read_timeout(Some(timeout))
+                    .and_then(|()| stream.set_write_timeout(Some(timeout)))
+                    .and_then(|()| stream.set_nodelay(true));
+                if let Err(source) = configured {
+                    return Err(SftpError::Connect {
+                        address: address.to_string(),
+                        source,
+                    });
+                }
+                return Ok(stream);
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(match last {
+        Some(err) if err.kind() == io::ErrorKind::TimedOut => SftpError::ConnectTimeout {
+            address: address.to_string(),
+            timeout,
+        },
+        Some(err) if err.kind() == io::ErrorKind::ConnectionRefused => SftpError::ConnectRefused {
+            address: address.to_string(),
+        },
+        Some(source) => SftpError::Connect {
+            address: address.to_string(),
+            source,
+        },
+        None => SftpError::Resolve {
+            host: target.host.clone(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no address found"),
+        },
+    })
+}
+
+/// Puts AES-GCM first. libssh2's default favourite, chacha20-poly1305, is its own portable C code, while AES-GCM runs
+/// in OpenSSL with AES-NI; on an upload this is the difference between CPU-bound and network-bound. Every algorithm
+/// libssh2 supports stays on the list, in its own order after these, so no server that worked before is refused.
+fn prefer_fast_ciphers(session: &Session) {
+    const FAST: [&str; 2] = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"];
+    for method in [MethodType::CryptCs, MethodType::CryptSc] {
+        let Ok(supported) = session.supported_algs(method) else {
+            continue;
+        };
+        let mut ordered: Vec<&str> = FAST
+            .iter()
+            .copied()
+            .filter(|fast| supported.contains(fast))
+            .collect();
+        ordered.extend(supported.iter().copied().filter(|alg| !FAST.contains(alg)));
+        if let Err(err) = session.method_pref(method, &ordered.join(",")) {
+            tracing::debug!(error = %err.message(), "could not set cipher preferences");
+        }
+    }
+}
+
+fn authenticate(
+    session: &Session,
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    address: &str,
+    timeout: Duration,
+) -> Result<(), SftpError> {
+    let username = target.username.as_str();
+    // Asking for the method list first both names what the server accepts in the error and lets a server that needs
+    // no authentication ("none") through.
+    let allowed = match session.auth_methods(username) {
+        Ok(methods) => methods.to_string(),
+        Err(err) if is_timeout(&err) => {
+            return Err(SftpError::Timeout {
+                address: address.to_string(),
+                step: "authentication".to_string(),
+                timeout,
+            });
+        }
+        Err(_) => String::new(),
+    };
+    if session.authenticated() {
+        return Ok(());
+    }
+    let result = match &credentials.auth {
+        SftpAuth::Password(password) => session.userauth_password(username, password),
+        SftpAuth::PrivateKey {
+            key_pem,
+            passphrase,
+        } => authenticate_with_key(session, username, key_pem, passphrase.as_deref()),
+    };
+    let method = credentials.auth.method();
+    match result {
+        Ok(()) if session.authenticated() => Ok(()),
+        Ok(()) => Err(SftpError::AuthenticationFailed {
+            address: address.to_string(),
+            username: username.to_string(),
+            method,
+            allowed: allowed_or_unknown(&allowed),
+            detail: "the server asks for further authentication steps, which are not supported"
+                .to_string(),
+        }),
+        Err(err) if is_timeout(&err) => Err(SftpError::Timeout {
+            address: address.to_string(),
+            step: "authentication".to_string(),
+            timeout,
+        }),
+        Err(err) if key_unreadable(&err) => Err(SftpError::PrivateKeyUnreadable {
+            // libssh2's messages here describe the format problem, never the key or passphrase.
+            detail: err.message().to_string(),
+        }),
+        Err(err) => Err(SftpError::AuthenticationFailed {
+            address: address.to_string(),
+            username: username.to_string(),
+            method,
+            allowed: allowed_or_unknown(&allowed),
+            detail: match session_code(&err) {
+                Some(ssh2_sys_err::AUTHENTICATION_FAILED | ssh2_sys_err::PUBLICKEY_UNVERIFIED) => {
+                    format!("the server rejected the {method} for this user")
+                }
+                _ => err.message().to_string(),
+            },
+        }),
+    }
+}
+
+fn allowed_or_unknown(allowed: &str) -> String {
+    if allowed.is_empty() {
+        "unknown".to_string()
+    } else {
+        allowed.to_string()
+    }
+}
+
+/// Whether libssh2 failed to *load* the key (format, passphrase) rather than the server refusing it.
+fn key_unreadable(err: &ssh2::Error) -> bool {
+    matches!(
+        session_code(err),
+        Some(ssh2_sys_err::FILE | ssh2_sys_err::KEYFILE_AUTH_FAILED)
+    )
+}
+
+/// In-memory key loading first; libssh2 built on OpenSSL reads some formats only from a file, so on a load failure
+/// the key is written to a private temporary file (0600, removed on return) and loaded from there.
+fn authenticate_with_key(
+    session: &Session,
+    username: &str,
+    key_pem: &str,
+    passphrase: Option<&str>,
+) -> Result<(), ssh2::Error> {
+    match session.userauth_pubkey_memory(username, None, key_pem, passphrase) {
+        Ok(()) => Ok(()),
+        Err(err) if key_unreadable(&err) => {
+            tracing::debug!(error = %err.message(), "in-memory private key load failed, retrying from a private file");
+            let mut file = match tempfile::Builder::new().prefix(".sftp-key-").tempfile() {
+                Ok(file) => file,
+                Err(_) => return Err(err),
+            };
+            if file
+                .write_all(key_pem.as_bytes())
+                .and_then(|()| file.flush())
+                .is_err()
+            {
+                return Err(err);
+            }
+            session.userauth_pubkey_file(username, None, file.path(), passphrase)
+        }
+        Err(err) => Err(err),
+    }
+}
