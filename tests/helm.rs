@@ -13,12 +13,14 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
-    ServiceAccount,
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -26,7 +28,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
-use scheduled_exports::adapters::artifacts::{ArtifactKey, ArtifactStore, S3Options};
+use scheduled_exports::adapters::artifacts::{ArtifactKey, ArtifactStore};
 use scheduled_exports::operator::job::{ANNOTATION_RUN_NOW_TOKEN, LABEL_OWNER_NAME};
 use scheduled_exports::resource::ScheduledExport;
 use serde_json::{Value, json};
@@ -945,24 +947,6 @@ fn helm_on_bed(args: &[&str]) -> String {
     helm_ok(&args)
 }
 
-/// A fresh namespace that enforces the restricted Pod Security Standard: a Pod of the release
-/// (operator or export Job) that the level refuses is never created, and the test times out.
-async fn restricted_release_namespace(client: &Client) -> String {
-    let name = test_namespace(client, "helm").await;
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-            }}})),
-        )
-        .await
-        .expect("label the namespace restricted");
-    name
-}
-
 /// Deletes what the test made outside the release (namespace, PersistentVolume, directories),
 /// also when an assertion failed half-way.
 struct Cleanup {
@@ -981,6 +965,13 @@ impl Drop for Cleanup {
             "--ignore-not-found",
             "--wait=false",
         ]);
+        let policy = admission_policy_name(&self.namespace);
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            let _ = kubectl(&["delete", kind, &policy, "--ignore-not-found"]);
+        }
         for directory in &self.directories {
             let _ = std::fs::remove_dir_all(directory);
         }
@@ -1123,6 +1114,110 @@ fn assert_probed_and_answering(pods: &[Pod]) {
             .expect("securityContext");
         assert_eq!(restricted.run_as_non_root, Some(true), "{name}");
         assert_eq!(restricted.read_only_root_filesystem, Some(true), "{name}");
+    }
+}
+
+const NO_NEW_OPERATOR_PODS: &str = "the test keeps the Deployment from replacing a Pod";
+
+/// While it exists, the API server refuses new operator Pods of the release in `namespace` (and
+/// nothing else): a ValidatingAdmissionPolicy with its binding.
+struct NoNewOperatorPods {
+    client: Client,
+    name: String,
+}
+
+async fn refuse_new_operator_pods(client: &Client, namespace: &str) -> NoNewOperatorPods {
+    let name = admission_policy_name(namespace);
+    let owner = json!({"scheduled-exports.test/owner": "integration-tests"});
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": owner},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods"],
+            }]},
+            "validations": [{"expression": "false", "message": NO_NEW_OPERATOR_PODS}],
+        }
+    }))
+    .expect("policy");
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": owner},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "objectSelector": {"matchLabels": {
+                    "app.kubernetes.io/instance": RELEASE,
+                    "app.kubernetes.io/component": "controller",
+                }},
+            },
+        }
+    }))
+    .expect("binding");
+    let post = PostParams::default();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .create(&post, &policy)
+        .await
+        .expect("create the ValidatingAdmissionPolicy");
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .create(&post, &binding)
+        .await
+        .expect("create the ValidatingAdmissionPolicyBinding");
+    // In force once the API server has loaded both: a server-side dry run of the Deployment's own
+    // Pod is refused with the policy's message.
+    let template = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get(FULLNAME)
+        .await
+        .expect("the Deployment")
+        .spec
+        .expect("spec")
+        .template;
+    let probe = Pod {
+        metadata: kube::api::ObjectMeta {
+            name: Some("admission-probe".into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        ..Default::default()
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(WAIT, "the policy to refuse operator Pods", || async {
+        match pods.create(&dry_run, &probe).await {
+            Err(kube::Error::Api(response)) if response.message.contains(NO_NEW_OPERATOR_PODS) => {
+                Some(())
+            }
+            _ => None,
+        }
+    })
+    .await;
+    NoNewOperatorPods {
+        client: client.clone(),
+        name,
+    }
+}
+
+fn admission_policy_name(namespace: &str) -> String {
+    format!("{namespace}-no-new-operator-pods")
+}
+
+impl NoNewOperatorPods {
+    async fn lift(self) {
+        let delete = DeleteParams::default();
+        Api::<ValidatingAdmissionPolicyBinding>::all(self.client.clone())
+            .delete(&self.name, &delete)
+            .await
+            .expect("delete the ValidatingAdmissionPolicyBinding");
+        Api::<ValidatingAdmissionPolicy>::all(self.client.clone())
+            .delete(&self.name, &delete)
+            .await
+            .expect("delete the ValidatingAdmissionPolicy");
     }
 }
 
@@ -1288,20 +1383,6 @@ async fn run_now_delivered(
         .len();
     assert_eq!(Some(rows as u64), last_run["rows"].as_u64(), "{file}");
     last_run
-}
-
-/// The names of the files in a directory of the SFTP server.
-fn files_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .expect("read the SFTP directory")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -1473,7 +1554,9 @@ async fn helm_release_runs_exports_on_the_real_node() {
     let started = std::time::Instant::now();
     let phase = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let client = client().await;
-    let namespace = restricted_release_namespace(&client).await;
+    // Restricted: a Pod of the release (operator or export Job) that the level refuses is never
+    // created, and the test times out waiting for it.
+    let namespace = restricted_namespace(&client, "helm").await;
     let (remote_dir, local_dir) = sftp_directory(&namespace);
     let volume_dir = repo_root()
         .join("target/helm-test-volumes")
@@ -1587,16 +1670,8 @@ async fn helm_release_runs_exports_on_the_real_node() {
         "run-now delivered {} with the s3:// store",
         first["fileName"]
     ));
-    let s3 = ArtifactStore::from_url_with(
-        &s3_store,
-        &S3Options {
-            endpoint: Some(env_var("S3_ENDPOINT")),
-            region: env_var("AWS_REGION"),
-            access_key_id: Some(env_var("AWS_ACCESS_KEY_ID")),
-            secret_access_key: Some(env_var("AWS_SECRET_ACCESS_KEY")),
-        },
-    )
-    .expect("the s3:// store");
+    let s3 =
+        ArtifactStore::from_url_with(&s3_store, &testbed_s3_options()).expect("the s3:// store");
     let first_file = first["fileName"].as_str().expect("file").to_string();
     assert!(
         s3.exists(&ArtifactKey::new(&namespace, SCHEDULE, &first_file))
@@ -1606,7 +1681,16 @@ async fn helm_release_runs_exports_on_the_real_node() {
     );
     assert_no_refusals(&namespace, &replicas);
 
-    // The leader's Pod goes; another replica takes the Lease and the next run happens once.
+    // The leader's Pod goes; the standby takes the Lease and the next run happens once. While it
+    // does, no replacement Pod may be created (it would start and race the standby for the Lease).
+    let standby = replicas
+        .iter()
+        .map(pod_name)
+        .find(|name| *name != leader)
+        .expect("two replicas");
+    let transitions = |lease: Lease| lease.spec.and_then(|spec| spec.lease_transitions);
+    let transitions_before = transitions(leases.get(LEASE).await.expect("the Lease"));
+    let no_replacement = refuse_new_operator_pods(&client, &namespace).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     pods.delete(&leader, &DeleteParams::default())
         .await
@@ -1619,20 +1703,23 @@ async fn helm_release_runs_exports_on_the_real_node() {
             .filter(|holder| *holder != leader)
     })
     .await;
-    let standby = replicas.iter().map(pod_name).find(|name| *name != leader);
+    assert_eq!(successor, standby, "the standby took over");
+    let transitions_after = transitions(leases.get(LEASE).await.expect("the Lease"));
+    assert!(
+        transitions_after > transitions_before,
+        "a takeover counts as a transition: {transitions_before:?} then {transitions_after:?}"
+    );
     phase(&format!(
-        "{leader} deleted; {successor} holds the Lease ({})",
-        if standby.as_deref() == Some(successor.as_str()) {
-            "the standby"
-        } else {
-            "the Deployment's replacement"
-        }
+        "{leader} deleted; the standby {successor} holds the Lease"
     ));
     let second = run_now_delivered(&client, &namespace, "helm-takeover", &local_dir).await;
     phase(&format!(
         "after the takeover, run-now delivered {}",
         second["fileName"]
     ));
+    let alone: Vec<String> = operator_pods(&pods).await.iter().map(pod_name).collect();
+    assert_eq!(alone, vec![standby.clone()], "the standby ran it alone");
+    no_replacement.lift().await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
     let all_jobs: Vec<String> = names_of(
         jobs.list(&ListParams::default())
@@ -1643,8 +1730,8 @@ async fn helm_release_runs_exports_on_the_real_node() {
     .collect();
     assert_eq!(all_jobs.len(), 2, "one Job per run: {all_jobs:?}");
     assert_eq!(
-        files_in(&local_dir),
-        BTreeSet::from([
+        common::fixture::files_in(&local_dir),
+        Vec::from([
             first_file.clone(),
             second["fileName"].as_str().expect("file").to_string()
         ]),
