@@ -8,15 +8,18 @@
 # then push it and give the operator its name: Helm value `image`, or `--image` / EXPORT_IMAGE for
 # a controller started by hand (the export Jobs run the same image). Other architectures build the
 # same way (`docker buildx build --platform linux/arm64 ...`). tests/dockerfile.rs checks that this
-# file matches the crate (binary name, paths, user, entrypoint, Rust version, build context).
+# file matches the crate (binary name, paths, user, entrypoint, Rust version, build context) and
+# that tests/testbed/image/build, which builds this image for the test bed, follows the same recipe.
 #
-# Runtime: gcr.io/distroless/cc-debian12:nonroot, which has glibc, libgcc, OpenSSL 3 (libssl3),
-# CA certificates (S3 over HTTPS), the tz database (/usr/share/zoneinfo; the binary also embeds
-# its zones through chrono-tz, so schedules never depend on it) and the user nonroot (65532). The
-# binary links libssl/libcrypto (ssh2 -> libssh2) and zlib dynamically; cc-debian12 lacks zlib, so
-# the build stage copies its libz.so.1 (same Debian release, so the same ABI). The build fails if
-# the binary ever needs another library the runtime image does not have. For production, pin both
-# base images by digest.
+# Runtime: no base image. The `rootfs` stage unpacks a few Debian bookworm packages (glibc, libgcc,
+# OpenSSL 3, zlib, CA certificates, netbase; see tests/testbed/image/packages) into /rootfs with
+# tests/testbed/image/assemble, the script the test bed builds its image with too, adds the users
+# root, nobody and nonroot (65532), and checks that there is no shell or package manager and that the
+# binary starts there as 65532 (every shared library it links resolves inside). The final stage is
+# that directory FROM scratch: what gcr.io/distroless/cc-debian12:nonroot offers this binary, from
+# the same Debian release as the builder (same ABI), and nothing else. Time zones come from the
+# binary itself (chrono-tz), so there is no tz database. For production, pin the base images by
+# digest.
 
 # --- build: the release binary -------------------------------------------------------------------
 FROM docker.io/library/rust:1.95-bookworm AS build
@@ -44,32 +47,24 @@ COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --bin scheduled-exports
 
-# The shared libraries the runtime image lacks, at the same path as here.
-RUN set -eu; \
-    binary=target/release/scheduled-exports; \
-    ldd "$binary"; \
-    unexpected="$(ldd "$binary" | awk '{ print $1 }' | grep -Ev \
-      '^(linux-vdso\.so\.1|linux-gate\.so\.1|/lib.*/ld-linux.*\.so\.[0-9]+|libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|libssl\.so\.3|libcrypto\.so\.3|libz\.so\.1)$' \
-      || true)"; \
-    if [ -n "$unexpected" ]; then \
-      echo "the runtime image has no: $unexpected; add it to the runtime stage" >&2; exit 1; \
-    fi; \
-    libz="$(ldd "$binary" | awk '$1 == "libz.so.1" { print $3 }')"; \
-    mkdir -p /runtime-libs; \
-    if [ -n "$libz" ]; then \
-      mkdir -p "/runtime-libs/usr/lib/$(gcc -print-multiarch)"; \
-      cp -L "$libz" "/runtime-libs/usr/lib/$(gcc -print-multiarch)/libz.so.1"; \
-    fi
+# --- rootfs: the runtime's files, from Debian packages ------------------------------------------
+FROM docker.io/library/debian:bookworm-slim AS rootfs
+COPY tests/testbed/image/assemble tests/testbed/image/packages /image/
+COPY tests/testbed/image/rootfs/ /image/rootfs/
+RUN /image/assemble /rootfs /debs
+COPY --from=build /build/target/release/scheduled-exports /rootfs/usr/local/bin/scheduled-exports
+RUN /image/assemble --check /rootfs /usr/local/bin/scheduled-exports --help
 
 # --- runtime ------------------------------------------------------------------------------------
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM scratch AS runtime
 LABEL org.opencontainers.image.title="scheduled-exports" \
       org.opencontainers.image.description="Kubernetes operator that delivers a daily CSV export of CRM data over SFTP" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /runtime-libs/ /
-COPY --from=build /build/target/release/scheduled-exports /usr/local/bin/scheduled-exports
+COPY --from=rootfs /rootfs/ /
 # Export Jobs start `scheduled-exports export ...` by name.
-ENV PATH=/usr/local/bin:/usr/bin:/bin
+ENV PATH=/usr/local/bin:/usr/bin:/bin \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+WORKDIR /home/nonroot
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/scheduled-exports"]
 CMD ["controller"]

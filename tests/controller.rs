@@ -1,6 +1,6 @@
 //! The operator on the real test bed: the controller runs in this process on a manual clock, its
-//! Jobs are completed by the real Job controller with the kubelet stand-in running
-//! `scheduled-exports export`, and every schedule rule of docs/design.md is checked.
+//! Jobs run as real Pods of the project's image on the test bed's node, in namespaces that enforce
+//! the restricted Pod Security level, and every schedule rule of docs/design.md is checked.
 
 mod common;
 
@@ -15,8 +15,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use scheduled_exports::clock::ManualClock;
-use scheduled_exports::operator::job::{JobSettings, RunKind, job_name};
-use scheduled_exports::operator::{Context, ControllerConfig, controller};
+use scheduled_exports::operator::job::{RunKind, job_name};
+use scheduled_exports::operator::{Context, ControllerConfig, DeliverySettings, controller};
 use scheduled_exports::resource::ScheduledExport;
 use serde_json::json;
 
@@ -28,23 +28,17 @@ fn utc(text: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// The controller's context for one test namespace, with its Jobs' artifacts under `artifacts`.
-fn controller_context(
-    fixture: &Fixture,
-    clock: &ManualClock,
-    artifacts: &std::path::Path,
-    identity: &str,
-) -> Arc<Context> {
+/// The controller's context for one test namespace; its Jobs keep artifacts under the fixture's
+/// prefix of the test bed's S3 store, which their Pods reach.
+fn controller_context(fixture: &Fixture, clock: &ManualClock, identity: &str) -> Arc<Context> {
     let config = ControllerConfig {
         namespace: Some(fixture.namespace.clone()),
         default_zone: chrono_tz::UTC,
-        job: JobSettings {
-            image: "scheduled-exports:test".into(),
-            service_account: "scheduled-exports-export".into(),
-            artifact_store_url: format!("file://{}", artifacts.display()),
-            ..JobSettings::default()
+        job: export_job_settings(&fixture.artifact_store),
+        delivery: DeliverySettings {
+            s3: testbed_s3_options(),
+            ..DeliverySettings::default()
         },
-        delivery: Default::default(),
         instance: identity.to_string(),
         periods: TEST_PERIODS,
     };
@@ -56,18 +50,12 @@ fn controller_context(
 }
 
 /// A controller for one namespace, running in this process until dropped.
-fn start_controller(
-    fixture: &Fixture,
-    clock: &ManualClock,
-    artifacts: &std::path::Path,
-) -> RunningController {
-    RunningController::spawn(controller_context(fixture, clock, artifacts, "tests"))
+fn start_controller(fixture: &Fixture, clock: &ManualClock) -> RunningController {
+    RunningController::spawn(controller_context(fixture, clock, "tests"))
 }
 
-async fn setup(prefix: &str) -> (Fixture, tempfile::TempDir) {
-    let fixture = Fixture::new(prefix, 5).await;
-    grant_job_rbac(&fixture.client, &fixture.namespace).await;
-    (fixture, tempfile::tempdir().expect("artifact dir"))
+async fn setup(prefix: &str) -> Fixture {
+    Fixture::new(prefix, 5).await
 }
 
 async fn jobs(fixture: &Fixture) -> Vec<Job> {
@@ -93,21 +81,14 @@ fn next_run(object: &ScheduledExport) -> Option<DateTime<Utc>> {
 }
 
 async fn wait_for_job_complete(fixture: &Fixture, job: &str) {
-    eventually(WAIT, &format!("Job {job} to complete"), || async move {
-        let job = Api::<Job>::namespaced(fixture.client.clone(), &fixture.namespace)
-            .get(job)
-            .await
-            .ok()?;
-        (job.status?.succeeded? >= 1).then_some(())
-    })
-    .await;
+    common::wait_for_job_complete(&fixture.client, &fixture.namespace, job, WAIT).await;
 }
 
 #[tokio::test]
 async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
-    let (fixture, artifacts) = setup("sx-due").await;
+    let fixture = setup("sx-due").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z")); // 06:59 in New York
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
 
     let object = fixture
         .wait_for("daily", "the next run", |o| next_run(o).map(|_| o.clone()))
@@ -166,9 +147,9 @@ async fn a_due_slot_creates_exactly_one_job_that_delivers_the_file() {
 
 #[tokio::test]
 async fn editing_time_or_zone_moves_the_next_run_and_starts_nothing() {
-    let (fixture, artifacts) = setup("sx-edit").await;
+    let fixture = setup("sx-edit").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z")); // 10:00 in New York, after 07:00
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     fixture
         .wait_for("daily", "next run tomorrow", |o| {
             (next_run(o) == Some(utc("2026-12-01T12:00:00Z"))).then_some(())
@@ -220,10 +201,10 @@ async fn editing_time_or_zone_moves_the_next_run_and_starts_nothing() {
 
 #[tokio::test]
 async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
-    let (fixture, artifacts) = setup("sx-suspend").await;
+    let fixture = setup("sx-suspend").await;
     fixture.patch_spec("daily", json!({"suspend": true})).await;
     let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     fixture
         .wait_for("daily", "Ready/Suspended", |o| {
             let ready = o
@@ -260,10 +241,10 @@ async fn suspend_stops_runs_and_resume_waits_for_the_next_slot() {
 
 #[tokio::test]
 async fn spring_forward_runs_a_skipped_time_with_the_offset_before_the_gap() {
-    let (fixture, artifacts) = setup("sx-dst").await;
+    let fixture = setup("sx-dst").await;
     fixture.patch_spec("daily", json!({"time": "02:30"})).await;
     let clock = ManualClock::new(utc("2026-03-07T12:00:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     fixture
         .wait_for("daily", "02:30 on the gap day is 03:30 EDT", |o| {
             let status = o.status.as_ref()?;
@@ -293,16 +274,16 @@ async fn spring_forward_runs_a_skipped_time_with_the_offset_before_the_gap() {
 
 #[tokio::test]
 async fn downtime_across_several_slots_gives_exactly_one_catch_up_run() {
-    let (fixture, artifacts) = setup("sx-catchup").await;
+    let fixture = setup("sx-catchup").await;
     let clock = ManualClock::new(utc("2026-11-30T11:00:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     fixture
         .wait_for("daily", "the first reconcile", next_run)
         .await;
     controller.stop().await;
 
     clock.set(utc("2026-12-03T15:00:00Z")); // four slots passed while the operator was down
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     let expected = job_name("daily", utc("2026-12-03T12:00:00Z"), &RunKind::Scheduled);
     wait_for_job_complete(&fixture, &expected).await;
     fixture
@@ -333,9 +314,9 @@ async fn downtime_across_several_slots_gives_exactly_one_catch_up_run() {
 
 #[tokio::test]
 async fn run_now_runs_once_per_token() {
-    let (fixture, artifacts) = setup("sx-runnow").await;
+    let fixture = setup("sx-runnow").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     fixture
         .wait_for("daily", "the first reconcile", next_run)
         .await;
@@ -387,9 +368,9 @@ async fn run_now_runs_once_per_token() {
 
 #[tokio::test]
 async fn deleting_the_object_removes_its_jobs_and_keeps_its_files() {
-    let (fixture, artifacts) = setup("sx-delete").await;
+    let fixture = setup("sx-delete").await;
     let clock = ManualClock::new(utc("2026-11-30T12:00:30Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     // The schedule starts at the first reconcile (12:00:30), so today's 07:00 slot has passed.
     fixture
         .wait_for("daily", "the first reconcile", next_run)
@@ -450,9 +431,9 @@ async fn wait_for_job_running(fixture: &Fixture, job: &str) {
 
 #[tokio::test]
 async fn a_run_still_going_at_the_next_slot_delays_that_slot_until_it_ends() {
-    let (fixture, artifacts) = setup("sx-busy").await;
+    let fixture = setup("sx-busy").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     fixture
         .wait_for("daily", "the first reconcile", next_run)
         .await;
@@ -497,9 +478,9 @@ async fn a_run_still_going_at_the_next_slot_delays_that_slot_until_it_ends() {
 
 #[tokio::test]
 async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_it() {
-    let (fixture, artifacts) = setup("sx-restart").await;
+    let fixture = setup("sx-restart").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     fixture
         .wait_for("daily", "the first reconcile", next_run)
         .await;
@@ -510,7 +491,7 @@ async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_i
 
     controller.stop().await;
     clock.set(utc("2026-11-30T12:05:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     lock.release().await;
     wait_for_job_complete(&fixture, &job).await;
     fixture
@@ -534,10 +515,10 @@ async fn a_controller_restart_in_the_middle_of_a_run_neither_loses_nor_repeats_i
 async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
     use scheduled_exports::operator::leader::{LeaderElection, LeaseSettings};
 
-    let (fixture, artifacts) = setup("sx-replicas").await;
+    let fixture = setup("sx-replicas").await;
     let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
     let replica = |identity: &str| {
-        let ctx = controller_context(&fixture, &clock, artifacts.path(), identity);
+        let ctx = controller_context(&fixture, &clock, identity);
         let election = Arc::new(LeaderElection::new(
             fixture.client.clone(),
             LeaseSettings {
@@ -618,7 +599,11 @@ async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
     let scheduled: Vec<_> = events
         .items
         .iter()
-        .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+        // The operator's, on the object: kube-scheduler's Scheduled Events on the Pods are not runs.
+        .filter(|e| {
+            e.reason.as_deref() == Some("Scheduled")
+                && e.involved_object.kind.as_deref() == Some("ScheduledExport")
+        })
         .collect();
     let series = scheduled.iter().map(|e| e.count.unwrap_or(1)).sum::<i32>();
     assert_eq!(
@@ -632,12 +617,12 @@ async fn two_replicas_with_leader_election_never_run_a_slot_twice() {
 
 #[tokio::test]
 async fn a_missing_secret_is_reported_in_status_events_and_kubectl_describe() {
-    let (fixture, artifacts) = setup("sx-secret").await;
+    let fixture = setup("sx-secret").await;
     fixture
         .create_object("orphan", json!({"secretRef": {"name": "no-such-secret"}}))
         .await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
 
     let message = fixture
         .wait_for("orphan", "Ready=False", |o| {
@@ -692,9 +677,9 @@ async fn a_missing_secret_is_reported_in_status_events_and_kubectl_describe() {
 
 #[tokio::test]
 async fn server_side_apply_twice_shows_no_drift_while_the_operator_writes_status() {
-    let (fixture, artifacts) = setup("sx-ssa").await;
+    let fixture = setup("sx-ssa").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
-    let controller = start_controller(&fixture, &clock, artifacts.path());
+    let controller = start_controller(&fixture, &clock);
     let manifest = repo_root().join("examples/interactions-daily.yaml");
     let manifest = manifest.to_str().expect("path");
     let apply = || {

@@ -1,6 +1,7 @@
 //! Delivery assurance on the real test bed: the controller runs in this process
-//! on a manual clock, files are delivered by the real `export`, and the tests delete, move and
-//! age files in the sshd's directory, stop the server, and watch what the operator does.
+//! on a manual clock, files are delivered by the real `export` (run here, or by the operator's Jobs
+//! as real Pods on the test bed's node), and the tests delete, move and age files in the sshd's
+//! directory, stop the server, and watch what the operator does.
 
 mod common;
 
@@ -16,11 +17,9 @@ use common::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use scheduled_exports::adapters::artifacts::S3Options;
 use scheduled_exports::clock::{Clock, ManualClock};
 use scheduled_exports::export::file_name::export_file_name;
 use scheduled_exports::operator::DeliverySettings;
-use scheduled_exports::operator::job::JobSettings;
 use scheduled_exports::operator::{Context, ControllerConfig};
 use scheduled_exports::resource::{CheckResult, FileType, ScheduledExport};
 use serde_json::json;
@@ -28,7 +27,9 @@ use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The controller (and so the checker) for one namespace, on a manual clock.
+/// The controller (and so the checker) for one namespace, on a manual clock. Its Jobs' Pods reach
+/// only the `s3://` store: a test with a `file://` store (on this host, for the checker alone)
+/// never lets a run start.
 fn start_controller(
     fixture: &Fixture,
     clock: &ManualClock,
@@ -40,17 +41,12 @@ fn start_controller(
         .with_env_filter("scheduled_exports=debug")
         .with_test_writer()
         .try_init();
-    let s3 = S3Options::from_lookup(|name| testbed_env().get(name).cloned());
     let config = ControllerConfig {
         namespace: Some(fixture.namespace.clone()),
         default_zone: chrono_tz::UTC,
-        job: JobSettings {
-            image: "scheduled-exports:test".into(),
-            artifact_store_url: store.to_string(),
-            ..JobSettings::default()
-        },
+        job: export_job_settings(store),
         delivery: DeliverySettings {
-            s3,
+            s3: testbed_s3_options(),
             sftp_timeout,
             ..DeliverySettings::default()
         },
@@ -222,6 +218,13 @@ async fn a_deleted_file_is_recopied_and_a_moved_one_is_left_where_the_customer_p
         .expect("create the second object");
     export(&fixture, "proposals-daily", Utc::now(), &store);
     schedule_far_from(&fixture, "proposals-daily", clock.now()).await;
+    // Its delivery lies more than an interval behind the test clock, so its first check is due at
+    // once, in a round of its own; the rounds counted below start after it.
+    fixture
+        .wait_for("proposals-daily", "the second object's first check", |o| {
+            check_result(o).filter(|(_, _, checked)| checked.is_some())
+        })
+        .await;
     let archive = sub_directory(&fixture, "archive");
     std::fs::rename(&local, archive.join(&file)).expect("move into archive/");
     let connections = controller.ctx.metrics.sftp_connections.get();
@@ -540,9 +543,7 @@ async fn retention_deletes_only_this_objects_old_files_and_stale_uploads() {
 #[tokio::test]
 async fn checks_stop_when_the_next_run_starts() {
     let fixture = Fixture::new("sx-stop", 5).await;
-    grant_job_rbac(&fixture.client, &fixture.namespace).await;
-    let artifacts = tempfile::tempdir().expect("artifacts");
-    let store = format!("file://{}", artifacts.path().display());
+    let store = fixture.artifact_store.clone(); // the next run is a Job's Pod
     let first = export(&fixture, "daily", Utc::now(), &store);
     let clock = clock_after_delivery(&fixture, "daily").await;
     // The next slot: the first half hour at least 15 minutes away.
@@ -610,8 +611,7 @@ async fn checks_stop_when_the_next_run_starts() {
 #[tokio::test]
 async fn a_hanging_server_delays_neither_other_destinations_nor_runs() {
     let fixture = Fixture::new("sx-hang", 5).await;
-    let artifacts = tempfile::tempdir().expect("artifacts");
-    let store = format!("file://{}", artifacts.path().display());
+    let store = fixture.artifact_store.clone(); // the run-now is a Job's Pod
     export(&fixture, "daily", Utc::now(), &store);
     let clock = clock_after_delivery(&fixture, "daily").await;
     schedule_far_from(&fixture, "daily", clock.now()).await;

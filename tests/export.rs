@@ -250,14 +250,19 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
     );
     let s3_down = format!("s3://{}/{}", env_var("S3_BUCKET"), fixture.namespace);
 
-    struct Case {
+    // A refused connection's reason names the address the export tried.
+    let (database_host, sftp_host) = (env_var("PGHOST"), env_var("SFTP_HOST"));
+    let database_words = [database_host.as_str()];
+    let sftp_words = [sftp_host.as_str()];
+
+    struct Case<'a> {
         name: &'static str,
         database_url: Option<String>,
         sftp_secret: Option<Vec<(&'static str, String)>>,
         sftp: serde_json::Value,
         store_endpoint: Option<String>,
         reason: &'static str,
-        words: &'static [&'static str],
+        words: &'a [&'a str],
     }
     let default_case = || Case {
         name: "",
@@ -273,7 +278,7 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
             name: "db-unreachable",
             database_url: Some(unreachable_db_url),
             reason: "DatabaseFailed",
-            words: &["127.0.0.1"],
+            words: &database_words,
             ..default_case()
         },
         Case {
@@ -287,7 +292,7 @@ async fn every_failure_exits_1_names_the_cause_and_leaves_everything_as_it_was()
             name: "sftp-down",
             sftp: json!({"port": closed_port()}),
             reason: "ConnectionRefused",
-            words: &["127.0.0.1"],
+            words: &sftp_words,
             ..default_case()
         },
         Case {

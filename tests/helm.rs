@@ -1,26 +1,45 @@
 //! The Helm chart (charts/scheduled-exports): `helm lint` and `helm template` of the default values
-//! and of the institution example, and `helm install` into the test bed's API server, where the
-//! operator runs as a process under the chart's own ServiceAccount and RBAC (the test bed has no
-//! kubelet for the Deployment) and the chart's ScheduledExports become Ready and deliver a file.
+//! and of the institution example, the artifact store a default install must be told, and a release
+//! on the test bed's real node: installed with `--wait` into a restricted namespace, its operator
+//! replicas electing a leader, run-now exports delivered by Job Pods with the s3:// and the file://
+//! store, the leader's Pod deleted, then upgraded and uninstalled.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
+use scheduled_exports::adapters::artifacts::{ArtifactKey, ArtifactStore};
+use scheduled_exports::operator::job::{ANNOTATION_RUN_NOW_TOKEN, LABEL_OWNER_NAME};
 use scheduled_exports::resource::ScheduledExport;
 use serde_json::{Value, json};
 
 const CRD_FILE: &str = "scheduledexports.exports.crm.dev.yaml";
+
+/// The one value a release must be given (the chart has no default artifact store), for renders
+/// whose subject is something else.
+const S3_STORE: &str = "artifactStore.url=s3://crm-exports-artifacts/acme";
+/// The file:// store the chart documents, on a claim it creates.
+const FILE_STORE: &str = "artifactStore.url=file:///var/lib/scheduled-exports/artifacts";
 
 fn chart_dir() -> PathBuf {
     repo_root().join("charts/scheduled-exports")
@@ -279,11 +298,15 @@ fn controller_env_names() -> BTreeSet<String> {
 }
 
 #[test]
-fn lint_passes_for_default_values_and_the_institution_example() {
+fn lint_passes_for_the_required_values_and_the_institution_example() {
     let chart = chart_dir();
     let chart = chart.to_str().expect("path");
     let values = institution_values();
-    for extra in [vec![], vec!["--values", values.to_str().expect("path")]] {
+    for extra in [
+        vec!["--set", S3_STORE],
+        vec!["--set", FILE_STORE],
+        vec!["--values", values.to_str().expect("path")],
+    ] {
         let mut args = vec!["lint", "--strict", chart];
         args.extend(extra);
         let stdout = helm_ok(&args);
@@ -301,13 +324,23 @@ fn lint_passes_for_default_values_and_the_institution_example() {
         "lint",
         chart,
         "--set",
+        S3_STORE,
+        "--set",
         "schedules[0].name=x,schedules[0].fileType=interactions,schedules[0].time=07:15",
     ]);
     assert!(!output.status.success(), "lint accepted time 07:15");
     let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
     assert!(said.contains("/schedules/0/time"), "{said}");
     // And rendering refuses a Secret to create without its value, saying which.
-    let output = helm(&["template", "acme", chart, "--set", "database.create=true"]);
+    let output = helm(&[
+        "template",
+        "acme",
+        chart,
+        "--set",
+        S3_STORE,
+        "--set",
+        "database.create=true",
+    ]);
     assert!(
         !output.status.success(),
         "rendered database.create without database.url"
@@ -333,7 +366,7 @@ fn the_charts_crd_is_the_committed_crd() {
         .collect();
     assert_eq!(entries, vec![std::ffi::OsString::from(CRD_FILE)]);
     // Helm ships it as is: the rendered CRD is the committed one.
-    let rendered = render(&["--include-crds"]);
+    let rendered = render(&["--include-crds", "--set", S3_STORE]);
     let crd = find(
         &rendered,
         "CustomResourceDefinition",
@@ -345,11 +378,12 @@ fn the_charts_crd_is_the_committed_crd() {
 
 #[test]
 fn default_values_render_a_namespaced_operator() {
-    let objects = render(&[]);
+    let objects = render(&["--set", FILE_STORE]);
     assert_eq!(
         kinds(&objects),
         expected_kinds(&[
             ("Deployment", 1),
+            ("Lease", 1),
             ("PersistentVolumeClaim", 1),
             ("PodDisruptionBudget", 1),
             ("Role", 3),
@@ -357,7 +391,7 @@ fn default_values_render_a_namespaced_operator() {
             ("Service", 1),
             ("ServiceAccount", 2),
         ]),
-        "default values: no ClusterRole, no Secret, no ScheduledExport, no optional extras"
+        "default values and a file:// store: no ClusterRole, no Secret, no ScheduledExport, no optional extras"
     );
     assert_standard_metadata(&objects, "univ-a", &[]);
     for object in &objects {
@@ -399,6 +433,15 @@ fn default_values_render_a_namespaced_operator() {
     );
     find(&objects, "ServiceAccount", name);
     find(&objects, "ServiceAccount", export);
+    // The leader Lease is the release's (so uninstall removes it); its holder is the operator's.
+    let lease = find(&objects, "Lease", "scheduled-exports-controller");
+    assert_eq!(lease["apiVersion"], "coordination.k8s.io/v1");
+    assert_eq!(lease["spec"], json!({}));
+    let without_election = render(&["--set", FILE_STORE, "--set", "leaderElection=false"]);
+    assert!(
+        !without_election.iter().any(|o| kind_of(o) == "Lease"),
+        "no Lease without leader election"
+    );
 
     // The Deployment.
     let deployment = find(&objects, "Deployment", name);
@@ -502,7 +545,8 @@ fn default_values_render_a_namespaced_operator() {
         "PersistentVolumeClaim",
         "acme-scheduled-exports-artifacts",
     );
-    assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    // Mounted by both replicas and every export Job, wherever they are scheduled.
+    assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteMany"]));
     assert_eq!(
         container["volumeMounts"],
         json!([
@@ -523,9 +567,127 @@ fn default_values_render_a_namespaced_operator() {
     assert_eq!(service["spec"]["ports"][0]["name"], "http");
 }
 
+/// What renders for `helm template` with `extra`: the objects, or the error Helm printed.
+fn try_render(extra: &[&str]) -> Result<Vec<Value>, String> {
+    let chart = chart_dir();
+    let mut args = vec!["template", "acme", chart.to_str().expect("path")];
+    args.extend_from_slice(extra);
+    let output = helm(&args);
+    if output.status.success() {
+        Ok(documents(&text(&output.stdout)))
+    } else {
+        Err(text(&output.stderr))
+    }
+}
+
+/// The claims a Pod template mounts, by name.
+fn claims_mounted(pod_spec: &Value) -> Vec<String> {
+    pod_spec["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A default install must work on a cluster of many nodes, where the two replicas and the export
+/// Jobs land on different nodes. A ReadWriteOnce claim mounted by all of them cannot: so there is
+/// no default store, and a file:// store's claim must be ReadWriteMany.
+#[test]
+fn no_default_install_depends_on_pods_sharing_a_node() {
+    // Default values: no store is guessed; the message names the value and both choices.
+    let refused = try_render(&[]).expect_err("rendered without artifactStore.url");
+    for needed in [
+        "artifactStore.url is required",
+        "s3://",
+        "file://",
+        "ReadWriteMany",
+    ] {
+        assert!(refused.contains(needed), "{needed:?} not in: {refused}");
+    }
+    // A file:// store on a claim only one node can mount is refused, saying why and what instead.
+    for modes in ["{ReadWriteOnce}", "{ReadWriteOncePod}"] {
+        let refused = try_render(&[
+            "--set",
+            FILE_STORE,
+            "--set",
+            &format!("artifactStore.persistence.accessModes={modes}"),
+        ])
+        .expect_err(modes);
+        for needed in [
+            "artifactStore.persistence.accessModes",
+            "must be ReadWriteMany",
+            "s3://",
+        ] {
+            assert!(
+                refused.contains(needed),
+                "{modes}: {needed:?} not in: {refused}"
+            );
+        }
+    }
+
+    // A file:// store with the chart's defaults: one ReadWriteMany claim, mounted by the
+    // replicas (two, free to spread) and named to the operator for its Jobs.
+    let objects = try_render(&["--set", FILE_STORE]).expect("file:// with the defaults");
+    let claim = find(
+        &objects,
+        "PersistentVolumeClaim",
+        "acme-scheduled-exports-artifacts",
+    );
+    assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteMany"]));
+    let deployment = find(&objects, "Deployment", "acme-scheduled-exports");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        claims_mounted(pod),
+        vec!["acme-scheduled-exports-artifacts"]
+    );
+    assert!(pod.get("affinity").is_none() && pod.get("nodeSelector").is_none());
+    let env = env_of(container(deployment));
+    assert_eq!(
+        env["ARTIFACT_STORE_CLAIM"],
+        "acme-scheduled-exports-artifacts"
+    );
+
+    // An s3:// store: nothing node-bound at all.
+    let objects = try_render(&["--set", S3_STORE]).expect("s3://");
+    assert!(
+        !objects
+            .iter()
+            .any(|o| kind_of(o) == "PersistentVolumeClaim")
+    );
+    let deployment = find(&objects, "Deployment", "acme-scheduled-exports");
+    assert!(claims_mounted(&deployment["spec"]["template"]["spec"]).is_empty());
+    assert!(!env_of(container(deployment)).contains_key("ARTIFACT_STORE_CLAIM"));
+
+    // A claim of the user's own is taken as given (the chart cannot see its access modes).
+    let objects = try_render(&[
+        "--set",
+        FILE_STORE,
+        "--set",
+        "artifactStore.persistence.existingClaim=shared-artifacts",
+        "--set",
+        "artifactStore.persistence.accessModes={ReadWriteOnce}",
+    ])
+    .expect("an existing claim");
+    assert!(
+        !objects
+            .iter()
+            .any(|o| kind_of(o) == "PersistentVolumeClaim")
+    );
+    let deployment = find(&objects, "Deployment", "acme-scheduled-exports");
+    assert_eq!(
+        claims_mounted(&deployment["spec"]["template"]["spec"]),
+        vec!["shared-artifacts"]
+    );
+}
+
 #[test]
 fn watching_all_namespaces_takes_a_cluster_role() {
     let objects = render(&[
+        "--set",
+        S3_STORE,
         "--set",
         "watchAllNamespaces=true",
         "--set",
@@ -598,6 +760,7 @@ fn the_institution_example_renders_its_schedules() {
         kinds(&objects),
         expected_kinds(&[
             ("Deployment", 1),
+            ("Lease", 1),
             ("NetworkPolicy", 2),
             ("PodDisruptionBudget", 1),
             ("Role", 3),
@@ -761,91 +924,145 @@ fn secrets_from_values_have_the_keys_the_operator_reads() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// helm install on the test bed
+// The chart on the test bed's real node
 // ------------------------------------------------------------------------------------------------
 
-/// The operator started as a process; killed when dropped.
-struct Operator {
-    child: Child,
-    log: PathBuf,
+const RELEASE: &str = "univ-example";
+const FULLNAME: &str = "univ-example-scheduled-exports";
+/// The ScheduledExport the release renders from `schedules`.
+const SCHEDULE: &str = "interactions-daily";
+/// The operator's leader Lease (a fixed name, rendered by the chart).
+const LEASE: &str = "scheduled-exports-controller";
+/// Where the chart mounts a file:// store in the operator and the export Jobs.
+const FILE_STORE_PATH: &str = "/var/lib/scheduled-exports/artifacts";
+const STORAGE_CLASS: &str = "scheduled-exports-helm-test";
+/// A rollout, a takeover or an export on the shared two-core machine.
+const WAIT: Duration = Duration::from_secs(180);
+
+/// `helm` against the test bed's cluster.
+fn helm_on_bed(args: &[&str]) -> String {
+    let kubeconfig = kubeconfig_path();
+    let mut args = args.to_vec();
+    args.extend(["--kubeconfig", kubeconfig.to_str().expect("path")]);
+    helm_ok(&args)
 }
 
-impl Operator {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Deletes the test's namespace (and with it whatever the release left) and its SFTP directory,
+/// Deletes what the test made outside the release (namespace, PersistentVolume, directories),
 /// also when an assertion failed half-way.
 struct Cleanup {
     namespace: String,
-    local_dir: PathBuf,
+    volume: String,
+    directories: Vec<PathBuf>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
-        let _ = std::fs::remove_dir_all(&self.local_dir);
+        let _ = kubectl(&[
+            "delete",
+            "persistentvolume",
+            &self.volume,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+        let policy = admission_policy_name(&self.namespace);
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            let _ = kubectl(&["delete", kind, &policy, "--ignore-not-found"]);
+        }
+        for directory in &self.directories {
+            let _ = std::fs::remove_dir_all(directory);
+        }
     }
 }
 
-/// A kubeconfig acting as ServiceAccount `account`, with a token from the TokenRequest API.
-async fn service_account_kubeconfig(client: &Client, namespace: &str, account: &str, path: &Path) {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request(account, &PostParams::default(), &request)
+/// A PersistentVolume for the release's file:// claim (the test bed has no provisioner): a
+/// directory of this machine, owned by the image's user (hostPath volumes get no fsGroup), bound
+/// to the claim the chart will create and to nothing else.
+async fn artifact_volume(client: &Client, name: &str, namespace: &str, directory: &Path) {
+    std::fs::create_dir_all(directory).expect("create the volume's directory");
+    let status = Command::new("chown")
+        .args(["65532:65532", directory.to_str().expect("path")])
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown the volume's directory");
+    let volume: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"scheduled-exports.test/owner": "integration-tests"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            // One node here; ReadWriteMany is what the chart asks of a file:// store's claim.
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": STORAGE_CLASS,
+            "claimRef": {"namespace": namespace, "name": format!("{FULLNAME}-artifacts")},
+            "hostPath": {"path": directory.to_str().expect("path"), "type": "Directory"},
+        }
+    }))
+    .expect("PersistentVolume");
+    Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &volume)
         .await
-        .expect("token for the chart's ServiceAccount")
-        .status
-        .expect("token status")
-        .token;
-    let user = format!("system:serviceaccount:{namespace}:{account}");
-    let kubeconfig = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "testbed", "cluster": {
-            "server": env_var("KUBE_APISERVER_URL"),
-            "certificate-authority": env_var("KUBE_CA_FILE"),
-        }}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "testbed", "user": user, "namespace": namespace}}],
-        "current-context": "operator",
-    });
-    std::fs::write(path, serde_json::to_vec_pretty(&kubeconfig).expect("json")).expect("write");
+        .expect("create the PersistentVolume");
 }
 
-/// A free loopback port for the operator's HTTP server.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
 }
 
-/// GET over plain HTTP/1.1: (status, body), or None when the server doesn't answer (yet).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+fn pod_name(pod: &Pod) -> String {
+    pod.metadata.name.clone().expect("a Pod has a name")
+}
+
+/// The operator's Pods of the release that are not being deleted.
+async fn operator_pods(pods: &Api<Pod>) -> Vec<Pod> {
+    let selector =
+        format!("app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=controller");
+    pods.list(&ListParams::default().labels(&selector))
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Waits until the Deployment's current template runs in two Ready Pods and no other Pod of it is
+/// left (a rollout is over), then returns them.
+async fn two_ready_replicas(client: &Client, namespace: &str) -> Vec<Pod> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    eventually(WAIT, "two Ready operator replicas", || async {
+        let deployment = deployments.get(FULLNAME).await.ok()?;
+        let status = deployment.status?;
+        let settled = status.observed_generation == deployment.metadata.generation
+            && status.replicas == Some(2)
+            && status.updated_replicas == Some(2)
+            && status.ready_replicas == Some(2);
+        if !settled {
+            return None;
+        }
+        let live = operator_pods(&pods).await;
+        (live.len() == 2 && live.iter().all(is_ready)).then_some(live)
+    })
+    .await
+}
+
+/// GET over plain HTTP/1.1: (status, body), or None when nothing answers.
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut response = String::new();
@@ -855,12 +1072,431 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn condition(object: &Value, type_: &str) -> Option<Value> {
-    object["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .cloned()
+/// Each replica is Ready because the kubelet's probes of the chart's endpoints pass, and those
+/// endpoints answer from this machine too (the Pod network is the host's bridge).
+fn assert_probed_and_answering(pods: &[Pod]) {
+    for pod in pods {
+        let name = pod_name(pod);
+        let spec = pod.spec.as_ref().expect("spec");
+        let container = &spec.containers[0];
+        let probe_path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+            probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|get| get.path.clone())
+        };
+        assert_eq!(
+            probe_path(&container.readiness_probe).as_deref(),
+            Some("/readyz"),
+            "{name}"
+        );
+        assert_eq!(
+            probe_path(&container.liveness_probe).as_deref(),
+            Some("/healthz"),
+            "{name}"
+        );
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .expect("a Ready Pod has an IP");
+        for path in ["/readyz", "/healthz"] {
+            let answer = http_get(&format!("{ip}:8080"), path);
+            assert_eq!(
+                answer.as_ref().map(|(status, _)| *status),
+                Some(200),
+                "{name} {path}: {answer:?}"
+            );
+        }
+        let restricted = container
+            .security_context
+            .as_ref()
+            .expect("securityContext");
+        assert_eq!(restricted.run_as_non_root, Some(true), "{name}");
+        assert_eq!(restricted.read_only_root_filesystem, Some(true), "{name}");
+    }
+}
+
+const NO_NEW_OPERATOR_PODS: &str = "the test keeps the Deployment from replacing a Pod";
+
+/// While it exists, the API server refuses new operator Pods of the release in `namespace` (and
+/// nothing else): a ValidatingAdmissionPolicy with its binding.
+struct NoNewOperatorPods {
+    client: Client,
+    name: String,
+}
+
+async fn refuse_new_operator_pods(client: &Client, namespace: &str) -> NoNewOperatorPods {
+    let name = admission_policy_name(namespace);
+    let owner = json!({"scheduled-exports.test/owner": "integration-tests"});
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": owner},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods"],
+            }]},
+            "validations": [{"expression": "false", "message": NO_NEW_OPERATOR_PODS}],
+        }
+    }))
+    .expect("policy");
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": owner},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "objectSelector": {"matchLabels": {
+                    "app.kubernetes.io/instance": RELEASE,
+                    "app.kubernetes.io/component": "controller",
+                }},
+            },
+        }
+    }))
+    .expect("binding");
+    let post = PostParams::default();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .create(&post, &policy)
+        .await
+        .expect("create the ValidatingAdmissionPolicy");
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .create(&post, &binding)
+        .await
+        .expect("create the ValidatingAdmissionPolicyBinding");
+    // In force once the API server has loaded both: a server-side dry run of the Deployment's own
+    // Pod is refused with the policy's message.
+    let template = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get(FULLNAME)
+        .await
+        .expect("the Deployment")
+        .spec
+        .expect("spec")
+        .template;
+    let probe = Pod {
+        metadata: kube::api::ObjectMeta {
+            name: Some("admission-probe".into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        ..Default::default()
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(WAIT, "the policy to refuse operator Pods", || async {
+        match pods.create(&dry_run, &probe).await {
+            Err(kube::Error::Api(response)) if response.message.contains(NO_NEW_OPERATOR_PODS) => {
+                Some(())
+            }
+            _ => None,
+        }
+    })
+    .await;
+    NoNewOperatorPods {
+        client: client.clone(),
+        name,
+    }
+}
+
+fn admission_policy_name(namespace: &str) -> String {
+    format!("{namespace}-no-new-operator-pods")
+}
+
+impl NoNewOperatorPods {
+    async fn lift(self) {
+        let delete = DeleteParams::default();
+        Api::<ValidatingAdmissionPolicyBinding>::all(self.client.clone())
+            .delete(&self.name, &delete)
+            .await
+            .expect("delete the ValidatingAdmissionPolicyBinding");
+        Api::<ValidatingAdmissionPolicy>::all(self.client.clone())
+            .delete(&self.name, &delete)
+            .await
+            .expect("delete the ValidatingAdmissionPolicy");
+    }
+}
+
+async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt(LEASE)
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+        .filter(|holder| !holder.is_empty())
+}
+
+/// Waits until one of `pods` holds the Lease; returns its name.
+async fn leader_among(leases: &Api<Lease>, pods: &[Pod]) -> String {
+    let names: Vec<String> = pods.iter().map(pod_name).collect();
+    eventually(
+        WAIT,
+        &format!("one of {names:?} to hold the Lease"),
+        || async {
+            lease_holder(leases)
+                .await
+                .filter(|holder| names.contains(holder))
+        },
+    )
+    .await
+}
+
+async fn ask_run_now(api: &Api<ScheduledExport>, token: &str) {
+    api.patch(
+        SCHEDULE,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"exports.crm.dev/run-now": token}}})),
+    )
+    .await
+    .expect("annotate run-now");
+}
+
+/// The Jobs of the schedule created for run-now `token`.
+async fn jobs_for_token(jobs: &Api<Job>, token: &str) -> Vec<Job> {
+    jobs.list(&ListParams::default().labels(&format!("{LABEL_OWNER_NAME}={SCHEDULE}")))
+        .await
+        .expect("list Jobs")
+        .items
+        .into_iter()
+        .filter(|job| {
+            job.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_RUN_NOW_TOKEN))
+                .map(String::as_str)
+                == Some(token)
+        })
+        .collect()
+}
+
+/// One run asked for with `token`, followed to its end: exactly one Job, run by one real Pod of
+/// the project's image on the node, delivering a file to the SFTP directory whose rows, size and
+/// digest are those the status records. Returns the status' `lastRun`.
+async fn run_now_delivered(
+    client: &Client,
+    namespace: &str,
+    token: &str,
+    local_dir: &Path,
+) -> Value {
+    let api: Api<ScheduledExport> = Api::namespaced(client.clone(), namespace);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    ask_run_now(&api, token).await;
+    let job_name = eventually(WAIT, &format!("a Job for run-now {token}"), || async {
+        jobs_for_token(&jobs, token)
+            .await
+            .first()
+            .and_then(|job| job.metadata.name.clone())
+    })
+    .await;
+    let last_run = eventually(WAIT, &format!("Job {job_name} to deliver"), || async {
+        let object = serde_json::to_value(api.get(SCHEDULE).await.ok()?).ok()?;
+        let status = &object["status"];
+        let last_run = &status["lastRun"];
+        if status["lastRunNowToken"] != token || last_run["jobName"] != job_name.as_str() {
+            return None;
+        }
+        if last_run["phase"] == "Failed" {
+            let (_, log, _) = kubectl(&["-n", namespace, "logs", &format!("job/{job_name}")]);
+            panic!("the export failed: {last_run}\n{log}");
+        }
+        (last_run["phase"] == "Succeeded" && status["delivery"]["file"] == last_run["fileName"])
+            .then(|| last_run.clone())
+    })
+    .await;
+
+    // Exactly once: one Job for the token, one Pod for the Job, and it succeeded (the Job
+    // controller counts it a moment after the export wrote its status).
+    let job_status = eventually(WAIT, &format!("Job {job_name} to complete"), || async {
+        let status = jobs.get(&job_name).await.ok()?.status?;
+        (status.succeeded == Some(1)).then_some(status)
+    })
+    .await;
+    assert_eq!(
+        job_status.failed.unwrap_or(0),
+        0,
+        "{job_name}: {job_status:?}"
+    );
+    assert_eq!(
+        jobs_for_token(&jobs, token).await.len(),
+        1,
+        "Jobs for run-now {token}"
+    );
+    let job_pods = pods
+        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+        .await
+        .expect("list the Job's Pods")
+        .items;
+    assert_eq!(job_pods.len(), 1, "Pods of {job_name}");
+    let pod = &job_pods[0];
+    let spec = pod.spec.as_ref().expect("spec");
+    assert_eq!(
+        spec.node_name.as_deref(),
+        Some(env_var("TESTBED_NODE_NAME").as_str())
+    );
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some(env_var("SCHEDULED_EXPORTS_IMAGE").as_str()),
+        "the export ran the test bed's image"
+    );
+    let exit_code = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|statuses| statuses.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|state| state.terminated.as_ref())
+        .map(|terminated| terminated.exit_code);
+    assert_eq!(exit_code, Some(0), "the export container of {job_name}");
+
+    // The file on the SFTP server is the one the status describes.
+    let file = last_run["fileName"].as_str().expect("fileName");
+    assert!(
+        file.starts_with("interactions-") && file.ends_with(".csv"),
+        "{file}"
+    );
+    let bytes = std::fs::read(local_dir.join(file)).expect("the file is on the SFTP server");
+    assert_eq!(
+        Some(bytes.len() as u64),
+        last_run["bytes"].as_u64(),
+        "{file}"
+    );
+    assert_eq!(
+        last_run["sha256"].as_str(),
+        Some(sha256_hex(&bytes).as_str()),
+        "{file}"
+    );
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    assert_eq!(
+        reader.headers().expect("header").get(0),
+        Some("interaction_id")
+    );
+    let rows = reader
+        .records()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("CSV records")
+        .len();
+    assert_eq!(Some(rows as u64), last_run["rows"].as_u64(), "{file}");
+    last_run
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A replica that was refused an API call logs it; none may have been.
+fn assert_no_refusals(namespace: &str, pods: &[Pod]) {
+    for pod in pods {
+        let name = pod_name(pod);
+        let (ok, log, err) = kubectl(&["-n", namespace, "logs", &name]);
+        assert!(ok, "kubectl logs {name}: {err}");
+        for refused in ["forbidden", "Forbidden", " 403"] {
+            assert!(
+                !log.contains(refused),
+                "{name} was refused something:\n{log}"
+            );
+        }
+    }
+}
+
+fn names_of<K: kube::Resource>(objects: Vec<K>) -> impl Iterator<Item = String> {
+    objects
+        .into_iter()
+        .map(|o| o.meta().name.clone().unwrap_or_default())
+}
+
+async fn list_all<K>(client: &Client, namespace: &str) -> Vec<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+}
+
+/// Everything of the kinds a release makes or causes that is still in the namespace (but what
+/// every namespace has: the `default` ServiceAccount and the root CA ConfigMap).
+async fn leftovers(client: &Client, namespace: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let mut add = |kind: &str, names: Vec<String>| {
+        left.extend(names.into_iter().map(|name| format!("{kind}/{name}")));
+    };
+    add(
+        "Deployment",
+        names_of(list_all::<Deployment>(client, namespace).await).collect(),
+    );
+    add(
+        "ReplicaSet",
+        names_of(list_all::<ReplicaSet>(client, namespace).await).collect(),
+    );
+    add(
+        "Pod",
+        names_of(list_all::<Pod>(client, namespace).await).collect(),
+    );
+    add(
+        "Job",
+        names_of(list_all::<Job>(client, namespace).await).collect(),
+    );
+    add(
+        "Role",
+        names_of(list_all::<Role>(client, namespace).await).collect(),
+    );
+    add(
+        "RoleBinding",
+        names_of(list_all::<RoleBinding>(client, namespace).await).collect(),
+    );
+    add(
+        "Lease",
+        names_of(list_all::<Lease>(client, namespace).await).collect(),
+    );
+    add(
+        "Service",
+        names_of(list_all::<Service>(client, namespace).await).collect(),
+    );
+    add(
+        "Secret",
+        names_of(list_all::<Secret>(client, namespace).await).collect(),
+    );
+    add(
+        "PersistentVolumeClaim",
+        names_of(list_all::<PersistentVolumeClaim>(client, namespace).await).collect(),
+    );
+    add(
+        "PodDisruptionBudget",
+        names_of(list_all::<PodDisruptionBudget>(client, namespace).await).collect(),
+    );
+    add(
+        "NetworkPolicy",
+        names_of(list_all::<NetworkPolicy>(client, namespace).await).collect(),
+    );
+    add(
+        "ScheduledExport",
+        names_of(list_all::<ScheduledExport>(client, namespace).await).collect(),
+    );
+    add(
+        "ServiceAccount",
+        names_of(list_all::<ServiceAccount>(client, namespace).await)
+            .filter(|name| name != "default")
+            .collect(),
+    );
+    add(
+        "ConfigMap",
+        names_of(list_all::<ConfigMap>(client, namespace).await)
+            .filter(|name| name != "kube-root-ca.crt")
+            .collect(),
+    );
+    left
 }
 
 /// The objects of a manifest stream as (apiVersion, kind, namespace, name).
@@ -903,107 +1539,73 @@ async fn get_object(
         .unwrap_or_else(|err| panic!("get {kind} {name}: {err}"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn helm_install_runs_the_institution_on_the_test_bed() {
-    const WAIT: Duration = Duration::from_secs(90);
-    let client = client().await;
-    let namespace = test_namespace(&client, "helm").await;
-    let release = "univ-example";
-    let fullname = "univ-example-scheduled-exports";
-    let work = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = kubeconfig_path();
-    let kubeconfig = kubeconfig.to_str().expect("path");
+fn write_values(path: &Path, values: &Value) -> String {
+    std::fs::write(path, serde_yaml::to_string(values).expect("yaml")).expect("write values");
+    path.display().to_string()
+}
 
-    // The institution's database, SFTP directory and artifact prefix on the test bed.
-    let database_url = create_database("sx_helm").await;
-    let output = run_binary(
-        &[
-            "sample-data",
-            "--database-url",
-            &database_url,
-            "--interactions",
-            "25",
-            "--proposals",
-            "5",
-        ],
-        &[],
-    );
-    assert!(
-        output.status.success(),
-        "sample-data: {}",
-        text(&output.stderr)
-    );
+/// The user's path on a real node: `helm install --wait` with the test bed's values into a
+/// restricted namespace, two replicas Ready through their probes and electing a leader, run-now
+/// exports delivered by Job Pods with the s3:// store, the leader's Pod deleted and the other
+/// replica taking over with the next run happening once, `helm upgrade` to a file:// store on a
+/// PersistentVolume, and `helm uninstall` leaving nothing of the release.
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_release_runs_exports_on_the_real_node() {
+    let started = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    let client = client().await;
+    // Restricted: a Pod of the release (operator or export Job) that the level refuses is never
+    // created, and the test times out waiting for it.
+    let namespace = restricted_namespace(&client, "helm").await;
     let (remote_dir, local_dir) = sftp_directory(&namespace);
-    let read = |var: &str| std::fs::read_to_string(env_var(var)).expect("test bed file");
+    let volume_dir = repo_root()
+        .join("target/helm-test-volumes")
+        .join(&namespace);
+    let volume = format!("{namespace}-artifacts");
     let _cleanup = Cleanup {
         namespace: namespace.clone(),
-        local_dir: local_dir.clone(),
+        volume: volume.clone(),
+        directories: vec![local_dir.clone(), volume_dir.clone()],
     };
-
-    // The example's values, pointed at the test bed; the chart creates the three Secrets.
-    // No ServiceMonitor: the test bed has no Prometheus Operator CRDs.
-    let overrides = json!({
-        "database": {"create": true, "url": database_url},
-        "sftp": {
-            "host": env_var("SFTP_HOST"),
-            "port": env_var("SFTP_PORT").parse::<u16>().expect("port"),
-            "username": env_var("SFTP_USER"),
-            "directory": remote_dir,
-            "create": true,
-            "privateKey": read("SFTP_PRIVATE_KEY_FILE"),
-            "knownHosts": read("SFTP_KNOWN_HOSTS_FILE"),
-        },
-        "artifactStore": {
-            "url": format!("s3://{}/{namespace}", env_var("S3_BUCKET")),
-            "credentials": {
-                "secretName": "scheduled-exports-artifacts",
-                "create": true,
-                "accessKeyId": env_var("AWS_ACCESS_KEY_ID"),
-                "secretAccessKey": env_var("AWS_SECRET_ACCESS_KEY"),
-                "region": env_var("AWS_REGION"),
-                "endpointUrl": env_var("S3_ENDPOINT"),
-            },
-        },
-        "metrics": {"serviceMonitor": {"enabled": false}},
-        // The kubelet stand-in would run the Deployment's Pods too (it runs every pending Pod);
-        // the operator runs below as one process this test controls instead.
-        "replicaCount": 0,
-    });
-    let overrides_file = work.path().join("testbed-values.yaml");
-    std::fs::write(
-        &overrides_file,
-        serde_yaml::to_string(&overrides).expect("yaml"),
-    )
-    .expect("write");
+    let work = tempfile::tempdir().expect("tempdir");
     let chart = chart_dir();
-    let values = institution_values();
-    helm_ok(&[
-        "install",
-        release,
-        chart.to_str().expect("path"),
-        "--namespace",
-        &namespace,
-        "--kubeconfig",
-        kubeconfig,
-        "--values",
-        values.to_str().expect("path"),
-        "--values",
-        overrides_file.to_str().expect("path"),
-        "--timeout",
-        "2m",
-    ]);
+    let chart = chart.to_str().expect("path");
+    let bed_values = env_var("HELM_VALUES_FILE");
+    let bed: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&bed_values).expect("read the test bed's helm values"),
+    )
+    .expect("helm-values.yaml is YAML");
+    let s3_store = bed["artifactStore"]["url"]
+        .as_str()
+        .expect("helm-values.yaml has an artifact store")
+        .to_string();
+    assert!(s3_store.starts_with("s3://"), "{s3_store}");
 
-    // Every object of the release exists, labelled as Helm's; the CRD came with the chart (or was
-    // there already) and is the committed one.
-    let manifest = helm_ok(&[
-        "get",
-        "manifest",
-        release,
+    // The test bed's values as they are, plus this test's SFTP directory and one schedule.
+    let release_values = json!({
+        "sftp": {"directory": remote_dir},
+        "schedules": [{"name": SCHEDULE, "fileType": "interactions", "time": "07:00"}],
+    });
+    let release_values = write_values(&work.path().join("release.yaml"), &release_values);
+    phase("helm install --wait");
+    helm_on_bed(&[
+        "install",
+        RELEASE,
+        chart,
         "--namespace",
         &namespace,
-        "--kubeconfig",
-        kubeconfig,
+        "--values",
+        &bed_values,
+        "--values",
+        &release_values,
+        "--wait",
+        "--timeout",
+        "3m",
     ]);
+    phase("installed");
+
+    // Every object of the release exists, labelled as Helm's.
+    let manifest = helm_on_bed(&["get", "manifest", RELEASE, "--namespace", &namespace]);
     let objects = manifest_objects(&manifest);
     let created: BTreeSet<&str> = objects
         .iter()
@@ -1011,7 +1613,7 @@ async fn helm_install_runs_the_institution_on_the_test_bed() {
         .collect();
     for kind in [
         "Deployment",
-        "NetworkPolicy",
+        "Lease",
         "Role",
         "RoleBinding",
         "ScheduledExport",
@@ -1035,220 +1637,241 @@ async fn helm_install_runs_the_institution_on_the_test_bed() {
             .unwrap_or_else(|| panic!("{kind} {name} was not created"));
         let labels = object.metadata.labels.unwrap_or_default();
         assert_eq!(
-            labels
-                .get("app.kubernetes.io/managed-by")
-                .map(String::as_str),
-            Some("Helm")
-        );
-        assert_eq!(
             labels.get("app.kubernetes.io/instance").map(String::as_str),
-            Some(release)
+            Some(RELEASE)
         );
     }
-    let crd = get_object(
-        &client,
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        None,
-        "scheduledexports.exports.crm.dev",
-    )
-    .await
-    .expect("the CRD is installed");
-    assert_eq!(crd.data["spec"]["names"]["shortNames"], json!(["sx"]));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let artifact_secret = secrets
-        .get("scheduled-exports-artifacts")
-        .await
-        .expect("secret");
 
-    // The operator, as the Deployment would run it: its env from the rendered Deployment (the
-    // downward API resolved, envFrom read from the Secret), acting as the chart's ServiceAccount
-    // so the chart's RBAC is what it gets. Leader election stays on: the Lease Role is tested too.
-    let deployment = get_object(&client, "apps/v1", "Deployment", Some(&namespace), fullname)
+    // Both replicas Ready through their probes, one of them the leader.
+    let replicas = two_ready_replicas(&client, &namespace).await;
+    assert_probed_and_answering(&replicas);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+    let leader = leader_among(&leases, &replicas).await;
+    phase(&format!("both replicas Ready, {leader} leads"));
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let service_ip = services
+        .get(FULLNAME)
         .await
-        .expect("Deployment");
-    let deployment = serde_json::to_value(&deployment).expect("json");
-    let container = container(&deployment);
-    let port = free_port();
-    let pod_name = format!("{fullname}-0");
-    let mut env: BTreeMap<String, String> = env_of(container)
-        .into_iter()
-        .map(|(name, value)| {
-            let value = match value.as_str() {
-                "fieldRef:metadata.namespace" => namespace.clone(),
-                "fieldRef:metadata.name" => pod_name.clone(),
-                _ => value,
-            };
-            (name, value)
-        })
-        .collect();
-    for (key, value) in artifact_secret.data.clone().unwrap_or_default() {
-        env.entry(key)
-            .or_insert_with(|| String::from_utf8(value.0).expect("utf-8"));
-    }
-    env.insert("LISTEN_ADDRESS".into(), format!("127.0.0.1:{port}"));
-    env.insert("TMPDIR".into(), work.path().display().to_string());
-    env.insert("RUST_LOG".into(), "info,scheduled_exports=debug".into());
-    let operator_kubeconfig = work.path().join("operator-kubeconfig");
-    service_account_kubeconfig(&client, &namespace, fullname, &operator_kubeconfig).await;
-    env.insert(
-        "KUBECONFIG".into(),
-        operator_kubeconfig.display().to_string(),
-    );
-    env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
-    let log = work.path().join("operator.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .map(|arg| arg.as_str().expect("arg"))
-        .collect();
-    let operator = Operator {
-        child: Command::new(env!("CARGO_BIN_EXE_scheduled-exports"))
-            .args(&args)
-            .env_clear()
-            .envs(&env)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start the operator"),
-        log,
-    };
-
-    // The probes and the scrape the chart points at.
-    for path in ["/healthz", "/readyz"] {
-        eventually(WAIT, &format!("{path} to answer 200"), || async {
-            matches!(http_get(port, path), Some((200, _))).then_some(())
-        })
-        .await;
-    }
-    let (status, metrics) = http_get(port, "/metrics").expect("/metrics answers");
+        .expect("the Service")
+        .spec
+        .and_then(|spec| spec.cluster_ip)
+        .expect("a ClusterIP");
+    let (status, metrics) =
+        http_get(&format!("{service_ip}:8080"), "/metrics").expect("/metrics through the Service");
     assert_eq!(status, 200);
     assert!(
         metrics.trim_end().ends_with("# EOF"),
         "OpenMetrics text: {metrics}"
     );
 
-    // The chart's ScheduledExports become Ready: the Secrets they reference exist.
-    let api: Api<ScheduledExport> = Api::namespaced(client.clone(), &namespace);
-    for (name, reason) in [
-        ("interactions-daily", "Scheduled"),
-        ("proposals-daily", "Scheduled"),
-        ("interactions-archive", "Suspended"),
-    ] {
-        let ready = eventually(WAIT, &format!("{name} to become Ready"), || {
-            let api = api.clone();
-            async move {
-                let object = serde_json::to_value(api.get(name).await.ok()?).ok()?;
-                condition(&object, "Ready").filter(|c| c["status"] == "True")
-            }
-        })
-        .await;
-        assert_eq!(ready["reason"], reason, "{name}: {ready}");
-    }
-    let proposals =
-        serde_json::to_value(api.get("proposals-daily").await.expect("get")).expect("json");
-    assert_eq!(proposals["status"]["timeZone"], "America/Chicago");
-    let daily =
-        serde_json::to_value(api.get("interactions-daily").await.expect("get")).expect("json");
-    assert_eq!(
-        daily["status"]["timeZone"], "America/New_York",
-        "defaultTimeZone applies"
+    // A run now, delivered by a Job Pod; its artifact is in the s3:// store (MinIO).
+    let first = run_now_delivered(&client, &namespace, "helm-s3", &local_dir).await;
+    phase(&format!(
+        "run-now delivered {} with the s3:// store",
+        first["fileName"]
+    ));
+    let s3 =
+        ArtifactStore::from_url_with(&s3_store, &testbed_s3_options()).expect("the s3:// store");
+    let first_file = first["fileName"].as_str().expect("file").to_string();
+    assert!(
+        s3.exists(&ArtifactKey::new(&namespace, SCHEDULE, &first_file))
+            .await
+            .expect("ask the s3:// store"),
+        "{first_file} is kept in {s3_store}"
     );
+    assert_no_refusals(&namespace, &replicas);
 
-    // It holds the leader Lease in the release namespace.
-    let lease = get_object(
-        &client,
-        "coordination.k8s.io/v1",
-        "Lease",
-        Some(&namespace),
-        "scheduled-exports-controller",
+    // The leader's Pod goes; the standby takes the Lease and the next run happens once. While it
+    // does, no replacement Pod may be created (it would start and race the standby for the Lease).
+    let standby = replicas
+        .iter()
+        .map(pod_name)
+        .find(|name| *name != leader)
+        .expect("two replicas");
+    let transitions = |lease: Lease| lease.spec.and_then(|spec| spec.lease_transitions);
+    let transitions_before = transitions(leases.get(LEASE).await.expect("the Lease"));
+    let no_replacement = refuse_new_operator_pods(&client, &namespace).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    pods.delete(&leader, &DeleteParams::default())
+        .await
+        .expect("delete the leader's Pod");
+    let api: Api<ScheduledExport> = Api::namespaced(client.clone(), &namespace);
+    ask_run_now(&api, "helm-takeover").await;
+    let successor = eventually(WAIT, "another replica to take the Lease", || async {
+        lease_holder(&leases)
+            .await
+            .filter(|holder| *holder != leader)
+    })
+    .await;
+    assert_eq!(successor, standby, "the standby took over");
+    let transitions_after = transitions(leases.get(LEASE).await.expect("the Lease"));
+    assert!(
+        transitions_after > transitions_before,
+        "a takeover counts as a transition: {transitions_before:?} then {transitions_after:?}"
+    );
+    phase(&format!(
+        "{leader} deleted; the standby {successor} holds the Lease"
+    ));
+    let second = run_now_delivered(&client, &namespace, "helm-takeover", &local_dir).await;
+    phase(&format!(
+        "after the takeover, run-now delivered {}",
+        second["fileName"]
+    ));
+    let alone: Vec<String> = operator_pods(&pods).await.iter().map(pod_name).collect();
+    assert_eq!(alone, vec![standby.clone()], "the standby ran it alone");
+    no_replacement.lift().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let all_jobs: Vec<String> = names_of(
+        jobs.list(&ListParams::default())
+            .await
+            .expect("list Jobs")
+            .items,
     )
-    .await
-    .expect("the leader Lease");
-    assert_eq!(lease.data["spec"]["holderIdentity"], pod_name.as_str());
+    .collect();
+    assert_eq!(all_jobs.len(), 2, "one Job per run: {all_jobs:?}");
+    assert_eq!(
+        common::fixture::files_in(&local_dir),
+        Vec::from([
+            first_file.clone(),
+            second["fileName"].as_str().expect("file").to_string()
+        ]),
+        "one file per run"
+    );
+    let replicas = two_ready_replicas(&client, &namespace).await;
+    assert!(
+        replicas.iter().all(|pod| pod_name(pod) != leader),
+        "the deleted Pod is gone"
+    );
+    let holder = leader_among(&leases, &replicas).await;
+    assert_eq!(holder, successor, "the successor keeps the Lease");
+    assert_no_refusals(&namespace, &replicas);
 
-    // One run through the chart's Job identity: the kubelet stand-in runs the Job as the export
-    // ServiceAccount with the artifact store Secret through envFrom; the file lands on the server.
-    api.patch(
-        "interactions-daily",
-        &PatchParams::default(),
-        &Patch::Merge(
-            &json!({"metadata": {"annotations": {"exports.crm.dev/run-now": "helm-test"}}}),
-        ),
-    )
-    .await
-    .expect("annotate run-now");
-    let delivered = eventually(
-        Duration::from_secs(120),
-        "the run-now export to be delivered",
-        || {
-            let api = api.clone();
-            async move {
-                let object =
-                    serde_json::to_value(api.get("interactions-daily").await.ok()?).ok()?;
-                let last_run = &object["status"]["lastRun"];
-                assert_ne!(last_run["phase"], "Failed", "the export failed: {last_run}");
-                (last_run["phase"] == "Succeeded")
-                    .then(|| {
-                        object["status"]["delivery"]["file"]
-                            .as_str()
-                            .map(str::to_string)
-                    })
-                    .flatten()
-            }
+    // helm upgrade: the file:// store on a PersistentVolume instead, without the S3 Secret.
+    artifact_volume(&client, &volume, &namespace, &volume_dir).await;
+    let file_values = json!({
+        "artifactStore": {
+            "url": format!("file://{FILE_STORE_PATH}"),
+            "persistence": {
+                "enabled": true,
+                "storageClassName": STORAGE_CLASS,
+                "size": "1Gi",
+                "accessModes": ["ReadWriteMany"],
+            },
+            "credentials": {"create": false},
+        },
+    });
+    let file_values = write_values(&work.path().join("file-store.yaml"), &file_values);
+    phase("helm upgrade --wait (file:// store on a PersistentVolume)");
+    helm_on_bed(&[
+        "upgrade",
+        RELEASE,
+        chart,
+        "--namespace",
+        &namespace,
+        "--values",
+        &bed_values,
+        "--values",
+        &release_values,
+        "--values",
+        &file_values,
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let claim = claims
+        .get(&format!("{FULLNAME}-artifacts"))
+        .await
+        .expect("the chart's claim");
+    assert_eq!(
+        claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()),
+        Some(volume.as_str())
+    );
+    assert_eq!(
+        claim.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Bound")
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    eventually(
+        WAIT,
+        "the upgrade to remove the S3 credentials Secret",
+        || async {
+            secrets
+                .get_opt(&format!("{FULLNAME}-artifact-store"))
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
         },
     )
     .await;
-    assert!(
-        delivered.starts_with("interactions-") && delivered.ends_with(".csv"),
-        "{delivered}"
-    );
-    assert!(
-        local_dir.join(&delivered).is_file(),
-        "{delivered} is on the SFTP server"
-    );
-
-    // The chart's RBAC was enough for everything the operator did.
-    let log = operator.log();
-    for refused in ["forbidden", "Forbidden", " 403"] {
+    let upgraded = two_ready_replicas(&client, &namespace).await;
+    for pod in &upgraded {
         assert!(
-            !log.contains(refused),
-            "the operator was refused something:\n{log}"
+            !replicas.iter().any(|old| pod_name(old) == pod_name(pod)),
+            "the upgrade rolled the Pods"
         );
+        let mounts_claim = pod
+            .spec
+            .as_ref()
+            .expect("spec")
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|c| c.claim_name == format!("{FULLNAME}-artifacts"))
+            });
+        assert!(mounts_claim, "{} mounts the store's claim", pod_name(pod));
     }
-    drop(operator);
+    assert_probed_and_answering(&upgraded);
+    let leader = leader_among(&leases, &upgraded).await;
+    phase(&format!("upgraded, {leader} leads"));
+    let third = run_now_delivered(&client, &namespace, "helm-file", &local_dir).await;
+    let third_file = third["fileName"].as_str().expect("file");
+    let kept = std::fs::read(volume_dir.join(&namespace).join(SCHEDULE).join(third_file))
+        .expect("the artifact is on the PersistentVolume");
+    assert_eq!(third["sha256"].as_str(), Some(sha256_hex(&kept).as_str()));
+    phase(&format!(
+        "run-now delivered {third_file} with the file:// store"
+    ));
+    assert_no_refusals(&namespace, &upgraded);
 
-    // Uninstall removes what the release created.
-    helm_ok(&[
+    // helm uninstall leaves nothing of the release: no Deployment, Pod, Job, Role, Lease, claim.
+    phase("helm uninstall --wait");
+    helm_on_bed(&[
         "uninstall",
-        release,
+        RELEASE,
         "--namespace",
         &namespace,
-        "--kubeconfig",
-        kubeconfig,
         "--wait",
         "--timeout",
-        "2m",
+        "3m",
     ]);
-    for (api_version, kind, _, name) in &objects {
-        eventually(WAIT, &format!("{kind} {name} to be deleted"), || async {
-            get_object(&client, api_version, kind, Some(&namespace), name)
-                .await
-                .is_none()
-                .then_some(())
-        })
-        .await;
+    let give_up = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = leftovers(&client, &namespace).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{WAIT:?} after helm uninstall, still there: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let releases = helm_ok(&[
-        "list",
-        "--namespace",
-        &namespace,
-        "--kubeconfig",
-        kubeconfig,
-        "-q",
-    ]);
+    let releases = helm_on_bed(&["list", "--namespace", &namespace, "-q"]);
     assert!(releases.trim().is_empty(), "{releases}");
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    eventually(
+        WAIT,
+        "the PersistentVolume to be Released by its claim",
+        || async {
+            let phase = volumes.get(&volume).await.ok()?.status?.phase?;
+            (phase == "Released").then_some(())
+        },
+    )
+    .await;
+    phase("uninstalled, nothing left");
 }

@@ -642,6 +642,7 @@ fn a_server_that_never_answers_times_out() {
     // Accept and hold the connection without a word.
     let holder = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
     let target = SftpTarget {
+        host: "127.0.0.1".into(), // where the listener above is
         port,
         ..target("/exports")
     };
@@ -661,6 +662,7 @@ fn a_port_that_is_not_ssh_is_reported() {
         }
     });
     let target = SftpTarget {
+        host: "127.0.0.1".into(), // where the listener above is
         port,
         ..target("/exports")
     };

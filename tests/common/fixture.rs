@@ -1,5 +1,6 @@
-//! A ScheduledExport ready to run on the test bed: its namespace, Secrets, a database with sample
-//! rows, an SFTP directory and an artifact prefix of its own.
+//! A ScheduledExport ready to run on the test bed: its namespace (enforcing the restricted Pod
+//! Security level, with the export Jobs' identity), Secrets, a database with sample rows, an SFTP
+//! directory and an artifact prefix of its own.
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +25,17 @@ impl Fixture {
     pub async fn new(prefix: &str, sample_interactions: u64) -> Self {
         let client = client().await;
         install_crd(&client).await;
-        let namespace = test_namespace(&client, prefix).await;
+        let namespace = restricted_namespace(&client, prefix).await;
+        // What the chart creates in a namespace where Jobs run: their identity and the store's
+        // credentials, so the operator's Jobs run here as real Pods.
+        grant_job_rbac(&client, &namespace).await;
+        create_secret(
+            &client,
+            &namespace,
+            ARTIFACT_STORE_SECRET,
+            &artifact_store_secret_data(),
+        )
+        .await;
         let database_url = create_database("sx_export").await;
         let output = run_binary(
             &[

@@ -149,6 +149,26 @@ pub async fn test_namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
+/// A fresh namespace like [`test_namespace`] that enforces the restricted Pod Security Standard
+/// (latest version), so a Pod that level refuses is never created and the test sees it fail.
+pub async fn restricted_namespace(client: &Client, prefix: &str) -> String {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let name = format!("{prefix}-{}", random_suffix());
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {
+            "scheduled-exports.test/owner": "integration-tests",
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }}
+    }))
+    .expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create namespace");
+    name
+}
+
 pub async fn delete_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(name, &DeleteParams::background()).await;
@@ -321,6 +341,145 @@ pub fn run_binary(args: &[&str], extra_env: &[(&str, String)]) -> std::process::
         .envs(extra_env.iter().cloned())
         .output()
         .expect("run scheduled-exports")
+}
+
+/// Name of the artifact store credentials Secret in a test namespace (the chart's default name).
+pub const ARTIFACT_STORE_SECRET: &str = "scheduled-exports-artifacts";
+
+/// The test bed's MinIO as the environment of an `s3://` store: the keys of the chart's credentials
+/// Secret, with the endpoint address that works from Pods and from this process alike.
+pub fn artifact_store_secret_data() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", env_var("AWS_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", env_var("AWS_SECRET_ACCESS_KEY")),
+        ("AWS_REGION", env_var("AWS_REGION")),
+        ("AWS_ENDPOINT_URL", env_var("S3_ENDPOINT")),
+    ]
+}
+
+/// The S3 settings of a controller running in this process (the operator reads the same
+/// variables from its environment).
+pub fn testbed_s3_options() -> scheduled_exports::adapters::artifacts::S3Options {
+    scheduled_exports::adapters::artifacts::S3Options::from_lookup(|name| {
+        testbed_env().get(name).cloned()
+    })
+}
+
+/// Export Jobs as a release on the test bed runs them: the project's image imported into the node
+/// (never pulled), the chart's Job ServiceAccount and the store's credentials Secret.
+pub fn export_job_settings(
+    artifact_store_url: &str,
+) -> scheduled_exports::operator::job::JobSettings {
+    scheduled_exports::operator::job::JobSettings {
+        image: env_var("SCHEDULED_EXPORTS_IMAGE"),
+        image_pull_policy: Some("Never".into()),
+        service_account: "scheduled-exports-export".into(),
+        artifact_store_url: artifact_store_url.to_string(),
+        artifact_store_secret: Some(ARTIFACT_STORE_SECRET.into()),
+        ..Default::default()
+    }
+}
+
+/// Waits until Job `job` has succeeded. A Job that fails, or the deadline, ends the test at once,
+/// with the Job's status and its Pods' logs (from the API server, as `kubectl logs` shows them).
+pub async fn wait_for_job_complete(
+    client: &Client,
+    namespace: &str,
+    job: &str,
+    deadline: Duration,
+) {
+    use k8s_openapi::api::batch::v1::Job;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        let status = jobs
+            .get_opt(job)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|j| j.status);
+        if status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1 {
+            return;
+        }
+        let failed = status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Failed" && c.status == "True")
+        });
+        if failed || tokio::time::Instant::now() >= give_up {
+            let logs = job_pod_logs(client, namespace, job).await;
+            panic!(
+                "Job {namespace}/{job} {}: {status:?}\n{logs}",
+                if failed {
+                    "failed".to_string()
+                } else {
+                    format!("did not complete within {deadline:?}")
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Phase, container state and log of every Pod of Job `job`, for a failing test's message.
+pub async fn job_pod_logs(client: &Client, namespace: &str, job: &str) -> String {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, LogParams};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("batch.kubernetes.io/job-name={job}");
+    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
+        return "(cannot list the Job's Pods)".to_string();
+    };
+    if list.items.is_empty() {
+        // A Pod the namespace's Pod Security level refuses shows up as the Job's FailedCreate.
+        return format!(
+            "(the Job has no Pods) Events: {}",
+            event_messages(client, namespace, job).await
+        );
+    }
+    let mut text = String::new();
+    for pod in list.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
+        let states = status
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| format!("{:?}", c.state))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let log = pods
+            .logs(&name, &LogParams::default())
+            .await
+            .unwrap_or_else(|err| format!("(no log: {err})"));
+        text.push_str(&format!("--- Pod {name} ({phase}) {states}\n{log}\n"));
+    }
+    text
+}
+
+/// `reason: message` of the Events about the object named `name`, for a failing test's message.
+pub async fn event_messages(client: &Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::ListParams;
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("involvedObject.name={name}");
+    match events.list(&ListParams::default().fields(&selector)).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(err) => format!("(cannot list Events: {err})"),
+    }
 }
 
 /// The export Job identity: read its object and Secrets, write its status.

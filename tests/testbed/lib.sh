@@ -28,6 +28,11 @@ S3_REGION=us-east-1
 
 log() { printf '[testbed] %s\n' "$*" >&2; }
 
+# A command that fails under set -e names itself instead of ending the script silently (errtrace:
+# also inside functions).
+set -E
+trap 'log "ERROR: command failed (exit $?) in ${FUNCNAME[0]:-the main script}, line $LINENO: $BASH_COMMAND"' ERR
+
 die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # die_with_log REASON LOGFILE: the tail explains most start-up failures without opening the file.
@@ -56,6 +61,37 @@ wait_until() {
     fi
     sleep 0.3
   done
+}
+
+# wait_ready SECONDS NAME CMD...: poll CMD until it succeeds. Returns 1 at once when NAME's process has
+# exited (the caller may start it again); dies when the deadline passes.
+wait_ready() {
+  local timeout="$1" name="$2"
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    pid_alive "$name" || return 1
+    ((SECONDS < deadline)) || die_with_log "timed out after ${timeout}s waiting for $name to be ready" "$LOGS/$name.log"
+    sleep 0.3
+  done
+}
+
+# launch NAME SECONDS READY START [PORT_VAR...]: runs START (which picks the PORT_VARs and starts NAME
+# with start_bg), then waits for READY. A component that exits before it is ready, most often because
+# something else bound its port between the pick and its own bind, is started again on freshly picked
+# ports, three times at most.
+launch() {
+  local name="$1" timeout="$2" ready="$3" start="$4" attempt v
+  shift 4
+  for attempt in 1 2 3; do
+    "$start"
+    wait_ready "$timeout" "$name" "$ready" && return 0
+    log "$name exited while starting (attempt $attempt of 3); last lines of $LOGS/$name.log:"
+    tail -n 5 "$LOGS/$name.log" >&2 || true
+    stop_pid "$name"
+    for v in "$@"; do printf -v "$v" '%s' ''; done
+  done
+  die_with_log "$name exited while starting, three times" "$LOGS/$name.log"
 }
 
 # free_ports N: N distinct free loopback ports; sockets stay bound until all are chosen so none repeats.

@@ -81,9 +81,10 @@ app.kubernetes.io/component: controller
 {{- end }}
 {{- end }}
 
-{{/* "file" or "s3", from artifactStore.url. */}}
+{{/* "file" or "s3", from artifactStore.url. There is no default store: each would break some
+clusters (a ReadWriteOnce volume on more than one node, a bucket that does not exist). */}}
 {{- define "scheduled-exports.artifactScheme" -}}
-{{- $url := required "artifactStore.url is required (file:///path or s3://bucket/prefix)" .Values.artifactStore.url }}
+{{- $url := required "artifactStore.url is required: s3://bucket/prefix (any S3-compatible store, credentials in artifactStore.credentials) or file:///path on a ReadWriteMany claim (artifactStore.persistence)" .Values.artifactStore.url }}
 {{- if hasPrefix "file:///" $url }}file
 {{- else if hasPrefix "s3://" $url }}s3
 {{- else }}
@@ -96,10 +97,16 @@ app.kubernetes.io/component: controller
 {{- trimPrefix "file://" .Values.artifactStore.url }}
 {{- end }}
 
-{{/* The claim mounted at a file:// store's path; empty when none. */}}
+{{/* The claim mounted at a file:// store's path; empty when none. The operator's replicas and
+every export Job mount it wherever they are scheduled, so a claim the chart creates must be
+ReadWriteMany. */}}
 {{- define "scheduled-exports.artifactClaim" -}}
-{{- if and (eq (include "scheduled-exports.artifactScheme" .) "file") .Values.artifactStore.persistence.enabled }}
-{{- .Values.artifactStore.persistence.existingClaim | default (printf "%s-artifacts" (include "scheduled-exports.fullname" .)) }}
+{{- $persistence := .Values.artifactStore.persistence }}
+{{- if and (eq (include "scheduled-exports.artifactScheme" .) "file") $persistence.enabled }}
+{{- if and (not $persistence.existingClaim) (not (has "ReadWriteMany" $persistence.accessModes)) }}
+{{- fail (printf "artifactStore.persistence.accessModes %v: the file:// store's claim is mounted by the operator's replicas and by every export Job, which may run on different nodes; it must be ReadWriteMany (or use an s3:// artifactStore.url, or an existingClaim on a one-node cluster)" $persistence.accessModes) }}
+{{- end }}
+{{- $persistence.existingClaim | default (printf "%s-artifacts" (include "scheduled-exports.fullname" .)) }}
 {{- end }}
 {{- end }}
 
