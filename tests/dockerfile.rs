@@ -1239,10 +1239,15 @@ fn the_build_stage_context_compiles() {
     let output = Command::new(env!("CARGO"))
         .args(["check", "--locked", "--offline", "--bin", &binary])
         .current_dir(&root)
-        // The crate's own target directory: the dependencies `cargo clippy` / `cargo test` already
-        // checked are reused (cargo test has released its lock by the time tests run), so only
-        // this copy of the crate is checked.
-        .env("CARGO_TARGET_DIR", repo_root().join("target"))
+        // The crate's own target directory (CI keeps it outside the clone): the dependencies
+        // `cargo clippy` / `cargo test` already checked are reused (cargo test has released its
+        // lock by the time tests run), so only this copy of the crate is checked.
+        .env(
+            "CARGO_TARGET_DIR",
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target")),
+        )
         .output()
         .expect("run cargo");
     assert!(
