@@ -136,30 +136,25 @@ pub async fn install_crd(client: &Client) {
 
 /// A fresh namespace for one test, so tests run in parallel without seeing each other's objects.
 pub async fn test_namespace(client: &Client, prefix: &str) -> String {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let name = format!("{prefix}-{}", random_suffix());
-    let namespace: Namespace = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"scheduled-exports.test/owner": "integration-tests"}}
-    }))
-    .expect("namespace");
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("create namespace");
-    name
+    create_namespace(client, prefix, serde_json::json!({})).await
 }
 
 /// A fresh namespace like [`test_namespace`] that enforces the restricted Pod Security Standard
 /// (latest version), so a Pod that level refuses is never created and the test sees it fail.
 pub async fn restricted_namespace(client: &Client, prefix: &str) -> String {
+    let labels = serde_json::json!({
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    });
+    create_namespace(client, prefix, labels).await
+}
+
+async fn create_namespace(client: &Client, prefix: &str, mut labels: serde_json::Value) -> String {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let name = format!("{prefix}-{}", random_suffix());
+    labels["scheduled-exports.test/owner"] = serde_json::json!("integration-tests");
     let namespace: Namespace = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {
-            "scheduled-exports.test/owner": "integration-tests",
-            "pod-security.kubernetes.io/enforce": "restricted",
-            "pod-security.kubernetes.io/enforce-version": "latest",
-        }}
+        "metadata": {"name": name, "labels": labels}
     }))
     .expect("namespace");
     namespaces
@@ -176,15 +171,9 @@ pub async fn delete_namespace(client: &Client, name: &str) {
 
 /// A random hex suffix for names that must not collide between parallel tests.
 pub fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    format!("{:08x}", hasher.finish() as u32)
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    format!("{:08x}", rng.next_u32())
 }
 
 /// Runs the machine's kubectl against the test bed, returning (success, stdout, stderr).
