@@ -16,6 +16,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use tracing::{Instrument, info, warn};
 
+use crate::adapters::kubernetes::secrets::{SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD};
 use crate::adapters::kubernetes::status::{StatusWriter, update_status_from};
 use crate::operator::checker;
 use crate::operator::context::Context;
@@ -153,9 +154,9 @@ pub async fn run_with_leader_election(
     }
 }
 
-fn error_policy(_object: Arc<ScheduledExport>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+/// Failures are counted where the reconcile is timed (`Metrics::record_reconcile`).
+fn error_policy(_object: Arc<ScheduledExport>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, "will retry");
-    ctx.metrics.reconcile_errors.inc();
     Action::requeue(Duration::from_secs(15))
 }
 
@@ -449,9 +450,9 @@ async fn missing_secret(
 ) -> Result<Option<String>, ReconcileError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     for (field, name) in [
-        ("spec.source.secretRef", &object.spec.source.secret_ref.name),
+        (SOURCE_SECRET_FIELD, &object.spec.source.secret_ref.name),
         (
-            "spec.destination.sftp.secretRef",
+            SFTP_SECRET_FIELD,
             &object.spec.destination.sftp.secret_ref.name,
         ),
     ] {

@@ -261,6 +261,7 @@ impl Metrics {
         self.reconciles.inc();
         self.reconcile_duration.observe(seconds);
         if let Some(reason) = failure {
+            self.reconcile_errors.inc();
             self.reconcile_failures
                 .get_or_create(&ReconcileFailureLabels {
                     reason: reason.to_string(),
