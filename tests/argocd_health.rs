@@ -1,4 +1,4 @@
-//! The Argo CD health check of `examples/argocd/` (issue 6, GitOps): `health.lua` run the way Argo
+//! The Argo CD health check of `examples/argocd/`: `health.lua` run the way Argo
 //! CD runs it (gopher-lua, Lua 5.1, base and table libraries only, the object as `obj`) by the Go
 //! harness in `tests/argocd/`, against ScheduledExports whose status comes from the operator's own
 //! status code (`plan`, `status`), so field names and condition reasons cannot drift from what the
