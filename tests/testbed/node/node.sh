@@ -200,7 +200,7 @@ sync_node_iptables() {
   # Host services listen on 127.0.0.1 only; pods (PREROUTING) and host processes (OUTPUT) reach them at
   # the bridge address.
   ensure_chain nat "${CHAIN_PREFIX}HOST-SERVICES"
-  for port in "$PGPORT" "$SFTP_PORT" "$S3_PORT"; do
+  for port in "$PGPORT" "${STANDBY_PGPORT:-}" "$SFTP_PORT" "$S3_PORT"; do
     [[ -n "$port" ]] || continue
     ipt -t nat -A "${CHAIN_PREFIX}HOST-SERVICES" -p tcp -m tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port"
   done
