@@ -19,7 +19,9 @@ mod copy;
 mod window;
 
 pub use connect::{connect, describe_target, parse_url};
-pub use window::{MAX_COLUMNS, RowSink, WindowQuery, copy_window, window_sql};
+pub use window::{
+    MAX_COLUMNS, RowSink, WindowQuery, copy_window, window_planner_settings, window_sql,
+};
 
 use std::fmt;
 use std::time::Duration;

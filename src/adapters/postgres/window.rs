@@ -51,7 +51,20 @@ pub fn window_sql(query: &WindowQuery, previous: Option<&Snapshot>) -> String {
             xmin = snapshot.xmin
         ),
     };
-    format!("SELECT {select_list} FROM {table}{filter} ORDER BY {key}")
+    // Qualified, so ORDER BY names the table's column, not the select list's text alias of the
+    // same name: numeric order, and the primary key's index yields it without a sort.
+    format!("SELECT {select_list} FROM {table}{filter} ORDER BY {table}.{key}")
+}
+
+/// Planner settings for one window, run inside its transaction before the COPY. A full export
+/// reads the whole table, where the planner may prefer a sequential scan and a sort that spills
+/// the table to disk; walking the primary key gives the same order in constant memory. A later
+/// window keeps the planner's choice: the txid index finds its few rows, and sorting them is cheap.
+pub fn window_planner_settings(previous: Option<&Snapshot>) -> &'static str {
+    match previous {
+        None => "SET LOCAL enable_sort = off",
+        Some(_) => "",
+    }
 }
 
 /// Copies the rows of `query` written since `previous` (all rows when `None`) into `out`, and
@@ -112,6 +125,13 @@ pub async fn copy_window(
         }
     }
 
+    let settings = window_planner_settings(previous.as_ref());
+    if !settings.is_empty() {
+        transaction
+            .batch_execute(settings)
+            .await
+            .map_err(SourceError::query("cannot set up the export query"))?;
+    }
     let sql = window_sql(query, previous.as_ref());
     let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
     let stream = transaction
@@ -177,9 +197,9 @@ mod tests {
         assert!(query.starts_with("SELECT proposal_id::text AS proposal_id, "));
         assert!(query.ends_with(
             " FROM proposals WHERE txid >= '10'::xid8 AND NOT pg_visible_in_snapshot(txid, \
-             '10:20:12,15'::pg_snapshot) ORDER BY proposal_id"
+             '10:20:12,15'::pg_snapshot) ORDER BY proposals.proposal_id"
         ));
         let all = window_sql(&query_of("interactions", "interaction_id"), None);
-        assert!(all.ends_with(" FROM interactions ORDER BY interaction_id"));
+        assert!(all.ends_with(" FROM interactions ORDER BY interactions.interaction_id"));
     }
 }
