@@ -4,6 +4,7 @@
 
 pub mod fixture;
 pub mod running;
+pub mod toxiproxy;
 
 use std::collections::HashMap;
 use std::future::Future;
