@@ -89,6 +89,10 @@ impl ExportError {
             ExportError::Source(SourceError::WatermarkAhead { .. }) => {
                 ConditionReason::WatermarkAhead
             }
+            ExportError::Source(SourceError::Tls { .. }) => ConditionReason::DatabaseTlsFailed,
+            ExportError::Source(SourceError::InvalidCaCert { .. }) => {
+                ConditionReason::SecretInvalid
+            }
             ExportError::Source(_) => ConditionReason::DatabaseFailed,
             ExportError::Sftp(err) => err.reason(),
             ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
@@ -193,7 +197,7 @@ async fn deliver(
     started: DateTime<Utc>,
 ) -> Result<DeliveredRun, ExportError> {
     let secrets: Api<Secret> = Api::namespaced(client, &request.namespace);
-    let database_url = secrets::database_url(&secrets, object).await?;
+    let source = secrets::database_source(&secrets, object).await?;
     let sftp_spec = &object.spec.destination.sftp;
     let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
     let target = SftpTarget::of(sftp_spec);
@@ -210,7 +214,8 @@ async fn deliver(
     .await??;
 
     let previous = object.status.as_ref().and_then(|s| s.watermark.clone());
-    let (mut database, connection) = postgres::connect(&database_url, request.timeout).await?;
+    let (mut database, connection) =
+        postgres::connect_with_ca(&source.url, source.ca_cert.as_deref(), request.timeout).await?;
     let spool = tempfile::Builder::new()
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;

@@ -144,7 +144,9 @@ impl std::fmt::Display for FileType {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Source {
-    /// Secret in this namespace whose key `url` holds a `postgres://` URL. A read-only role is enough.
+    /// Secret in this namespace whose key `url` holds a `postgres://` URL (a read-only role is enough;
+    /// `?sslmode=verify-full` for TLS with the host name checked). Optional key `caCert`: the PEM CA
+    /// that `sslmode=verify-ca` and `verify-full` trust; without it, the system's CAs.
     pub secret_ref: SecretReference,
 }
 

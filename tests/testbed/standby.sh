@@ -11,7 +11,11 @@ standby_in_recovery() {
   [[ "$(PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -X -q -tA -h 127.0.0.1 -p "$STANDBY_PGPORT" -U "$PG_SUPERUSER" \
     -d postgres -c 'select pg_is_in_recovery()' 2>/dev/null)" == t ]]
 }
-standby_healthy() { pid_alive postgres-standby && standby_ready && standby_in_recovery; }
+standby_tls_on() {
+  [[ "$(PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -X -q -tA -h 127.0.0.1 -p "$STANDBY_PGPORT" -U "$PG_SUPERUSER" \
+    -d postgres -c 'show ssl' 2>/dev/null)" == on ]]
+}
+standby_healthy() { pid_alive postgres-standby && standby_ready && standby_in_recovery && standby_tls_on; }
 system_identifier() { "$PG_BIN/pg_controldata" -D "$1" 2>/dev/null | awk '/^Database system identifier:/ { print $NF }'; }
 
 # A standby belongs to the primary it was copied from; after a fresh initdb of the primary it is made again.
@@ -66,6 +70,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 hot_standby = on
+$(pg_tls_conf)
 CONF
     chown postgres:postgres "$data/testbed.conf"
     log "starting the PostgreSQL hot standby on 127.0.0.1:$STANDBY_PGPORT"

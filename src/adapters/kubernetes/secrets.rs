@@ -16,6 +16,8 @@ pub const SOURCE_SECRET_FIELD: &str = "spec.source.secretRef";
 pub const SFTP_SECRET_FIELD: &str = "spec.destination.sftp.secretRef";
 /// Key of the source Secret that holds the PostgreSQL URL.
 pub const DATABASE_URL_KEY: &str = "url";
+/// Optional key of the source Secret: the PEM CA that `sslmode=verify-ca`/`verify-full` trust.
+pub const DATABASE_CA_CERT_KEY: &str = "caCert";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -32,6 +34,13 @@ pub enum SecretError {
         key: &'static str,
         hint: &'static str,
     },
+    #[error("Secret {secret} (referenced by {field}): key \"{key}\" {problem}")]
+    KeyInvalid {
+        secret: String,
+        field: &'static str,
+        key: &'static str,
+        problem: &'static str,
+    },
     #[error("cannot read Secret {secret}: {source}")]
     Api {
         secret: String,
@@ -47,9 +56,9 @@ impl SecretError {
     /// CamelCase reason for a condition.
     pub fn reason(&self) -> ConditionReason {
         match self {
-            SecretError::NotFound { .. } | SecretError::KeyMissing { .. } => {
-                ConditionReason::SecretInvalid
-            }
+            SecretError::NotFound { .. }
+            | SecretError::KeyMissing { .. }
+            | SecretError::KeyInvalid { .. } => ConditionReason::SecretInvalid,
             SecretError::Api { .. } => ConditionReason::KubernetesApiFailed,
             SecretError::Sftp(err) => err.reason(),
         }
@@ -87,9 +96,27 @@ pub async fn database_url(
     secrets: &Api<Secret>,
     object: &ScheduledExport,
 ) -> Result<String, SecretError> {
+    database_source(secrets, object)
+        .await
+        .map(|source| source.url)
+}
+
+/// How to reach the object's source: the URL and, when the Secret has one, the CA to verify the
+/// server with.
+pub struct DatabaseSource {
+    pub url: String,
+    pub ca_cert: Option<String>,
+}
+
+/// The object's source from `spec.source.secretRef`: key `url`, and optional key `caCert`.
+pub async fn database_source(
+    secrets: &Api<Secret>,
+    object: &ScheduledExport,
+) -> Result<DatabaseSource, SecretError> {
     let name = &object.spec.source.secret_ref.name;
     let data = read_secret(secrets, name, SOURCE_SECRET_FIELD).await?;
-    data.get(DATABASE_URL_KEY)
+    let url = data
+        .get(DATABASE_URL_KEY)
         .and_then(|value| String::from_utf8(value.clone()).ok())
         .map(|value| value.trim().to_string())
         .filter(|value| !value.is_empty())
@@ -98,7 +125,21 @@ pub async fn database_url(
             field: SOURCE_SECRET_FIELD,
             key: DATABASE_URL_KEY,
             hint: ": add the PostgreSQL URL under key \"url\"",
-        })
+        })?;
+    let ca_cert = match data.get(DATABASE_CA_CERT_KEY) {
+        None => None,
+        Some(value) => {
+            Some(
+                String::from_utf8(value.clone()).map_err(|_| SecretError::KeyInvalid {
+                    secret: name.clone(),
+                    field: SOURCE_SECRET_FIELD,
+                    key: DATABASE_CA_CERT_KEY,
+                    problem: "must be a PEM certificate (text)",
+                })?,
+            )
+        }
+    };
+    Ok(DatabaseSource { url, ca_cert })
 }
 
 /// The SFTP credentials of the Secret `name` (`spec.destination.sftp.secretRef`).

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use super::SourceError;
+use super::tls::{self, SslMode};
 
 /// `host:port/db as user` for messages: everything useful to find the server, never the password.
 pub fn describe_target(config: &Config) -> String {
@@ -42,23 +43,74 @@ pub fn describe_target(config: &Config) -> String {
 
 /// Parses a `postgres://` URL (or key=value string) into a config, without echoing it.
 pub fn parse_url(url: &str) -> Result<Config, SourceError> {
-    url.parse::<Config>()
-        .map_err(|err| SourceError::InvalidUrl {
-            reason: err.to_string(),
-        })
+    parse_source(url).map(|(config, _)| config)
 }
 
-/// Connects with `timeout` covering TCP connect, TLS-less startup and authentication, and spawns
-/// the connection task. Errors say what went wrong (unreachable, authentication, missing database)
-/// without the password.
-///
-/// Only unencrypted connections are supported for now (`sslmode=disable` or `prefer` falling back);
-/// `sslmode=require` fails with a clear message.
+/// The config and the TLS mode of `url`. `sslmode` is taken out before the driver parses the
+/// rest, since the driver knows only disable, prefer and require.
+fn parse_source(url: &str) -> Result<(Config, SslMode), SourceError> {
+    let (rest, mode) = take_sslmode(url)?;
+    let mut config = rest
+        .parse::<Config>()
+        .map_err(|err| SourceError::InvalidUrl {
+            reason: err.to_string(),
+        })?;
+    config.ssl_mode(mode.driver_mode());
+    Ok((config, mode))
+}
+
+/// Splits `sslmode` (default `prefer`, as libpq) off a URL's query or a key=value string.
+fn take_sslmode(url: &str) -> Result<(String, SslMode), SourceError> {
+    let mut mode = None;
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_string(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&') {
+                    match pair.strip_prefix("sslmode=") {
+                        Some(value) => mode = Some(SslMode::parse(value)?),
+                        None => kept.push(pair),
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let mut kept = Vec::new();
+        for word in url.split_whitespace() {
+            match word.strip_prefix("sslmode=") {
+                Some(value) => mode = Some(SslMode::parse(value.trim_matches('\''))?),
+                None => kept.push(word),
+            }
+        }
+        kept.join(" ")
+    };
+    Ok((rest, mode.unwrap_or(SslMode::Prefer)))
+}
+
+/// [`connect_with_ca`] trusting the system's CAs.
 pub async fn connect(
     url: &str,
     timeout: Duration,
 ) -> Result<(Client, JoinHandle<()>), SourceError> {
-    let mut config = parse_url(url)?;
+    connect_with_ca(url, None, timeout).await
+}
+
+/// Connects with `timeout` covering TCP connect, TLS, startup and authentication, and spawns
+/// the connection task. `sslmode` in the URL says how the server is verified; `ca_pem` is the CA
+/// that `verify-ca` and `verify-full` trust (the system's CAs when `None`). Errors say what went
+/// wrong (unreachable, TLS, authentication, missing database) without the password.
+pub async fn connect_with_ca(
+    url: &str,
+    ca_pem: Option<&str>,
+    timeout: Duration,
+) -> Result<(Client, JoinHandle<()>), SourceError> {
+    let (mut config, mode) = parse_source(url)?;
     config.connect_timeout(timeout);
     // A connection that dies mid-COPY (a half-open TCP path) must fail the run, not hang it until
     // the Job's deadline and block the object's next runs: TCP keepalives and a bound on
@@ -73,10 +125,26 @@ pub async fn connect(
     let target = describe_target(&config);
     let user = config.get_user().unwrap_or_default().to_string();
     let database = config.get_dbname().unwrap_or(&user).to_string();
-    let connecting = config.connect(NoTls);
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(name)) => name.clone(),
+        _ => String::new(),
+    };
+    let connector = tls::connector(mode, ca_pem, &target)?;
+    let connecting = config.connect(connector);
     let (client, connection) = match tokio::time::timeout(timeout, connecting).await {
         Err(_) => return Err(SourceError::ConnectTimeout { target, timeout }),
-        Ok(Err(err)) => return Err(classify_connect_error(err, target, user, database)),
+        Ok(Err(err)) => {
+            return Err(classify_connect_error(
+                err,
+                ConnectAttempt {
+                    target,
+                    user,
+                    database,
+                    mode,
+                    host,
+                },
+            ));
+        }
         Ok(Ok(pair)) => pair,
     };
     let handle = tokio::spawn(async move {
@@ -87,12 +155,23 @@ pub async fn connect(
     Ok((client, handle))
 }
 
-fn classify_connect_error(
-    err: tokio_postgres::Error,
+/// What a failed connection was aimed at, for its message.
+struct ConnectAttempt {
     target: String,
     user: String,
     database: String,
-) -> SourceError {
+    mode: SslMode,
+    host: String,
+}
+
+fn classify_connect_error(err: tokio_postgres::Error, attempt: ConnectAttempt) -> SourceError {
+    let ConnectAttempt {
+        target,
+        user,
+        database,
+        mode,
+        host,
+    } = attempt;
     if let Some(db) = err.as_db_error() {
         let cause = db.message().to_string();
         let code = db.code();
@@ -115,6 +194,12 @@ fn classify_connect_error(
     while let Some(inner) = source {
         if let Some(io) = inner.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind;
+            if let Some(refused) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return SourceError::Tls {
+                    target,
+                    reason: tls::describe_tls_failure(refused, mode, &host),
+                };
+            }
             let reason = match io.kind() {
                 ErrorKind::ConnectionRefused => {
                     "connection refused (is the host and port right, is PostgreSQL running?)"
@@ -135,6 +220,16 @@ fn classify_connect_error(
         }
         cause = format!("{cause}: {inner}");
         source = inner.source();
+    }
+    if cause.contains("does not support TLS") {
+        return SourceError::Tls {
+            target,
+            reason: format!(
+                "the server does not accept TLS (sslmode={}): enable ssl on the server, or use \
+                 sslmode=prefer",
+                mode.as_str()
+            ),
+        };
     }
     if cause.contains("password missing") {
         return SourceError::AuthenticationFailed {

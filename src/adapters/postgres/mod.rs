@@ -16,9 +16,11 @@
 
 mod connect;
 mod copy;
+mod tls;
 mod window;
 
-pub use connect::{connect, describe_target, parse_url};
+pub use connect::{connect, connect_with_ca, describe_target, parse_url};
+pub use tls::SslMode;
 pub use window::{
     MAX_COLUMNS, RowSink, WindowQuery, copy_window, window_planner_settings, window_sql,
 };
@@ -49,6 +51,12 @@ pub enum SourceError {
     /// The database named in the URL does not exist.
     #[error("database {database:?} does not exist at {target}")]
     DatabaseMissing { target: String, database: String },
+    /// TLS could not be set up or the server's certificate was refused (`sslmode`, `caCert`).
+    #[error("TLS to PostgreSQL at {target} failed: {reason}")]
+    Tls { target: String, reason: String },
+    /// The source Secret's `caCert` is not a usable PEM CA certificate.
+    #[error("the source Secret's key caCert is not a usable CA certificate: {reason}")]
+    InvalidCaCert { reason: String },
     /// Any other failure while connecting.
     #[error("cannot connect to PostgreSQL at {target}: {cause}")]
     Connect { target: String, cause: String },
