@@ -9,7 +9,9 @@ mod common;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use scheduled_exports::adapters::postgres::{Snapshot, SourceError, WindowOutcome, connect};
+use scheduled_exports::adapters::postgres::{
+    FullExport, Snapshot, SourceError, Watermark, WindowOutcome, connect,
+};
 use scheduled_exports::export::columns;
 use scheduled_exports::export::csv::CsvFileWriter;
 use scheduled_exports::export::window::{export_window, window_query};
@@ -94,7 +96,12 @@ async fn export_with(
     options: &CsvOptions,
 ) -> Result<(Vec<u8>, WindowOutcome), SourceError> {
     let mut writer = CsvFileWriter::new(Vec::new(), file_type, options)?;
-    let outcome = export_window(client, file_type, previous, &mut writer).await?;
+    // As a watermark of an earlier version: it names no database.
+    let previous = previous.map(|snapshot| Watermark {
+        snapshot: snapshot.to_string(),
+        source: None,
+    });
+    let outcome = export_window(client, file_type, previous.as_ref(), &mut writer).await?;
     assert_eq!(outcome.rows, writer.rows());
     Ok((writer.finish()?, outcome))
 }
@@ -381,21 +388,29 @@ async fn a_malformed_watermark_is_refused_naming_the_status_field() {
 }
 
 #[tokio::test]
-async fn a_watermark_ahead_of_the_database_is_refused_instead_of_exporting_nothing() {
+async fn a_watermark_ahead_of_the_database_reads_every_row_instead_of_none() {
     let db = TestDb::create().await;
     let mut client = db.client().await;
     insert_interaction(&client, "after a restore").await;
-    // As if the database had been restored from a dump: its ids are far behind the watermark.
-    let err = export_with(
+    // As if the database had been restored from a backup: its ids are far behind the watermark,
+    // so every row looks delivered to it.
+    let (records, outcome) = export(
         &mut client,
         FileType::Interactions,
         Some("4000000000:4000000000:"),
-        &CsvOptions::default(),
     )
-    .await
-    .expect_err("watermark ahead");
-    assert!(matches!(err, SourceError::WatermarkAhead { .. }), "{err:?}");
-    assert!(err.to_string().contains("remove status.watermark"), "{err}");
+    .await;
+    assert_eq!(ids(&records), [1]);
+    let cause = outcome.full_export.expect("a full export");
+    assert!(
+        matches!(cause, FullExport::TransactionIdsBehind { .. }),
+        "{cause:?}"
+    );
+    assert!(
+        cause.to_string().contains("restored from a backup"),
+        "{cause}"
+    );
+    assert!(xmax(&outcome.watermark) < 4_000_000_000);
     db.drop().await;
 }
 

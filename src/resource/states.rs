@@ -113,6 +113,10 @@ pub enum ConditionReason {
     SecretNotFound,
     // Exported, and Delivered after a run
     Exported,
+    /// Exported, every row: the watermark was taken in another database.
+    SourceChanged,
+    /// Exported, every row: the database's transaction ids were behind the watermark.
+    SourceRewound,
     Delivered,
     JobFailed,
     // Delivered, after a recheck
@@ -126,8 +130,8 @@ pub enum ConditionReason {
     NotFound,
     SecretInvalid,
     ArtifactStoreFailed,
-    WatermarkAhead,
     DatabaseFailed,
+    RecoveryConflict,
     SpoolFailed,
     KubernetesApiFailed,
     DestinationInvalid,
@@ -162,6 +166,8 @@ state_names!(ConditionReason {
     InvalidSchedule => "InvalidSchedule",
     SecretNotFound => "SecretNotFound",
     Exported => "Exported",
+    SourceChanged => "SourceChanged",
+    SourceRewound => "SourceRewound",
     Delivered => "Delivered",
     JobFailed => "JobFailed",
     Present => "Present",
@@ -172,8 +178,8 @@ state_names!(ConditionReason {
     NotFound => "NotFound",
     SecretInvalid => "SecretInvalid",
     ArtifactStoreFailed => "ArtifactStoreFailed",
-    WatermarkAhead => "WatermarkAhead",
     DatabaseFailed => "DatabaseFailed",
+    RecoveryConflict => "RecoveryConflict",
     SpoolFailed => "SpoolFailed",
     KubernetesApiFailed => "KubernetesApiFailed",
     DestinationInvalid => "DestinationInvalid",

@@ -1,0 +1,184 @@
+//! A hot standby as the source, against the test bed's real streaming standby
+//! (`STANDBY_DATABASE_URL`, made with `pg_basebackup` from the primary at `DATABASE_URL`).
+//!
+//! A standby is read-only: each test creates its database and writes its rows on the primary, and
+//! waits until the standby has replayed them before it exports from the standby.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::fixture::{Fixture, read_csv};
+use common::*;
+use scheduled_exports::adapters::postgres::Snapshot;
+
+const STANDBY: &str = "a hot standby streaming from DATABASE_URL";
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `base` with its database replaced by `database`.
+fn with_database(base: &str, database: &str) -> String {
+    let mut url = url::Url::parse(base).expect("a postgres:// URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+/// Waits until the standby has replayed everything the primary has written so far.
+async fn wait_for_replay(standby_base: &str) {
+    let primary = connect_database(&env_var("DATABASE_URL")).await;
+    let written: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("the primary's WAL position")
+        .get(0);
+    let standby = connect_database(standby_base).await;
+    let standby = &standby;
+    let written = written.as_str();
+    eventually(
+        Duration::from_secs(60),
+        "the standby to replay the primary's writes",
+        || async move {
+            let row = standby
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&written],
+                )
+                .await
+                .expect("the standby's replay position");
+            row.get::<_, bool>(0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The ids of a delivered file.
+fn file_ids(path: &std::path::Path) -> Vec<i64> {
+    let (_, rows) = read_csv(path);
+    rows.iter()
+        .map(|row| row[0].parse().expect("numeric id"))
+        .collect()
+}
+
+fn slot(day: i64) -> DateTime<Utc> {
+    "2026-11-30T12:00:00Z"
+        .parse::<DateTime<Utc>>()
+        .expect("slot")
+        + chrono::Duration::days(day)
+}
+
+/// Exports slot `day` and returns the delivered file's ids.
+fn export_day(fixture: &Fixture, day: i64) -> Vec<i64> {
+    let slot = slot(day);
+    let output = fixture.export("daily", &slot.to_rfc3339());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let name = format!("interactions-{}.csv", slot.format("%Y%m%dT%H%M%SZ"));
+    file_ids(&fixture.local_dir.join(name))
+}
+
+#[tokio::test]
+async fn a_primary_transaction_open_across_a_standby_export_reaches_a_later_file() {
+    let Some(standby_base) = optional_env_var("STANDBY_DATABASE_URL", STANDBY) else {
+        return;
+    };
+    let fixture = Fixture::new("sx-standby", 5).await;
+    let primary_url = fixture.database_url.clone();
+    let standby_url = with_database(&standby_base, &database_name(&primary_url));
+
+    let mut writer = connect_database(&primary_url).await;
+    let open = writer.transaction().await.expect("begin");
+    open.execute(
+        "INSERT INTO interactions (interaction_id, constituent_id, summary) \
+         VALUES (777, 1, 'open across the export')",
+        &[],
+    )
+    .await
+    .expect("insert in the open transaction");
+    // A later transaction commits meanwhile, so the standby's snapshot has the open one between
+    // its bounds: the case its text form gets wrong.
+    connect_database(&primary_url)
+        .await
+        .batch_execute(
+            "INSERT INTO interactions (interaction_id, constituent_id, summary) \
+             VALUES (778, 1, 'committed meanwhile')",
+        )
+        .await
+        .expect("insert");
+    wait_for_replay(&standby_base).await;
+    fixture.set_database_url(&standby_url).await;
+
+    let mut delivered = export_day(&fixture, 0);
+    assert!(
+        !delivered.contains(&777),
+        "an uncommitted row: {delivered:?}"
+    );
+    let watermark = fixture
+        .object("daily")
+        .await
+        .status
+        .and_then(|s| s.watermark)
+        .expect("a watermark");
+    let watermark = Snapshot::parse(&watermark).expect("a snapshot");
+    assert_eq!(
+        watermark.xmin, watermark.xmax,
+        "a standby's watermark claims nothing at or above its xmin: {watermark}"
+    );
+
+    open.commit().await.expect("commit after the export");
+    wait_for_replay(&standby_base).await;
+    // Any transaction open on the primary (in any database) holds the standby's window back, so
+    // later files are exported until every committed row has arrived.
+    let expected: Vec<i64> = {
+        let mut ids: Vec<i64> = connect_database(&primary_url)
+            .await
+            .query("SELECT interaction_id FROM interactions", &[])
+            .await
+            .expect("ids")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut day = 0;
+    loop {
+        let mut sorted = delivered.clone();
+        sorted.sort_unstable();
+        if sorted == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up && !sorted.windows(2).any(|w| w[0] == w[1]),
+            "after {} files from the standby, delivered {sorted:?}, committed {expected:?}",
+            day + 1
+        );
+        day += 1;
+        delivered.extend(export_day(&fixture, day));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The primary is the same database: its next window continues where the standby's ended.
+    connect_database(&primary_url)
+        .await
+        .batch_execute("INSERT INTO interactions (interaction_id, constituent_id) VALUES (779, 1)")
+        .await
+        .expect("insert");
+    fixture.set_database_url(&primary_url).await;
+    assert_eq!(export_day(&fixture, day + 1), [779], "only the new row");
+    let status = fixture.object("daily").await.status.expect("status");
+    let exported = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Exported")
+        .expect("Exported");
+    assert_eq!(exported.reason, "Exported", "{}", exported.message);
+    fixture.cleanup().await;
+    admin_execute(&format!(
+        "DROP DATABASE {} WITH (FORCE)",
+        database_name(&primary_url)
+    ))
+    .await;
+}
