@@ -54,6 +54,24 @@ async fn wait_for_replay(standby_base: &str) {
     .await;
 }
 
+/// A time setting as `SHOW` prints it (`30s`, `1min`, `500ms`), in whole seconds.
+fn parse_setting_seconds(value: &str) -> u64 {
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let number: u64 = number.parse().unwrap_or_else(|_| {
+        panic!("max_standby_streaming_delay is {value}: the standby never cancels a query")
+    });
+    match unit {
+        "ms" => number.div_ceil(1000),
+        "s" | "" => number,
+        "min" => number * 60,
+        _ => panic!("max_standby_streaming_delay {value}: unexpected unit"),
+    }
+}
+
 /// The ids of a delivered file.
 fn file_ids(path: &std::path::Path) -> Vec<i64> {
     let (_, rows) = read_csv(path);
@@ -181,4 +199,117 @@ async fn a_primary_transaction_open_across_a_standby_export_reaches_a_later_file
         database_name(&primary_url)
     ))
     .await;
+}
+
+#[tokio::test]
+async fn a_standby_that_cancels_the_export_fails_the_run_and_keeps_the_watermark() {
+    let Some(standby_base) = optional_env_var("STANDBY_DATABASE_URL", STANDBY) else {
+        return;
+    };
+    let fixture = Fixture::new("sx-conflict", 5).await;
+    let primary_url = fixture.database_url.clone();
+    let standby_url = with_database(&standby_base, &database_name(&primary_url));
+    // A first window, so there is a watermark the failed run must leave alone.
+    wait_for_replay(&standby_base).await;
+    fixture.set_database_url(&standby_url).await;
+    export_day(&fixture, 0);
+    let watermark = fixture
+        .object("daily")
+        .await
+        .status
+        .and_then(|s| s.watermark);
+    let standby = connect_database(&standby_base).await;
+    let delay: String = standby
+        .query_one("SHOW max_standby_streaming_delay", &[])
+        .await
+        .expect("the standby's delay")
+        .get(0);
+    let delay_seconds = parse_setting_seconds(&delay);
+    // An export slow enough to outlast that delay: each of the 5 rows takes a fifth of it and more.
+    let per_row = delay_seconds / 5 + 4;
+    let primary = connect_database(&primary_url).await;
+    primary
+        .batch_execute(&format!(
+            "ALTER TABLE interactions RENAME TO interactions_base;
+             CREATE FUNCTION slowly(id bigint) RETURNS boolean LANGUAGE plpgsql VOLATILE
+               AS $$ BEGIN PERFORM pg_sleep({per_row}); RETURN id IS NOT NULL; END $$;
+             CREATE VIEW interactions AS SELECT * FROM interactions_base WHERE slowly(interaction_id);
+             UPDATE interactions_base SET summary = 'again';"
+        ))
+        .await
+        .expect("make the window slow");
+    wait_for_replay(&standby_base).await;
+
+    let args: Vec<String> = [
+        "export",
+        "--namespace",
+        &fixture.namespace,
+        "--name",
+        "daily",
+        "--slot",
+        &slot(1).to_rfc3339(),
+        "--artifact-store",
+        &fixture.artifact_store,
+        "--timeout",
+        "5s",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let export = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_binary(&args, &[])
+    });
+    let database = database_name(&primary_url);
+    let standby = &standby;
+    let database = database.as_str();
+    eventually(
+        Duration::from_secs(60),
+        "the export's COPY to run on the standby",
+        || async move {
+            let row = standby
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = $1 AND state = 'active' AND query LIKE 'COPY%'",
+                    &[&database],
+                )
+                .await
+                .expect("the standby's activity");
+            (row.get::<_, i64>(0) > 0).then_some(())
+        },
+    )
+    .await;
+    // Replaying this lock has to wait for the export's; after the delay the standby cancels it.
+    primary
+        .batch_execute("BEGIN; LOCK TABLE interactions_base IN ACCESS EXCLUSIVE MODE; COMMIT;")
+        .await
+        .expect("lock on the primary");
+    let output = tokio::time::timeout(Duration::from_secs(180), export)
+        .await
+        .expect("the export ends")
+        .expect("the export task");
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("conflict with recovery"), "{said}");
+    assert!(said.contains("hot_standby_feedback"), "{said}");
+    let status = fixture.object("daily").await.status.expect("status");
+    assert_eq!(status.watermark, watermark, "the watermark did not move");
+    let exported = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Exported")
+        .expect("Exported");
+    assert_eq!(
+        (exported.status.as_str(), exported.reason.as_str()),
+        ("False", "RecoveryConflict"),
+        "{} (max_standby_streaming_delay {delay})",
+        exported.message
+    );
+    let name = format!("interactions-{}.csv", slot(1).format("%Y%m%dT%H%M%SZ"));
+    assert!(
+        !fixture.local_dir.join(name).exists(),
+        "nothing is delivered"
+    );
+    fixture.cleanup().await;
+    admin_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).await;
 }
