@@ -313,3 +313,113 @@ async fn a_standby_that_cancels_the_export_fails_the_run_and_keeps_the_watermark
     fixture.cleanup().await;
     admin_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).await;
 }
+
+/// Pauses the standby's replay; resumes it when dropped, also when the test fails, since other
+/// tests share the standby.
+struct ReplayPaused {
+    standby_base: String,
+}
+
+impl ReplayPaused {
+    async fn new(standby_base: &str) -> ReplayPaused {
+        let standby = connect_database(standby_base).await;
+        standby
+            .batch_execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pause replay");
+        let standby = &standby;
+        eventually(Duration::from_secs(30), "replay to pause", || async move {
+            let row = standby
+                .query_one("SELECT pg_get_wal_replay_pause_state()", &[])
+                .await
+                .expect("pause state");
+            (row.get::<_, String>(0) == "paused").then_some(())
+        })
+        .await;
+        ReplayPaused {
+            standby_base: standby_base.to_string(),
+        }
+    }
+}
+
+impl Drop for ReplayPaused {
+    fn drop(&mut self) {
+        let resumed = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-d",
+                &self.standby_base,
+                "-c",
+                "SELECT pg_wal_replay_resume()",
+            ])
+            .output();
+        if !resumed.is_ok_and(|output| output.status.success()) {
+            eprintln!(
+                "could not resume the standby's replay: run SELECT pg_wal_replay_resume() on it"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_standby_behind_the_primary_s_watermark_waits_for_replay_instead_of_a_full_export() {
+    let Some(standby_base) = optional_env_var("STANDBY_DATABASE_URL", STANDBY) else {
+        return;
+    };
+    let fixture = Fixture::new("sx-lag", 5).await;
+    let primary_url = fixture.database_url.clone();
+    let standby_url = with_database(&standby_base, &database_name(&primary_url));
+    wait_for_replay(&standby_base).await;
+    assert_eq!(export_day(&fixture, 0).len(), 5);
+
+    let paused = ReplayPaused::new(&standby_base).await;
+    let primary = connect_database(&primary_url).await;
+    primary
+        .batch_execute("INSERT INTO interactions (interaction_id, constituent_id) VALUES (801, 1)")
+        .await
+        .expect("insert");
+    assert_eq!(export_day(&fixture, 1), [801]);
+    let ahead = fixture
+        .object("daily")
+        .await
+        .status
+        .and_then(|s| s.watermark);
+
+    // The standby has not replayed 801 nor the watermark's ids: nothing new, the watermark stays.
+    fixture.set_database_url(&standby_url).await;
+    assert_eq!(export_day(&fixture, 2), Vec::<i64>::new());
+    let status = fixture.object("daily").await.status.expect("status");
+    let exported = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Exported")
+        .expect("Exported");
+    assert_eq!(exported.reason, "Exported", "{}", exported.message);
+    assert_eq!(status.watermark, ahead);
+
+    drop(paused);
+    primary
+        .batch_execute("INSERT INTO interactions (interaction_id, constituent_id) VALUES (802, 1)")
+        .await
+        .expect("insert");
+    wait_for_replay(&standby_base).await;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut delivered = Vec::new();
+    let mut day = 3;
+    while delivered != [802] {
+        assert!(
+            tokio::time::Instant::now() < give_up && delivered.is_empty(),
+            "from the standby after replay resumed: {delivered:?}"
+        );
+        // Each round is a whole export run, so it paces itself.
+        delivered.extend(export_day(&fixture, day));
+        day += 1;
+    }
+    fixture.cleanup().await;
+    admin_execute(&format!(
+        "DROP DATABASE {} WITH (FORCE)",
+        database_name(&primary_url)
+    ))
+    .await;
+}
