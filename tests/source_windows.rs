@@ -388,6 +388,57 @@ async fn a_malformed_watermark_is_refused_naming_the_status_field() {
 }
 
 #[tokio::test]
+async fn a_role_that_may_not_read_control_data_still_exports_and_names_its_database() {
+    let db = TestDb::create().await;
+    let owner = db.client().await;
+    insert_interaction(&owner, "one").await;
+    // Function privileges are per database: this affects only the test's own database.
+    let role = format!("sx_reader_{:08x}", unique_suffix() as u32);
+    owner
+        .batch_execute(&format!(
+            "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC;
+             CREATE ROLE {role} LOGIN PASSWORD 'reader-password';
+             GRANT SELECT ON interactions, proposals TO {role};"
+        ))
+        .await
+        .expect("a reader role");
+    let mut url = url::Url::parse(&db.url).expect("url");
+    url.set_username(&role).expect("user");
+    url.set_password(Some("reader-password")).expect("password");
+    let (mut reader, _connection) = connect(url.as_str(), TIMEOUT).await.expect("connect");
+
+    let (records, first) = export(&mut reader, FileType::Interactions, None).await;
+    assert_eq!(ids(&records), [1]);
+    assert_eq!(first.source.system_identifier, None);
+    assert_eq!(first.source.database, db.name);
+    // The database it names is this one: the next window continues.
+    let watermark = Watermark {
+        snapshot: first.watermark.clone(),
+        source: Some(first.source.clone()),
+    };
+    insert_interaction(&owner, "two").await;
+    let mut writer = CsvFileWriter::new(Vec::new(), FileType::Interactions, &CsvOptions::default())
+        .expect("writer");
+    let second = export_window(
+        &mut reader,
+        FileType::Interactions,
+        Some(&watermark),
+        &mut writer,
+    )
+    .await
+    .expect("export");
+    assert_eq!((second.rows, second.full_export), (1, None));
+
+    drop(reader);
+    db.drop().await;
+    let (admin, _connection) = connect(&admin_url(), TIMEOUT).await.expect("connect");
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .expect("drop role");
+}
+
+#[tokio::test]
 async fn a_watermark_ahead_of_the_database_reads_every_row_instead_of_none() {
     let db = TestDb::create().await;
     let mut client = db.client().await;

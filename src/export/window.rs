@@ -41,15 +41,19 @@ pub async fn export_window<W: Write>(
     copy_window(client, &query_of(file_type), previous, out).await
 }
 
-/// The watermark stored in `status`, with the database it names. A source that is missing or
-/// incomplete (a status of an earlier version, or edited by hand) names none, and the next run
-/// adopts the database it reads.
+/// The watermark stored in `status`, with the database it names. A source without a database
+/// name and oid (a status of an earlier version, or edited by hand) names none, and the next run
+/// adopts the database it reads; one without a system identifier names its database but not its
+/// cluster.
 pub fn stored_watermark(status: Option<&ScheduledExportStatus>) -> Option<Watermark> {
     let status = status?;
     let snapshot = status.watermark.clone()?;
     let source = status.watermark_source.as_ref().and_then(|source| {
         Some(SourceIdentity {
-            system_identifier: source.system_identifier.as_deref()?.parse().ok()?,
+            system_identifier: source
+                .system_identifier
+                .as_deref()
+                .and_then(|text| text.parse().ok()),
             database: source.database.clone()?,
             database_oid: source.database_oid?,
         })
@@ -60,7 +64,7 @@ pub fn stored_watermark(status: Option<&ScheduledExportStatus>) -> Option<Waterm
 /// `source` as `status.watermarkSource` records it.
 pub fn watermark_source(source: &SourceIdentity) -> WatermarkSource {
     WatermarkSource {
-        system_identifier: Some(source.system_identifier.to_string()),
+        system_identifier: source.system_identifier.map(|id| id.to_string()),
         database: Some(source.database.clone()),
         database_oid: Some(source.database_oid),
     }
@@ -91,7 +95,7 @@ mod tests {
     #[test]
     fn a_stored_source_round_trips_and_an_incomplete_one_names_no_database() {
         let source = SourceIdentity {
-            system_identifier: u64::MAX,
+            system_identifier: Some(u64::MAX),
             database: "crm".into(),
             database_oid: 16384,
         };

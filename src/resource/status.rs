@@ -69,7 +69,8 @@ pub struct ScheduledExportStatus {
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct WatermarkSource {
     /// The PostgreSQL cluster's system identifier (`pg_control_system()`), decimal. Chosen when the
-    /// cluster was created and shared by its physical standbys, so a failover keeps it.
+    /// cluster was created and shared by its physical standbys, so a failover keeps it. Absent when
+    /// the export's role may not call that function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_identifier: Option<String>,
     /// The database's name.

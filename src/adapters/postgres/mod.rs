@@ -130,8 +130,9 @@ pub struct Watermark {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceIdentity {
     /// `pg_control_system().system_identifier`: chosen by `initdb`, kept by physical standbys
-    /// (and so across a failover), new for a cluster restored from a logical dump.
-    pub system_identifier: u64,
+    /// (and so across a failover), new for a cluster restored from a logical dump. `None` when the
+    /// role may not call that function: then only the database's oid tells databases apart.
+    pub system_identifier: Option<u64>,
     /// `current_database()`.
     pub database: String,
     /// The database's oid: a database dropped and created again under the same name gets a new one.
@@ -142,7 +143,8 @@ pub struct SourceIdentity {
 /// mean nothing in this database, and trusting them would skip its rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FullExport {
-    /// The source is another cluster (another server, or a restore into a new cluster).
+    /// The source is another cluster (another server, or a restore into a new cluster); both
+    /// system identifiers are known.
     OtherCluster {
         stored: SourceIdentity,
         current: SourceIdentity,
@@ -166,9 +168,9 @@ impl fmt::Display for FullExport {
                 "the watermark was taken in database {:?} of cluster {}, the source is now database \
                  {:?} of cluster {} (another server, or a restore into a new cluster)",
                 stored.database,
-                stored.system_identifier,
+                stored.system_identifier.unwrap_or_default(),
                 current.database,
-                current.system_identifier
+                current.system_identifier.unwrap_or_default()
             ),
             FullExport::OtherDatabase { stored, current }
                 if stored.database == current.database =>

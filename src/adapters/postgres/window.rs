@@ -62,7 +62,12 @@ pub fn plan_window(
     in_recovery: bool,
 ) -> WindowPlan {
     let full_export = previous.and_then(|(snapshot, stored)| match stored {
-        Some(stored) if stored.system_identifier != source.system_identifier => {
+        Some(stored)
+            if stored
+                .system_identifier
+                .zip(source.system_identifier)
+                .is_some_and(|(stored, current)| stored != current) =>
+        {
             Some(FullExport::OtherCluster {
                 stored: stored.clone(),
                 current: source.clone(),
@@ -153,9 +158,11 @@ pub fn window_planner_settings(previous: Option<&Snapshot>) -> &'static str {
     }
 }
 
-/// What the export's first statement returns: its snapshot and where it runs.
+/// What the export's first statement returns: its snapshot and where it runs. Whether the role
+/// may read the cluster's control data is asked first, since a refused function call would abort
+/// the transaction.
 const SNAPSHOT_AND_SOURCE: &str = "SELECT pg_current_snapshot()::text, pg_is_in_recovery()::text, \
-     (SELECT system_identifier FROM pg_control_system())::text, current_database(), \
+     has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')::text, current_database(), \
      (SELECT oid FROM pg_database WHERE datname = current_database())::text";
 
 /// Copies the rows of `query` written since `previous` (all rows when `None`) into `out`, and
@@ -206,7 +213,7 @@ pub async fn copy_window(
         ))
         .await
         .map_err(SourceError::query("cannot take the export snapshot"))?;
-    let (current, in_recovery, source) = messages
+    let (current, in_recovery, control_readable, mut source) = messages
         .iter()
         .find_map(|message| match message {
             SimpleQueryMessage::Row(row) => Some(snapshot_and_source(row)),
@@ -215,6 +222,18 @@ pub async fn copy_window(
         .ok_or_else(|| {
             SourceError::MalformedCopy("pg_current_snapshot() returned no row".into())
         })??;
+    if control_readable {
+        let messages = transaction
+            .simple_query("SELECT system_identifier::text FROM pg_control_system()")
+            .await
+            .map_err(SourceError::query(
+                "cannot read the cluster's system identifier",
+            ))?;
+        source.system_identifier = messages.iter().find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0).and_then(|text| text.parse().ok()),
+            _ => None,
+        });
+    }
 
     let plan = plan_window(
         previous
@@ -260,27 +279,26 @@ pub async fn copy_window(
     })
 }
 
+/// The first statement's row: the snapshot, whether the server is a standby, whether the role may
+/// call `pg_control_system()`, and the database (its system identifier still unknown).
 fn snapshot_and_source(
     row: &tokio_postgres::SimpleQueryRow,
-) -> Result<(Snapshot, bool, SourceIdentity), SourceError> {
+) -> Result<(Snapshot, bool, bool, SourceIdentity), SourceError> {
     let column = |index: usize, what: &str| {
         row.get(index)
             .ok_or_else(|| SourceError::MalformedCopy(format!("the server returned no {what}")))
     };
-    let number = |index: usize, what: &str| -> Result<u64, SourceError> {
-        column(index, what)?.parse().map_err(|_| {
-            SourceError::MalformedCopy(format!("the server returned a malformed {what}"))
-        })
-    };
     let snapshot = Snapshot::parse(column(0, "snapshot")?)?;
     let in_recovery = column(1, "recovery state")? == "true";
+    let control_readable = column(2, "privilege")? == "true";
     let source = SourceIdentity {
-        system_identifier: number(2, "system identifier")?,
+        system_identifier: None,
         database: column(3, "database name")?.to_string(),
-        database_oid: u32::try_from(number(4, "database oid")?)
-            .map_err(|_| SourceError::MalformedCopy("the database oid is out of range".into()))?,
+        database_oid: column(4, "database oid")?.parse().map_err(|_| {
+            SourceError::MalformedCopy("the server returned a malformed database oid".into())
+        })?,
     };
-    Ok((snapshot, in_recovery, source))
+    Ok((snapshot, in_recovery, control_readable, source))
 }
 
 fn classify_query_error(
@@ -361,7 +379,7 @@ mod tests {
 
     fn source(system_identifier: u64, database: &str, database_oid: u32) -> SourceIdentity {
         SourceIdentity {
-            system_identifier,
+            system_identifier: Some(system_identifier),
             database: database.into(),
             database_oid,
         }
@@ -435,6 +453,24 @@ mod tests {
                 let cause = plan.full_export.expect("a full export").to_string();
                 assert!(cause.contains(says), "{cause}");
             }
+        }
+        // A role that may not read the control data names no cluster: the oid still decides.
+        let unnamed_cluster = SourceIdentity {
+            system_identifier: None,
+            ..crm.clone()
+        };
+        for (stored, now) in [(&crm, &unnamed_cluster), (&unnamed_cluster, &crm)] {
+            let plan = plan_window(Some((&previous, Some(stored))), &current, now, false);
+            assert_eq!(plan.full_export, None);
+            let other = SourceIdentity {
+                database_oid: 16999,
+                ..now.clone()
+            };
+            let plan = plan_window(Some((&previous, Some(stored))), &current, &other, false);
+            assert!(matches!(
+                plan.full_export,
+                Some(FullExport::OtherDatabase { .. })
+            ));
         }
         // Ids behind the watermark: a restore on a primary; with no database named, on a standby too.
         let behind = snapshot("50:60:");
