@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::fixture::{Fixture, files_in, read_csv};
+use common::fixture::{Fixture, files_in, load_sample_data, read_csv};
 use common::*;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -538,6 +538,183 @@ async fn a_lost_status_write_is_repaired_and_an_unrelated_file_is_never_overwrit
     assert_eq!(
         status.watermark, watermark,
         "a failed run never advances the watermark"
+    );
+    fixture.cleanup().await;
+}
+
+/// The Exported condition's (reason, message).
+fn exported_condition(object: &scheduled_exports::resource::ScheduledExport) -> (String, String) {
+    let condition = object
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == "Exported"))
+        .expect("an Exported condition");
+    assert_eq!(condition.status, "True", "{}", condition.message);
+    (condition.reason.clone(), condition.message.clone())
+}
+
+/// The interaction ids in the database at `url`, ascending.
+async fn interaction_ids(url: &str) -> Vec<String> {
+    connect_database(url)
+        .await
+        .query(
+            "SELECT interaction_id FROM interactions ORDER BY interaction_id",
+            &[],
+        )
+        .await
+        .expect("read ids")
+        .iter()
+        .map(|row| row.get::<_, i64>(0).to_string())
+        .collect()
+}
+
+/// Ids of a delivered file, ascending.
+fn file_ids(path: &std::path::Path) -> Vec<String> {
+    let (_, rows) = read_csv(path);
+    let mut ids: Vec<String> = rows.into_iter().map(|row| row[0].clone()).collect();
+    ids.sort_by_key(|id| id.parse::<i64>().expect("numeric id"));
+    ids
+}
+
+#[tokio::test]
+async fn a_source_pointed_at_another_database_delivers_every_row_of_it() {
+    let fixture = Fixture::new("sx-switch", 5).await;
+    // Written before the first export: the watermark taken in the fixture's database covers these
+    // ids, as on one server every database shares the transaction counter.
+    let other_url = create_database("sx_switch").await;
+    load_sample_data(&other_url, 30, 11);
+
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let status = fixture.object("daily").await.status.expect("status");
+    let source = status
+        .watermark_source
+        .expect("the watermark names its database");
+    assert_eq!(
+        source.database.as_deref(),
+        Some(database_name(&fixture.database_url).as_str())
+    );
+    assert!(source.database_oid.is_some() && source.system_identifier.is_some());
+
+    fixture.set_database_url(&other_url).await;
+    let output = fixture.export("daily", "2026-12-01T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let delivered = file_ids(&fixture.local_dir.join("interactions-20261201T120000Z.csv"));
+    assert_eq!(delivered.len(), 30, "every row of the other database");
+    assert_eq!(delivered, interaction_ids(&other_url).await);
+    let object = fixture.object("daily").await;
+    let (reason, message) = exported_condition(&object);
+    assert_eq!(reason, "SourceChanged", "{message}");
+    let other_name = database_name(&other_url);
+    assert!(
+        message.contains(&format!("the source is now database {other_name:?}")),
+        "{message}"
+    );
+    assert_eq!(
+        object
+            .status
+            .and_then(|s| s.watermark_source)
+            .and_then(|s| s.database),
+        Some(other_name.clone())
+    );
+
+    // From then on the other database's windows are incremental again.
+    let output = fixture.export("daily", "2026-12-02T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(file_ids(&fixture.local_dir.join("interactions-20261202T120000Z.csv")).is_empty());
+    assert_eq!(
+        exported_condition(&fixture.object("daily").await).0,
+        "Exported"
+    );
+    admin_execute(&format!("DROP DATABASE {other_name} WITH (FORCE)")).await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_database_created_again_under_its_name_delivers_every_row_of_it() {
+    let fixture = Fixture::new("sx-recreate", 5).await;
+    let name = database_name(&fixture.database_url);
+    // A copy whose rows carry ids the coming watermark covers, as a restored file-level copy
+    // would: its 5 rows and 10 more written in it now.
+    let copy = format!("{name}_copy");
+    admin_execute(&format!("CREATE DATABASE {copy} TEMPLATE {name}")).await;
+    let copy_url = fixture
+        .database_url
+        .replace(&format!("/{name}"), &format!("/{copy}"));
+    connect_database(&copy_url)
+        .await
+        .batch_execute(
+            "INSERT INTO interactions (interaction_id, constituent_id, summary)
+             SELECT 800000 + n, 1, 'in the copy' FROM generate_series(1, 10) AS n",
+        )
+        .await
+        .expect("write rows in the copy");
+
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        file_ids(&fixture.local_dir.join("interactions-20261130T120000Z.csv")).len(),
+        5
+    );
+
+    // The same Secret, the same name, another database.
+    admin_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await;
+    admin_execute(&format!("CREATE DATABASE {name} TEMPLATE {copy}")).await;
+    let output = fixture.export("daily", "2026-12-01T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let delivered = file_ids(&fixture.local_dir.join("interactions-20261201T120000Z.csv"));
+    assert_eq!(
+        delivered.len(),
+        15,
+        "every row of the new database: {delivered:?}"
+    );
+    assert_eq!(delivered, interaction_ids(&fixture.database_url).await);
+    let (reason, message) = exported_condition(&fixture.object("daily").await);
+    assert_eq!(reason, "SourceChanged", "{message}");
+    assert!(
+        message.contains(&format!("database {name:?} was dropped and created again")),
+        "{message}"
+    );
+    admin_execute(&format!("DROP DATABASE {copy} WITH (FORCE)")).await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_watermark_that_names_no_database_is_adopted_without_a_full_export() {
+    let fixture = Fixture::new("sx-adopt", 5).await;
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    // As an earlier version wrote it: a watermark and nothing about its database.
+    let earlier = json!({"status": {"watermarkSource": null}});
+    fixture
+        .api()
+        .patch_status("daily", &PatchParams::default(), &Patch::Merge(&earlier))
+        .await
+        .expect("remove the watermark's source");
+    connect_database(&fixture.database_url)
+        .await
+        .batch_execute(
+            "INSERT INTO interactions (interaction_id, constituent_id) VALUES (900002, 1)",
+        )
+        .await
+        .expect("insert");
+
+    let output = fixture.export("daily", "2026-12-01T12:00:00Z");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        file_ids(&fixture.local_dir.join("interactions-20261201T120000Z.csv")),
+        ["900002"],
+        "only the new row"
+    );
+    let object = fixture.object("daily").await;
+    assert_eq!(exported_condition(&object).0, "Exported");
+    assert_eq!(
+        object
+            .status
+            .and_then(|s| s.watermark_source)
+            .and_then(|s| s.database),
+        Some(database_name(&fixture.database_url)),
+        "the next success records the database"
     );
     fixture.cleanup().await;
 }

@@ -9,7 +9,9 @@ mod common;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use scheduled_exports::adapters::postgres::{Snapshot, SourceError, WindowOutcome, connect};
+use scheduled_exports::adapters::postgres::{
+    FullExport, Snapshot, SourceError, Watermark, WindowOutcome, connect,
+};
 use scheduled_exports::export::columns;
 use scheduled_exports::export::csv::CsvFileWriter;
 use scheduled_exports::export::window::{export_window, window_query};
@@ -94,7 +96,12 @@ async fn export_with(
     options: &CsvOptions,
 ) -> Result<(Vec<u8>, WindowOutcome), SourceError> {
     let mut writer = CsvFileWriter::new(Vec::new(), file_type, options)?;
-    let outcome = export_window(client, file_type, previous, &mut writer).await?;
+    // As a watermark of an earlier version: it names no database.
+    let previous = previous.map(|snapshot| Watermark {
+        snapshot: snapshot.to_string(),
+        source: None,
+    });
+    let outcome = export_window(client, file_type, previous.as_ref(), &mut writer).await?;
     assert_eq!(outcome.rows, writer.rows());
     Ok((writer.finish()?, outcome))
 }
@@ -381,21 +388,80 @@ async fn a_malformed_watermark_is_refused_naming_the_status_field() {
 }
 
 #[tokio::test]
-async fn a_watermark_ahead_of_the_database_is_refused_instead_of_exporting_nothing() {
+async fn a_role_that_may_not_read_control_data_still_exports_and_names_its_database() {
+    let db = TestDb::create().await;
+    let owner = db.client().await;
+    insert_interaction(&owner, "one").await;
+    // Function privileges are per database: this affects only the test's own database.
+    let role = format!("sx_reader_{:08x}", unique_suffix() as u32);
+    owner
+        .batch_execute(&format!(
+            "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC;
+             CREATE ROLE {role} LOGIN PASSWORD 'reader-password';
+             GRANT SELECT ON interactions, proposals TO {role};"
+        ))
+        .await
+        .expect("a reader role");
+    let mut url = url::Url::parse(&db.url).expect("url");
+    url.set_username(&role).expect("user");
+    url.set_password(Some("reader-password")).expect("password");
+    let (mut reader, _connection) = connect(url.as_str(), TIMEOUT).await.expect("connect");
+
+    let (records, first) = export(&mut reader, FileType::Interactions, None).await;
+    assert_eq!(ids(&records), [1]);
+    assert_eq!(first.source.system_identifier, None);
+    assert_eq!(first.source.database, db.name);
+    // The database it names is this one: the next window continues.
+    let watermark = Watermark {
+        snapshot: first.watermark.clone(),
+        source: Some(first.source.clone()),
+    };
+    insert_interaction(&owner, "two").await;
+    let mut writer = CsvFileWriter::new(Vec::new(), FileType::Interactions, &CsvOptions::default())
+        .expect("writer");
+    let second = export_window(
+        &mut reader,
+        FileType::Interactions,
+        Some(&watermark),
+        &mut writer,
+    )
+    .await
+    .expect("export");
+    assert_eq!((second.rows, second.full_export), (1, None));
+
+    drop(reader);
+    db.drop().await;
+    let (admin, _connection) = connect(&admin_url(), TIMEOUT).await.expect("connect");
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .expect("drop role");
+}
+
+#[tokio::test]
+async fn a_watermark_ahead_of_the_database_reads_every_row_instead_of_none() {
     let db = TestDb::create().await;
     let mut client = db.client().await;
     insert_interaction(&client, "after a restore").await;
-    // As if the database had been restored from a dump: its ids are far behind the watermark.
-    let err = export_with(
+    // As if the database had been restored from a backup: its ids are far behind the watermark,
+    // so every row looks delivered to it.
+    let (records, outcome) = export(
         &mut client,
         FileType::Interactions,
         Some("4000000000:4000000000:"),
-        &CsvOptions::default(),
     )
-    .await
-    .expect_err("watermark ahead");
-    assert!(matches!(err, SourceError::WatermarkAhead { .. }), "{err:?}");
-    assert!(err.to_string().contains("remove status.watermark"), "{err}");
+    .await;
+    assert_eq!(ids(&records), [1]);
+    let cause = outcome.full_export.expect("a full export");
+    assert!(
+        matches!(cause, FullExport::TransactionIdsBehind { .. }),
+        "{cause:?}"
+    );
+    assert!(
+        cause.to_string().contains("restored from a backup"),
+        "{cause}"
+    );
+    assert!(xmax(&outcome.watermark) < 4_000_000_000);
     db.drop().await;
 }
 

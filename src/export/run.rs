@@ -50,7 +50,7 @@ pub struct ExportRequest {
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportOutcome {
-    Delivered(DeliveredRun),
+    Delivered(Box<DeliveredRun>),
     /// The slot was delivered before; nothing was done.
     AlreadyDelivered {
         file_name: String,
@@ -86,8 +86,8 @@ impl ExportError {
             ExportError::Secret(SecretError::Api { .. }) => ConditionReason::KubernetesApiFailed,
             ExportError::Secret(_) => ConditionReason::SecretInvalid,
             ExportError::ArtifactStore(_) => ConditionReason::ArtifactStoreFailed,
-            ExportError::Source(SourceError::WatermarkAhead { .. }) => {
-                ConditionReason::WatermarkAhead
+            ExportError::Source(SourceError::RecoveryConflict { .. }) => {
+                ConditionReason::RecoveryConflict
             }
             ExportError::Source(SourceError::Tls { .. }) => ConditionReason::DatabaseTlsFailed,
             ExportError::Source(SourceError::InvalidCaCert { .. }) => {
@@ -141,7 +141,7 @@ pub async fn run_export(
             .await?;
             info!(file = %run.file_name, rows = run.rows, bytes = run.bytes, "export delivered");
             prune_artifacts(request, &object, &run.file_name).await;
-            Ok(ExportOutcome::Delivered(run))
+            Ok(ExportOutcome::Delivered(Box::new(run)))
         }
         Err(err) => {
             let message = err.to_string();
@@ -213,7 +213,7 @@ async fn deliver(
     })
     .await??;
 
-    let previous = object.status.as_ref().and_then(|s| s.watermark.clone());
+    let previous = crate::export::window::stored_watermark(object.status.as_ref());
     let (mut database, connection) =
         postgres::connect_with_ca(&source.url, source.ca_cert.as_deref(), request.timeout).await?;
     let spool = tempfile::Builder::new()
@@ -228,7 +228,7 @@ async fn deliver(
     let window = crate::export::window::export_window(
         &mut database,
         object.spec.file_type,
-        previous.as_deref(),
+        previous.as_ref(),
         &mut csv,
     )
     .await;
@@ -241,6 +241,9 @@ async fn deliver(
         .map_err(|err| err.into_error())?
         .finish()?;
     info!(file = %file_name, rows = window.rows, bytes, "window exported");
+    if let Some(full_export) = &window.full_export {
+        warn!(file = %file_name, cause = %full_export, "the watermark belongs to another database; the file holds every row");
+    }
 
     let key = ArtifactKey {
         namespace: request.namespace.clone(),
@@ -305,6 +308,11 @@ async fn deliver(
         bytes,
         sha256,
         watermark: window.watermark,
+        watermark_source: crate::export::window::watermark_source(&window.source),
+        full_export: window
+            .full_export
+            .as_ref()
+            .map(crate::export::window::full_export_note),
         destination: object.spec.destination.sftp.url(),
     })
 }

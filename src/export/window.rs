@@ -6,11 +6,12 @@ use std::io::Write;
 use tokio_postgres::Client;
 
 use crate::adapters::postgres::{
-    RowSink, Snapshot, SourceError, WindowOutcome, WindowQuery, copy_window, window_sql,
+    FullExport, RowSink, Snapshot, SourceError, SourceIdentity, Watermark, WindowOutcome,
+    WindowQuery, copy_window, window_sql,
 };
 use crate::export::columns;
 use crate::export::csv::CsvFileWriter;
-use crate::resource::FileType;
+use crate::resource::{ConditionReason, FileType, ScheduledExportStatus, WatermarkSource};
 
 /// The query of `file_type`'s rows.
 pub fn query_of(file_type: FileType) -> WindowQuery {
@@ -23,10 +24,10 @@ pub fn query_of(file_type: FileType) -> WindowQuery {
     }
 }
 
-/// The SQL of one window of `file_type`. Public so benchmarks can run the same query through
-/// `psql`.
+/// The SQL of one window of `file_type` on a primary. Public so benchmarks can run the same query
+/// through `psql`.
 pub fn window_query(file_type: FileType, previous: Option<&Snapshot>) -> String {
-    window_sql(&query_of(file_type), previous)
+    window_sql(&query_of(file_type), previous, None)
 }
 
 /// Exports the rows of `file_type` written since `previous` (all rows when `None`) into `out`,
@@ -34,10 +35,50 @@ pub fn window_query(file_type: FileType, previous: Option<&Snapshot>) -> String 
 pub async fn export_window<W: Write>(
     client: &mut Client,
     file_type: FileType,
-    previous: Option<&str>,
+    previous: Option<&Watermark>,
     out: &mut CsvFileWriter<W>,
 ) -> Result<WindowOutcome, SourceError> {
     copy_window(client, &query_of(file_type), previous, out).await
+}
+
+/// The watermark stored in `status`, with the database it names. A source without a database
+/// name and oid (a status of an earlier version, or edited by hand) names none, and the next run
+/// adopts the database it reads; one without a system identifier names its database but not its
+/// cluster.
+pub fn stored_watermark(status: Option<&ScheduledExportStatus>) -> Option<Watermark> {
+    let status = status?;
+    let snapshot = status.watermark.clone()?;
+    let source = status.watermark_source.as_ref().and_then(|source| {
+        Some(SourceIdentity {
+            system_identifier: source
+                .system_identifier
+                .as_deref()
+                .and_then(|text| text.parse().ok()),
+            database: source.database.clone()?,
+            database_oid: source.database_oid?,
+        })
+    });
+    Some(Watermark { snapshot, source })
+}
+
+/// `source` as `status.watermarkSource` records it.
+pub fn watermark_source(source: &SourceIdentity) -> WatermarkSource {
+    WatermarkSource {
+        system_identifier: source.system_identifier.map(|id| id.to_string()),
+        database: Some(source.database.clone()),
+        database_oid: Some(source.database_oid),
+    }
+}
+
+/// The Exported condition's reason for a window that held every row, and why.
+pub fn full_export_note(full_export: &FullExport) -> (ConditionReason, String) {
+    let reason = match full_export {
+        FullExport::OtherCluster { .. } | FullExport::OtherDatabase { .. } => {
+            ConditionReason::SourceChanged
+        }
+        FullExport::TransactionIdsBehind { .. } => ConditionReason::SourceRewound,
+    };
+    (reason, full_export.to_string())
 }
 
 impl<W: Write> RowSink for CsvFileWriter<W> {
@@ -50,6 +91,39 @@ impl<W: Write> RowSink for CsvFileWriter<W> {
 mod tests {
     use super::*;
     use crate::adapters::postgres::MAX_COLUMNS;
+
+    #[test]
+    fn a_stored_source_round_trips_and_an_incomplete_one_names_no_database() {
+        let source = SourceIdentity {
+            system_identifier: Some(u64::MAX),
+            database: "crm".into(),
+            database_oid: 16384,
+        };
+        let mut status = ScheduledExportStatus {
+            watermark: Some("1:2:".into()),
+            watermark_source: Some(watermark_source(&source)),
+            ..Default::default()
+        };
+        let stored = stored_watermark(Some(&status)).expect("a watermark");
+        assert_eq!(stored.snapshot, "1:2:");
+        assert_eq!(stored.source, Some(source));
+        status
+            .watermark_source
+            .as_mut()
+            .expect("source")
+            .database_oid = None;
+        assert_eq!(
+            stored_watermark(Some(&status)).expect("a watermark").source,
+            None
+        );
+        status.watermark_source = None;
+        assert_eq!(
+            stored_watermark(Some(&status)).expect("a watermark").source,
+            None
+        );
+        status.watermark = None;
+        assert_eq!(stored_watermark(Some(&status)), None);
+    }
 
     #[test]
     fn every_file_type_fits_the_decoder() {

@@ -113,6 +113,10 @@ pub enum ConditionReason {
     SecretNotFound,
     // Exported, and Delivered after a run
     Exported,
+    /// Exported, every row: the watermark was taken in another database.
+    SourceChanged,
+    /// Exported, every row: the database's transaction ids were behind the watermark.
+    SourceRewound,
     Delivered,
     JobFailed,
     // Delivered, after a recheck
@@ -126,9 +130,9 @@ pub enum ConditionReason {
     NotFound,
     SecretInvalid,
     ArtifactStoreFailed,
-    WatermarkAhead,
     DatabaseFailed,
     DatabaseTlsFailed,
+    RecoveryConflict,
     SpoolFailed,
     KubernetesApiFailed,
     DestinationInvalid,
@@ -163,6 +167,8 @@ state_names!(ConditionReason {
     InvalidSchedule => "InvalidSchedule",
     SecretNotFound => "SecretNotFound",
     Exported => "Exported",
+    SourceChanged => "SourceChanged",
+    SourceRewound => "SourceRewound",
     Delivered => "Delivered",
     JobFailed => "JobFailed",
     Present => "Present",
@@ -173,9 +179,9 @@ state_names!(ConditionReason {
     NotFound => "NotFound",
     SecretInvalid => "SecretInvalid",
     ArtifactStoreFailed => "ArtifactStoreFailed",
-    WatermarkAhead => "WatermarkAhead",
     DatabaseFailed => "DatabaseFailed",
     DatabaseTlsFailed => "DatabaseTlsFailed",
+    RecoveryConflict => "RecoveryConflict",
     SpoolFailed => "SpoolFailed",
     KubernetesApiFailed => "KubernetesApiFailed",
     DestinationInvalid => "DestinationInvalid",

@@ -39,6 +39,12 @@ pub struct ScheduledExportStatus {
     /// Opaque upper bound of the last delivered window. The next file holds every row written after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
+    /// The database `watermark` was taken in. A run whose source is another database (another
+    /// cluster, or a database dropped and created again) exports every row, since the watermark
+    /// says nothing about that database's rows; a physical standby of the same database counts as
+    /// the same. Written with the watermark; a watermark without it is adopted by the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_source: Option<WatermarkSource>,
     /// The most recent run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<LastRun>,
@@ -53,6 +59,26 @@ pub struct ScheduledExportStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// What identifies the database a watermark was taken in.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+// Fields of another version are stored, not pruned: during an upgrade or a rollback, a writer of one
+// version must not make the API server drop what a writer of the other version recorded.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct WatermarkSource {
+    /// The PostgreSQL cluster's system identifier (`pg_control_system()`), decimal. Chosen when the
+    /// cluster was created and shared by its physical standbys, so a failover keeps it. Absent when
+    /// the export's role may not call that function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    /// The database's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The database's oid: new when a database is dropped and created again under the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_oid: Option<u32>,
 }
 
 /// The schedule the operator is following.

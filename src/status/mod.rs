@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::resource::{
     CheckResult, Condition, ConditionReason, ConditionType, DeliveryStatus, LastRun, RunPhase,
-    ScheduledExportStatus,
+    ScheduledExportStatus, WatermarkSource,
 };
 
 /// The desired state of one condition; `set_condition` adds the bookkeeping.
@@ -64,6 +64,11 @@ pub struct DeliveredRun {
     pub bytes: u64,
     pub sha256: String,
     pub watermark: String,
+    /// The database the watermark was taken in.
+    pub watermark_source: WatermarkSource,
+    /// Set when the file holds every row although a watermark was stored: the reason
+    /// (`SourceChanged` or `SourceRewound`) and why, for the Exported condition.
+    pub full_export: Option<(ConditionReason, String)>,
     /// `sftp://user@host:port/directory` of the delivery (`SftpDestination::url`).
     pub destination: String,
 }
@@ -96,6 +101,7 @@ pub fn run_delivered(
 ) -> ScheduledExportStatus {
     let mut status = current.clone();
     status.watermark = Some(run.watermark.clone());
+    status.watermark_source = Some(run.watermark_source.clone());
     status.last_run = Some(LastRun {
         slot: Some(run.slot),
         job_name: run.job_name.clone(),
@@ -126,8 +132,19 @@ pub fn run_delivered(
         ConditionUpdate {
             type_: ConditionType::Exported,
             status: true,
-            reason: ConditionReason::Exported,
-            message: format!("{rows} exported to {}", run.file_name),
+            reason: run
+                .full_export
+                .as_ref()
+                .map_or(ConditionReason::Exported, |(reason, _)| *reason),
+            message: match &run.full_export {
+                None => format!("{rows} exported to {}", run.file_name),
+                Some((_, cause)) => {
+                    format!(
+                        "{rows} exported to {}: every row, because {cause}",
+                        run.file_name
+                    )
+                }
+            },
         },
         generation,
         run.finished,
@@ -201,6 +218,12 @@ mod tests {
             bytes: 10,
             sha256: "ab".into(),
             watermark: watermark.into(),
+            watermark_source: WatermarkSource {
+                system_identifier: Some("7".into()),
+                database: Some("crm".into()),
+                database_oid: Some(16384),
+            },
+            full_export: None,
             destination: "sftp://u@h:22/exports".into(),
         }
     }
@@ -247,8 +270,15 @@ mod tests {
             Some("interactions-20261130T070000Z.csv")
         );
 
+        assert_eq!(
+            first.watermark_source.as_ref().and_then(|s| s.database_oid),
+            Some(16384),
+            "the watermark names its database"
+        );
+
         let started = run_started(&first, at(9), Some("job2".into()), at(9));
         assert_eq!(started.watermark, first.watermark);
+        assert_eq!(started.watermark_source, first.watermark_source);
         assert_eq!(started.delivery, first.delivery);
         let failed = run_failed(
             &started,
@@ -287,6 +317,31 @@ mod tests {
         assert_eq!(
             delivered.status, "True",
             "the previous file is still delivered"
+        );
+    }
+
+    #[test]
+    fn a_full_export_says_why_in_the_exported_condition() {
+        let run = DeliveredRun {
+            full_export: Some((
+                ConditionReason::SourceChanged,
+                "database \"crm\" was dropped and created again".into(),
+            )),
+            ..delivered("10:20:", at(8))
+        };
+        let status = run_delivered(&ScheduledExportStatus::default(), &run, Some(1));
+        let exported = condition(&status.conditions, ConditionType::Exported).expect("Exported");
+        assert_eq!(
+            (exported.status.as_str(), exported.reason.as_str()),
+            ("True", "SourceChanged")
+        );
+        assert!(
+            exported.message.ends_with(
+                "exported to interactions-20261130T070000Z.csv: every row, because database \"crm\" \
+                 was dropped and created again"
+            ),
+            "{}",
+            exported.message
         );
     }
 }

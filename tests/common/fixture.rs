@@ -37,25 +37,7 @@ impl Fixture {
         )
         .await;
         let database_url = create_database("sx_export").await;
-        let output = run_binary(
-            &[
-                "sample-data",
-                "--database-url",
-                &database_url,
-                "--interactions",
-                &sample_interactions.to_string(),
-                "--proposals",
-                "3",
-                "--seed",
-                "7",
-            ],
-            &[],
-        );
-        assert!(
-            output.status.success(),
-            "sample-data: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        load_sample_data(&database_url, sample_interactions, 7);
         let (remote_dir, local_dir) = sftp_directory(&namespace);
         create_secret(
             &client,
@@ -97,6 +79,19 @@ impl Fixture {
             .create(&Default::default(), &object)
             .await
             .expect("create ScheduledExport");
+    }
+
+    /// Points the object's source Secret at another database URL.
+    pub async fn set_database_url(&self, url: &str) {
+        use k8s_openapi::api::core::v1::Secret;
+        Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
+            .patch(
+                "crm-database",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&json!({"stringData": {"url": url}})),
+            )
+            .await
+            .expect("patch the source Secret");
     }
 
     pub fn api(&self) -> Api<ScheduledExport> {
@@ -161,6 +156,30 @@ impl Fixture {
         delete_namespace(&self.client, &self.namespace).await;
         let _ = std::fs::remove_dir_all(&self.local_dir);
     }
+}
+
+/// Applies the reference schema to the database at `url` and fills it with `interactions` sample
+/// interactions (and 3 proposals), the same for the same `seed`.
+pub fn load_sample_data(url: &str, interactions: u64, seed: u64) {
+    let output = run_binary(
+        &[
+            "sample-data",
+            "--database-url",
+            url,
+            "--interactions",
+            &interactions.to_string(),
+            "--proposals",
+            "3",
+            "--seed",
+            &seed.to_string(),
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "sample-data: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {

@@ -66,6 +66,21 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// A variable of a part the test bed may not have yet (`what` names the part). Without it a test
+/// returns early, saying so, unless `SCHEDULED_EXPORTS_REQUIRE_TESTBED` is set (as in
+/// `tests/run`), where a missing part fails the test.
+pub fn optional_env_var(name: &str, what: &str) -> Option<String> {
+    let value = testbed_env().get(name).cloned();
+    if value.is_none() {
+        assert!(
+            std::env::var_os("SCHEDULED_EXPORTS_REQUIRE_TESTBED").is_none(),
+            "target/testbed/env does not export {name} ({what}); restart the test bed with tests/testbed/up"
+        );
+        eprintln!("target/testbed/env does not export {name} ({what}): skipping this test");
+    }
+    value
+}
+
 pub fn env_var(name: &str) -> String {
     testbed_env()
         .get(name)
@@ -230,6 +245,25 @@ pub async fn create_database(prefix: &str) -> String {
         .rsplit_once('/')
         .expect("DATABASE_URL has a database");
     format!("{base}/{name}")
+}
+
+/// Runs `sql` as the test bed's superuser on the database of `DATABASE_URL` (to create, copy and
+/// drop a test's own databases).
+pub async fn admin_execute(sql: &str) {
+    connect_database(&env_var("DATABASE_URL"))
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|err| match err.as_db_error() {
+            Some(db) => panic!("{sql}: {}", db.message()),
+            None => panic!("{sql}: {err}"),
+        });
+}
+
+/// The database a `postgres://` URL names.
+pub fn database_name(url: &str) -> String {
+    let url = url::Url::parse(url).expect("a postgres:// URL");
+    url.path().trim_start_matches('/').to_string()
 }
 
 pub async fn connect_database(url: &str) -> tokio_postgres::Client {

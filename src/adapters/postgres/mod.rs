@@ -10,6 +10,9 @@
 //! a timestamp or "txid > last xmax" watermark would lose it. A row updated after an export gets a
 //! new txid and comes out again, in its latest version.
 //!
+//! On a hot standby the snapshot's in-progress transactions are not in its text form, so there the
+//! window ends at the snapshot's `xmin` instead: see [`copy_window`].
+//!
 //! Rows stream through `COPY (SELECT ...) TO STDOUT (FORMAT binary)` with every column already
 //! rendered as text by the query's select list: binary framing needs no unescaping, so the client only
 //! copies bytes into the CSV writer, in constant memory.
@@ -22,7 +25,8 @@ mod window;
 pub use connect::{connect, connect_with_ca, describe_target, parse_url};
 pub use tls::SslMode;
 pub use window::{
-    MAX_COLUMNS, RowSink, WindowQuery, copy_window, window_planner_settings, window_sql,
+    MAX_COLUMNS, RowSink, WindowPlan, WindowQuery, copy_window, plan_window,
+    window_planner_settings, window_sql,
 };
 
 use std::fmt;
@@ -76,12 +80,14 @@ pub enum SourceError {
          status to export every row again"
     )]
     InvalidWatermark { watermark: String, reason: String },
-    /// The database's transaction ids are behind the stored watermark (a restore, or another server).
+    /// A hot standby cancelled the export because replaying the primary's changes needed what the
+    /// export was reading.
     #[error(
-        "status.watermark {watermark} is ahead of the database's current snapshot {current}: the database \
-         was restored or replaced; check the source, then remove status.watermark to export every row again"
+        "the standby cancelled the export of {table} because of a conflict with recovery ({cause}); \
+         nothing was delivered and the watermark did not move. Turn hot_standby_feedback on and raise \
+         max_standby_streaming_delay on the standby, or export from the primary"
     )]
-    WatermarkAhead { watermark: String, current: String },
+    RecoveryConflict { table: &'static str, cause: String },
     /// A statement failed.
     #[error("{context}: {source}")]
     Query {
@@ -111,9 +117,90 @@ impl SourceError {
 pub struct WindowOutcome {
     /// Data rows written to the file.
     pub rows: u64,
-    /// The new watermark: the export's own snapshot, to store in `status.watermark` once the file is
-    /// delivered.
+    /// The new watermark, to store in `status.watermark` once the file is delivered: the export's
+    /// own snapshot on a primary, the conservative end of the window on a standby.
     pub watermark: String,
+    /// The database the window was read from, to store with the watermark.
+    pub source: SourceIdentity,
+    /// Set when the window held every row although a watermark was stored, and why.
+    pub full_export: Option<FullExport>,
+}
+
+/// The end of the previous window as stored: its snapshot, and the database it was taken in when
+/// known (a watermark of an earlier version has none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watermark {
+    pub snapshot: String,
+    pub source: Option<SourceIdentity>,
+}
+
+/// What tells one database apart from every other, including a copy of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceIdentity {
+    /// `pg_control_system().system_identifier`: chosen by `initdb`, kept by physical standbys
+    /// (and so across a failover), new for a cluster restored from a logical dump. `None` when the
+    /// role may not call that function: then only the database's oid tells databases apart.
+    pub system_identifier: Option<u64>,
+    /// `current_database()`.
+    pub database: String,
+    /// The database's oid: a database dropped and created again under the same name gets a new one.
+    pub database_oid: u32,
+}
+
+/// Why a window holds every row although a watermark was stored: the watermark's transaction ids
+/// mean nothing in this database, and trusting them would skip its rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FullExport {
+    /// The source is another cluster (another server, or a restore into a new cluster); both
+    /// system identifiers are known.
+    OtherCluster {
+        stored: SourceIdentity,
+        current: SourceIdentity,
+    },
+    /// Same cluster, another database: another name, or the same name dropped and created again.
+    OtherDatabase {
+        stored: SourceIdentity,
+        current: SourceIdentity,
+    },
+    /// The database's transaction ids are behind the watermark: it was restored from a backup, a
+    /// failover lost transactions, or (with a watermark of an earlier version, which names no
+    /// database) it is another database.
+    TransactionIdsBehind { watermark: String, current: String },
+}
+
+impl fmt::Display for FullExport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FullExport::OtherCluster { stored, current } => write!(
+                f,
+                "the watermark was taken in database {:?} of cluster {}, the source is now database \
+                 {:?} of cluster {} (another server, or a restore into a new cluster)",
+                stored.database,
+                stored.system_identifier.unwrap_or_default(),
+                current.database,
+                current.system_identifier.unwrap_or_default()
+            ),
+            FullExport::OtherDatabase { stored, current }
+                if stored.database == current.database =>
+            {
+                write!(
+                    f,
+                    "database {:?} was dropped and created again (oid {}, now {})",
+                    current.database, stored.database_oid, current.database_oid
+                )
+            }
+            FullExport::OtherDatabase { stored, current } => write!(
+                f,
+                "the watermark was taken in database {:?}, the source is now database {:?}",
+                stored.database, current.database
+            ),
+            FullExport::TransactionIdsBehind { watermark, current } => write!(
+                f,
+                "the database's transaction ids (snapshot {current}) are behind the watermark \
+                 {watermark}: it was restored from a backup, or a failover lost transactions"
+            ),
+        }
+    }
 }
 
 /// A parsed `pg_snapshot` text `xmin:xmax:xip,...`; checked before it is sent to the server so a
@@ -174,6 +261,34 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The snapshot under which exactly the transactions visible in `previous` or below
+    /// `finished_below` count as delivered: the watermark of a standby's window, which read the
+    /// rows not visible in `previous` of the transactions below `finished_below` (its snapshot's
+    /// `xmin`, under which every transaction had finished). Neither set is lost when the other lags
+    /// behind it (a standby behind the primary that wrote `previous`).
+    pub fn covering(previous: Option<&Snapshot>, finished_below: u64) -> Snapshot {
+        let Some(previous) = previous else {
+            return Snapshot {
+                xmin: finished_below,
+                xmax: finished_below,
+                in_progress: Vec::new(),
+            };
+        };
+        let xmin = previous.xmin.max(finished_below);
+        Snapshot {
+            xmin,
+            xmax: previous.xmax.max(finished_below),
+            in_progress: previous
+                .in_progress
+                .iter()
+                .copied()
+                .filter(|&xid| xid >= xmin)
+                .collect(),
+        }
+    }
+}
+
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:", self.xmin, self.xmax)?;
@@ -199,6 +314,28 @@ mod tests {
         assert_eq!(snapshot.in_progress, vec![1236, 1238]);
         assert_eq!(snapshot.to_string(), "1234:1240:1236,1238");
         assert_eq!(Snapshot::parse("5:5:").expect("valid").to_string(), "5:5:");
+    }
+
+    /// Whether `xid` counts as delivered under `snapshot`, as `pg_visible_in_snapshot` decides it.
+    fn visible(snapshot: &Snapshot, xid: u64) -> bool {
+        xid < snapshot.xmin || (xid < snapshot.xmax && !snapshot.in_progress.contains(&xid))
+    }
+
+    #[test]
+    fn a_covering_snapshot_holds_exactly_both_sets() {
+        let previous = Snapshot::parse("10:20:12,15,18").expect("valid");
+        for finished_below in [1, 5, 10, 11, 12, 13, 15, 16, 19, 20, 21, 30] {
+            let covering = Snapshot::covering(Some(&previous), finished_below);
+            Snapshot::parse(&covering.to_string()).expect("a valid watermark");
+            for xid in 1..40 {
+                assert_eq!(
+                    visible(&covering, xid),
+                    visible(&previous, xid) || xid < finished_below,
+                    "xid {xid} below {finished_below}: {covering}"
+                );
+            }
+        }
+        assert_eq!(Snapshot::covering(None, 7).to_string(), "7:7:");
     }
 
     #[test]
