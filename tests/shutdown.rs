@@ -2,6 +2,7 @@
 //! Lease up on the way out so a standby takes over at once. Each test runs the operator binary
 //! against the test bed's API server (directly, through a TCP proxy this test controls, with an
 //! identity that cannot fill the cache, or at a closed port), sends SIGTERM and bounds the exit.
+//! The same proxy shows that no API call waits for ever on a server that stopped answering.
 
 mod common;
 
@@ -457,4 +458,90 @@ async fn sigterm_ends_a_leader_while_the_api_server_does_not_answer() {
     proxy.freeze();
     operator.terminate().await;
     delete_namespace(&client, &namespace).await;
+}
+
+/// Holds an exclusive lock on `interactions`, so an export blocks on the database until released.
+async fn lock_interactions(database_url: &str) -> tokio_postgres::Client {
+    let client = connect_database(database_url).await;
+    client
+        .batch_execute("BEGIN; LOCK TABLE interactions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock interactions");
+    client
+}
+
+#[tokio::test]
+async fn a_status_write_to_an_api_server_that_stopped_answering_fails_instead_of_hanging() {
+    let fixture = common::fixture::Fixture::new("sx-deadline", 5).await;
+    let proxy = FreezingProxy::start(api_server_address()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = kubeconfig_for_server(
+        dir.path(),
+        "proxy.kubeconfig",
+        &format!("https://{}", proxy.address),
+    );
+    let lock = lock_interactions(&fixture.database_url).await;
+    let export = Command::new(env!("CARGO_BIN_EXE_scheduled-exports"))
+        .args([
+            "export",
+            "--namespace",
+            &fixture.namespace,
+            "--name",
+            "daily",
+            "--slot",
+            "2026-11-30T12:00:00Z",
+            "--artifact-store",
+            &fixture.artifact_store,
+            "--timeout",
+            "5s",
+        ])
+        .env_clear()
+        .envs(binary_env())
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the export");
+    // Its first status write went through; it now waits for the database.
+    fixture
+        .wait_for("daily", "the run recorded as started", |o| {
+            let phase = o.status.as_ref()?.last_run.as_ref()?.phase?;
+            (phase.as_str() == "Running").then_some(())
+        })
+        .await;
+    // The API server stops answering on the connection the export keeps for its next write.
+    proxy.freeze();
+    lock.batch_execute("ROLLBACK")
+        .await
+        .expect("release the lock");
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut export = export;
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            if export.try_wait().expect("try_wait").is_some() {
+                return Some(export.wait_with_output().expect("output"));
+            }
+            if Instant::now() > give_up {
+                let _ = export.kill();
+                let _ = export.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("join");
+    let output =
+        output.expect("the export still waited 60 s for an API server that does not answer");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Kubernetes API"), "{stderr}");
+    // The read timeout (30 s), not the 60 s bound above, ended it.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    fixture.cleanup().await;
 }
