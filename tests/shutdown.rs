@@ -357,23 +357,29 @@ async fn sigterm_ends_an_operator_that_cannot_reach_the_api_server() {
     delete_namespace(&client, &namespace).await;
 }
 
-/// A TCP proxy to the API server that can hold every byte in both directions (an API server that
-/// accepted the connections and stopped answering, as during a restart behind a load balancer).
+/// A TCP proxy that can hold every byte in both directions: a server (the API server, the SFTP
+/// server) that accepted the connections and stopped answering, as during a restart behind a load
+/// balancer.
 struct FreezingProxy {
     address: SocketAddr,
     frozen: tokio::sync::watch::Sender<bool>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 impl FreezingProxy {
+    /// Listens on the upstream's IP, which clients already trust and reach.
     async fn start(upstream: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((upstream.ip(), 0))
             .await
             .expect("bind the proxy");
         let address = listener.local_addr().expect("proxy address");
         let (frozen, watch) = tokio::sync::watch::channel(false);
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
         let accept = tokio::spawn(async move {
             while let Ok((downstream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let watch = watch.clone();
                 tokio::spawn(async move {
                     let Ok(upstream) = tokio::net::TcpStream::connect(upstream).await else {
@@ -391,12 +397,18 @@ impl FreezingProxy {
         Self {
             address,
             frozen,
+            accepted,
             accept,
         }
     }
 
     fn freeze(&self) {
         let _ = self.frozen.send(true);
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -542,6 +554,91 @@ async fn a_status_write_to_an_api_server_that_stopped_answering_fails_instead_of
         started.elapsed() < Duration::from_secs(45),
         "{:?}",
         started.elapsed()
+    );
+    fixture.cleanup().await;
+}
+
+// Multi-threaded: the proxy keeps serving while this thread waits for the export binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_round_stuck_on_a_silent_sftp_server_does_not_hold_up_shutdown() {
+    use common::running::{RunningController, TEST_PERIODS};
+    use scheduled_exports::operator::{Context, ControllerConfig, DeliverySettings};
+
+    let fixture = common::fixture::Fixture::new("sx-stop-round", 5).await;
+    // The object delivers through a proxy to the test bed's SFTP server.
+    let sftp_port: u16 = env_var("SFTP_PORT").parse().expect("port");
+    let proxy = FreezingProxy::start(
+        format!("{}:{sftp_port}", env_var("SFTP_HOST"))
+            .parse()
+            .expect("SFTP address"),
+    )
+    .await;
+    let mut secret = sftp_secret_data();
+    for (key, value) in &mut secret {
+        if *key == "knownHosts" {
+            *value = value.replace(
+                &format!(":{sftp_port} "),
+                &format!(":{} ", proxy.address.port()),
+            );
+        }
+    }
+    create_secret(
+        &fixture.client,
+        &fixture.namespace,
+        "sftp-via-proxy",
+        &secret,
+    )
+    .await;
+    fixture
+        .patch_spec(
+            "daily",
+            json!({"destination": {"sftp": {
+                "port": proxy.address.port(),
+                "secretRef": {"name": "sftp-via-proxy"},
+            }}}),
+        )
+        .await;
+    let output = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The server now accepts connections and says nothing; the checker's first round (its
+    // retention pass and, an hour on, its recheck) hangs in the SSH handshake.
+    proxy.freeze();
+    let connections_before = proxy.connections();
+    let clock = scheduled_exports::clock::ManualClock::new(
+        chrono::Utc::now() + chrono::TimeDelta::hours(1),
+    );
+    let config = ControllerConfig {
+        namespace: Some(fixture.namespace.clone()),
+        default_zone: chrono_tz::UTC,
+        job: export_job_settings(&fixture.artifact_store),
+        delivery: DeliverySettings {
+            s3: testbed_s3_options(),
+            ..DeliverySettings::default()
+        },
+        instance: "tests".to_string(),
+        periods: TEST_PERIODS,
+    };
+    let controller = RunningController::spawn(Arc::new(Context::new(
+        fixture.client.clone(),
+        Arc::new(clock),
+        config,
+    )));
+    eventually(WAIT, "a check round connecting to the server", || async {
+        (proxy.connections() > connections_before).then_some(())
+    })
+    .await;
+
+    let stopping = Instant::now();
+    controller.stop().await;
+    assert!(
+        stopping.elapsed() < EXIT_BOUND,
+        "stopping took {:?} with a round in progress",
+        stopping.elapsed()
     );
     fixture.cleanup().await;
 }
