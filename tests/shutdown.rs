@@ -364,6 +364,8 @@ struct FreezingProxy {
     address: SocketAddr,
     frozen: tokio::sync::watch::Sender<bool>,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Chunks clients sent while frozen: requests made to the silent server.
+    held: Arc<std::sync::atomic::AtomicUsize>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -377,10 +379,13 @@ impl FreezingProxy {
         let (frozen, watch) = tokio::sync::watch::channel(false);
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let held_requests = held.clone();
         let accept = tokio::spawn(async move {
             while let Ok((downstream, _)) = listener.accept().await {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let watch = watch.clone();
+                let held_requests = held_requests.clone();
                 tokio::spawn(async move {
                     let Ok(upstream) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
@@ -388,8 +393,8 @@ impl FreezingProxy {
                     let (down_read, down_write) = downstream.into_split();
                     let (up_read, up_write) = upstream.into_split();
                     tokio::join!(
-                        pipe(down_read, up_write, watch.clone()),
-                        pipe(up_read, down_write, watch),
+                        pipe(down_read, up_write, watch.clone(), Some(held_requests)),
+                        pipe(up_read, down_write, watch, None),
                     );
                 });
             }
@@ -398,12 +403,18 @@ impl FreezingProxy {
             address,
             frozen,
             accepted,
+            held,
             accept,
         }
     }
 
     fn freeze(&self) {
         let _ = self.frozen.send(true);
+    }
+
+    /// Chunks clients sent since the proxy froze.
+    fn held_requests(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Connections accepted so far.
@@ -423,6 +434,7 @@ async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut frozen: tokio::sync::watch::Receiver<bool>,
+    held: Option<Arc<std::sync::atomic::AtomicUsize>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 16 * 1024];
@@ -431,6 +443,11 @@ async fn pipe(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
+        if *frozen.borrow()
+            && let Some(held) = &held
+        {
+            held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         if frozen.wait_for(|frozen| !*frozen).await.is_err() {
             return;
         }
@@ -641,4 +658,68 @@ async fn a_check_round_stuck_on_a_silent_sftp_server_does_not_hold_up_shutdown()
         stopping.elapsed()
     );
     fixture.cleanup().await;
+}
+
+// Multi-threaded: the proxy keeps serving while the controller runs in this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_controller_mid_reconcile_on_a_silent_api_server_takes_seconds() {
+    use common::running::{RunningController, TEST_PERIODS};
+    use scheduled_exports::operator::{Context, ControllerConfig, DeliverySettings};
+
+    let (client, namespace) = namespace_with_crd("sx-stop-reconcile").await;
+    let object: scheduled_exports::resource::ScheduledExport =
+        serde_json::from_value(valid_object("daily")).expect("object");
+    let objects: Api<scheduled_exports::resource::ScheduledExport> =
+        Api::namespaced(client.clone(), &namespace);
+    objects
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create ScheduledExport");
+    let proxy = FreezingProxy::start(api_server_address()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = kubeconfig_for_server(
+        dir.path(),
+        "proxy.kubeconfig",
+        &format!("https://{}", proxy.address),
+    );
+    // A client without read timeouts: the controller's own bound must end the stop.
+    let proxied = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig"),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("config"),
+    )
+    .expect("client");
+    let config = ControllerConfig {
+        namespace: Some(namespace.clone()),
+        default_zone: chrono_tz::UTC,
+        job: export_job_settings("file:///tmp/sx-stop-reconcile"),
+        delivery: DeliverySettings::default(),
+        instance: "tests".to_string(),
+        periods: TEST_PERIODS,
+    };
+    let clock = scheduled_exports::clock::ManualClock::new(chrono::Utc::now());
+    let controller =
+        RunningController::spawn(Arc::new(Context::new(proxied, Arc::new(clock), config)));
+    eventually(WAIT, "the controller's first reconcile", || async {
+        objects.get("daily").await.ok()?.status?.next_run_time
+    })
+    .await;
+
+    // The next reconcile (every 500 ms on this clock) sends its first request and waits.
+    proxy.freeze();
+    eventually(WAIT, "a reconcile's request held", || async {
+        (proxy.held_requests() > 0).then_some(())
+    })
+    .await;
+    let stopping = Instant::now();
+    controller.stop().await;
+    assert!(
+        stopping.elapsed() < EXIT_BOUND,
+        "stopping took {:?} mid-reconcile",
+        stopping.elapsed()
+    );
+    delete_namespace(&client, &namespace).await;
 }
