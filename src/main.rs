@@ -40,11 +40,15 @@ fn main() -> ExitCode {
 fn block_on(
     future: impl std::future::Future<Output = Result<(), CommandError>>,
 ) -> Result<(), CommandError> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|err| CommandError::Failed(format!("cannot start the async runtime: {err}")))?
-        .block_on(future)
+        .map_err(|err| CommandError::Failed(format!("cannot start the async runtime: {err}")))?;
+    let result = runtime.block_on(future);
+    // Dropping the runtime would wait for every blocking task (an SFTP call, a DNS lookup) to
+    // return, however long; the command has finished, so give them a moment and exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Exit status: 2 for bad input, 1 for any other failure, one line on stderr.

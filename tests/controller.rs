@@ -723,3 +723,184 @@ async fn server_side_apply_twice_shows_no_drift_while_the_operator_writes_status
     controller.stop().await;
     fixture.cleanup().await;
 }
+
+/// An export as its Job runs it: this project's binary, with the UID the Job carries.
+fn export_command(fixture: &Fixture, slot: &str, object_uid: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scheduled-exports"));
+    command
+        .args([
+            "export",
+            "--namespace",
+            &fixture.namespace,
+            "--name",
+            "daily",
+            "--slot",
+            slot,
+            "--artifact-store",
+            &fixture.artifact_store,
+            "--timeout",
+            "5s",
+        ])
+        .env_clear()
+        .envs(binary_env())
+        .env("EXPORT_OBJECT_UID", object_uid);
+    command
+}
+
+/// Deletes `daily` (orphaning its Jobs, as a deletion whose garbage collection has not caught up
+/// yet leaves them) and creates it again under the same name; returns the new UID.
+async fn recreate_daily(fixture: &Fixture, old_uid: &str) -> String {
+    fixture
+        .api()
+        .delete("daily", &DeleteParams::orphan())
+        .await
+        .expect("delete");
+    eventually(WAIT, "the old object to be gone", || async {
+        fixture
+            .api()
+            .get_opt("daily")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    fixture.create_object("daily", json!({})).await;
+    let new_uid = fixture.object("daily").await.metadata.uid.expect("uid");
+    assert_ne!(new_uid, old_uid);
+    new_uid
+}
+
+/// What a run of the old object must never leave in the new one.
+fn assert_untouched_by_the_old_run(object: &ScheduledExport, what: &str) {
+    let status = object.status.clone().unwrap_or_default();
+    assert_eq!(status.watermark, None, "{what}: watermark {status:?}");
+    assert_eq!(status.last_run, None, "{what}: lastRun {status:?}");
+    assert_eq!(status.delivery, None, "{what}: delivery {status:?}");
+}
+
+#[tokio::test]
+async fn a_run_of_a_deleted_object_never_writes_into_a_new_object_of_the_same_name() {
+    let fixture = setup("sx-incarnation").await;
+    let old_uid = fixture.object("daily").await.metadata.uid.expect("uid");
+
+    // 1. Deleted and recreated while the run was under way: the export read the old object and
+    // is blocked on the database; by the time it would record its file, the name is another's.
+    let lock = TableLock::take(&fixture.database_url).await;
+    let running = export_command(&fixture, "2026-11-30T12:00:00Z", &old_uid)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the export");
+    fixture
+        .wait_for("daily", "the run recorded as started", |o| {
+            let phase = o.status.as_ref()?.last_run.as_ref()?.phase?;
+            (phase.as_str() == "Running").then_some(())
+        })
+        .await;
+    let new_uid = recreate_daily(&fixture, &old_uid).await;
+    lock.release().await;
+    let output = tokio::task::spawn_blocking(move || running.wait_with_output())
+        .await
+        .expect("join")
+        .expect("the export's output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_untouched_by_the_old_run(&fixture.object("daily").await, "replaced mid-run");
+    assert_eq!(output.status.code(), Some(2), "not retried: {stderr}");
+    assert!(stderr.contains("deleted and created again"), "{stderr}");
+
+    // 2. The old object's Job starts only after the new object exists (a Pod that waited for a
+    // node): it stops before reading rows, delivering or writing anything.
+    let before = files_in(&fixture.local_dir);
+    let output = export_command(&fixture, "2026-11-30T12:00:00Z", &old_uid)
+        .output()
+        .expect("run the export");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&new_uid) && stderr.contains(&old_uid),
+        "{stderr}"
+    );
+    assert_untouched_by_the_old_run(&fixture.object("daily").await, "started after");
+    assert_eq!(files_in(&fixture.local_dir), before, "no file delivered");
+
+    // The new object's own runs still write its status.
+    let output = export_command(&fixture, "2026-12-01T12:00:00Z", &new_uid)
+        .output()
+        .expect("run the export");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = fixture.object("daily").await.status.expect("status");
+    assert!(status.watermark.is_some(), "{status:?}");
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_due_slot_is_delivered_before_a_run_now_that_arrives_with_it() {
+    let fixture = setup("sx-order").await;
+    let clock = ManualClock::new(utc("2026-11-30T11:59:00Z"));
+    let controller = start_controller(&fixture, &clock);
+    fixture
+        .wait_for("daily", "the first reconcile", next_run)
+        .await;
+    // The operator is away while the slot comes and someone asks for a run now.
+    controller.stop().await;
+    clock.set(utc("2026-11-30T12:00:30Z"));
+    let patch = json!({"metadata": {"annotations": {"exports.crm.dev/run-now": "t1"}}});
+    fixture
+        .api()
+        .patch("daily", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate");
+    let controller = start_controller(&fixture, &clock);
+
+    let scheduled = job_name("daily", utc("2026-11-30T12:00:00Z"), &RunKind::Scheduled);
+    let run_now = job_name(
+        "daily",
+        utc("2026-11-30T12:00:30Z"),
+        &RunKind::RunNow { token: "t1".into() },
+    );
+    let first = eventually(WAIT, "the first Job", || async {
+        let names = job_names(&fixture).await;
+        (!names.is_empty()).then_some(names)
+    })
+    .await;
+    assert_eq!(
+        first,
+        std::slice::from_ref(&scheduled),
+        "the due slot goes first"
+    );
+    wait_for_job_complete(&fixture, &scheduled).await;
+    wait_for_job_complete(&fixture, &run_now).await;
+    let jobs = jobs(&fixture).await;
+    let find = |name: &str| {
+        jobs.iter()
+            .find(|job| job.metadata.name.as_deref() == Some(name))
+            .cloned()
+            .expect("the Job")
+    };
+    let scheduled_done = find(&scheduled)
+        .status
+        .and_then(|status| status.completion_time)
+        .expect("completion time");
+    let run_now_created = find(&run_now)
+        .metadata
+        .creation_timestamp
+        .expect("creation time");
+    assert!(
+        run_now_created.0 >= scheduled_done.0,
+        "the run-now Job waited for the slot's Job"
+    );
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        [
+            "interactions-20261130T120000Z.csv",
+            "interactions-20261130T120030Z.csv"
+        ]
+    );
+    controller.stop().await;
+    fixture.cleanup().await;
+}

@@ -7,6 +7,8 @@ use crate::export::{ExportOutcome, ExportRequest};
 use crate::resource;
 use crate::schedule;
 use chrono::Utc;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 /// Outcome of a subcommand, mapped to the exit status by `main`.
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +52,14 @@ pub fn print_next_runs(args: &NextArgs) -> Result<(), CommandError> {
 
 /// `export`: one run of one object, recorded in its status.
 pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|err| CommandError::Failed(format!("cannot reach the Kubernetes API: {err}")))?;
+    let client = kubernetes_client().await?;
     let request = ExportRequest {
         namespace: args.namespace,
         name: args.name,
         slot: args.slot,
         artifact_store_url: args.artifact_store,
         job_name: args.job_name,
+        object_uid: args.uid.filter(|uid| !uid.is_empty()),
         timeout: args.timeout,
         spool_dir: args.spool_dir,
     };
@@ -108,9 +109,9 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
     use crate::operator::server::Health;
     use crate::operator::{Context, ControllerConfig, DeliverySettings, Periods};
 
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|err| CommandError::Failed(format!("cannot reach the Kubernetes API: {err}")))?;
+    // First of all, so a SIGTERM at any later point is a clean shutdown, not the default death.
+    let shutdown = shutdown_signal()?;
+    let client = kubernetes_client().await?;
     let client_for_health = client.clone();
     let identity = args
         .identity
@@ -175,7 +176,7 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
     });
 
     if !args.leader_election {
-        controller::run(ctx, shutdown_signal()).await;
+        controller::run(ctx, shutdown).await;
         return Ok(());
     }
     let election = Arc::new(LeaderElection::new(
@@ -188,23 +189,35 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
             renew_every: std::time::Duration::from_secs(5),
         },
     ));
-    controller::run_with_leader_election(ctx, election, shutdown_signal())
+    controller::run_with_leader_election(ctx, election, shutdown)
         .await
         .map_err(|err| CommandError::Failed(err.to_string()))
 }
 
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+/// The API client with a deadline on every call.
+async fn kubernetes_client() -> Result<kube::Client, CommandError> {
+    crate::adapters::kubernetes::client::client()
+        .await
+        .map_err(|err| CommandError::Failed(format!("cannot reach the Kubernetes API: {err}")))
+}
+
+/// Resolves at SIGTERM (Kubernetes) or SIGINT (Ctrl-C). The handlers are installed by this call,
+/// not at the first poll, so a signal that arrives while the operator starts is not lost.
+fn shutdown_signal() -> Result<Shared<BoxFuture<'static, ()>>, CommandError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let install = |kind| {
+        signal(kind).map_err(|err| {
+            CommandError::Failed(format!("cannot install the signal handlers: {err}"))
+        })
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+    let mut terminate = install(SignalKind::terminate())?;
+    let mut interrupt = install(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
     }
+    .boxed()
+    .shared())
 }

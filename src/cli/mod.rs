@@ -125,6 +125,10 @@ pub struct ExportArgs {
     /// Name of the Job running this export (set by the operator).
     #[arg(long, env = "JOB_NAME", hide = true)]
     pub job_name: Option<String>,
+    /// UID of the object this run belongs to (set by the operator): a run whose object was
+    /// deleted and created again under the same name stops without touching the new one.
+    #[arg(long, env = "EXPORT_OBJECT_UID", hide = true)]
+    pub uid: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -20,14 +20,16 @@ use tracing::{info, warn};
 
 use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
 use crate::adapters::kubernetes::secrets::{self, SecretError};
-use crate::adapters::kubernetes::status::{StatusWriter, update_status};
+use crate::adapters::kubernetes::status::{
+    StatusError, StatusWriter, check_incarnation, update_status, update_status_of,
+};
 use crate::adapters::postgres::{self, SourceError};
 use crate::adapters::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
 use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::csv::CsvFileWriter;
 use crate::export::file_name::export_file_name;
-use crate::resource::{ConditionReason, RunPhase, ScheduledExport};
+use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::{self, DeliveredRun};
 
 /// What to run.
@@ -41,6 +43,9 @@ pub struct ExportRequest {
     pub artifact_store_url: String,
     /// The Job running this export, for status; from the Pod's environment.
     pub job_name: Option<String>,
+    /// UID of the object the run belongs to; when set, a run whose object was replaced by a new
+    /// one of the same name stops and writes no status.
+    pub object_uid: Option<String>,
     /// Bound on each network step (database connect, SFTP operations).
     pub timeout: Duration,
     /// Where the file is spooled before delivery.
@@ -61,6 +66,9 @@ pub enum ExportOutcome {
 pub enum ExportError {
     #[error("ScheduledExport {namespace}/{name} not found")]
     NotFound { namespace: String, name: String },
+    /// The object this run was started for is gone; another of the same name took its place.
+    #[error("{0}")]
+    Replaced(StatusError),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error("the artifact store cannot be used: {0}")]
@@ -81,7 +89,7 @@ impl ExportError {
     /// CamelCase reason for the `Exported` condition.
     pub fn reason(&self) -> ConditionReason {
         match self {
-            ExportError::NotFound { .. } => ConditionReason::NotFound,
+            ExportError::NotFound { .. } | ExportError::Replaced(_) => ConditionReason::NotFound,
             // An SFTP Secret that is unusable is still the Secret's fault, whatever its content.
             ExportError::Secret(SecretError::Api { .. }) => ConditionReason::KubernetesApiFailed,
             ExportError::Secret(_) => ConditionReason::SecretInvalid,
@@ -100,9 +108,36 @@ impl ExportError {
         }
     }
 
-    /// Bad input (a name that does not exist) exits 2; everything else 1.
+    /// Bad input (a name that does not exist, or is another object now) exits 2, which the Job's
+    /// failure policy does not retry; everything else 1.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, ExportError::NotFound { .. })
+        matches!(
+            self,
+            ExportError::NotFound { .. } | ExportError::Replaced(_)
+        )
+    }
+}
+
+impl From<StatusError> for ExportError {
+    fn from(err: StatusError) -> Self {
+        match err {
+            StatusError::Kube(err) => ExportError::Kube(err),
+            replaced @ StatusError::Replaced { .. } => ExportError::Replaced(replaced),
+        }
+    }
+}
+
+/// A status write of this run: only into the object it belongs to, when the Job said which.
+async fn write_status(
+    api: &Api<ScheduledExport>,
+    request: &ExportRequest,
+    update: impl Fn(&ScheduledExportStatus) -> ScheduledExportStatus,
+) -> Result<bool, ExportError> {
+    match &request.object_uid {
+        Some(uid) => {
+            Ok(update_status_of(api, StatusWriter::Export, &request.name, uid, update).await?)
+        }
+        None => Ok(update_status(api, StatusWriter::Export, &request.name, update).await?),
     }
 }
 
@@ -119,6 +154,9 @@ pub async fn run_export(
             namespace: request.namespace.clone(),
             name: request.name.clone(),
         })?;
+    if let Some(uid) = &request.object_uid {
+        check_incarnation(&object, uid)?;
+    }
     let slot = request.slot.unwrap_or_else(Utc::now).trunc_subsecs(0);
     let file_name = export_file_name(object.spec.file_type, slot);
     if already_delivered(&object, slot, &file_name) {
@@ -127,7 +165,7 @@ pub async fn run_export(
     }
 
     let started = Utc::now();
-    update_status(&api, StatusWriter::Export, &request.name, |current| {
+    write_status(&api, request, |current| {
         status::run_started(current, slot, request.job_name.clone(), started)
     })
     .await?;
@@ -135,7 +173,7 @@ pub async fn run_export(
     match deliver(client, request, &object, slot, &file_name, started).await {
         Ok(run) => {
             let generation = object.metadata.generation;
-            update_status(&api, StatusWriter::Export, &request.name, |current| {
+            write_status(&api, request, |current| {
                 status::run_delivered(current, &run, generation)
             })
             .await?;
@@ -146,7 +184,7 @@ pub async fn run_export(
         Err(err) => {
             let message = err.to_string();
             let generation = object.metadata.generation;
-            let recorded = update_status(&api, StatusWriter::Export, &request.name, |current| {
+            let recorded = write_status(&api, request, |current| {
                 status::run_failed(current, err.reason(), &message, generation, Utc::now())
             })
             .await;

@@ -13,11 +13,11 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
 use tracing::{Instrument, info, warn};
 
+use crate::adapters::kubernetes::client;
 use crate::adapters::kubernetes::secrets::{SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD};
-use crate::adapters::kubernetes::status::{StatusWriter, update_status_from};
+use crate::adapters::kubernetes::status::{StatusError, StatusWriter, update_status_from};
 use crate::operator::checker;
 use crate::operator::context::Context;
 use crate::operator::events::publish;
@@ -35,6 +35,9 @@ const KEEP_SUCCEEDED_JOBS: usize = 3;
 const KEEP_FAILED_JOBS: usize = 1;
 /// Reconciles running at once.
 const RECONCILE_CONCURRENCY: u16 = 32;
+/// How long reconciles and check rounds in progress may take to finish after shutdown begins;
+/// then they are abandoned, so SIGTERM ends the process within seconds whatever they wait for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -61,38 +64,59 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
-    let jobs_config = watcher::Config::default().labels("app.kubernetes.io/component=export");
-    let controller = Controller::new(objects, watcher::Config::default()).owns(jobs, jobs_config);
+    let jobs_config = client::watcher_config().labels("app.kubernetes.io/component=export");
+    let controller = Controller::new(objects, client::watcher_config()).owns(jobs, jobs_config);
     let store = controller.store();
     ctx.metrics.watch_objects(Some(store.clone()));
     ctx.metrics.leader.set(1);
     // Rechecks and pruning run beside the reconcile loop, on the same cache, until shutdown.
     let shutdown = shutdown.shared();
     let synced = Arc::new(AtomicBool::new(false));
-    let checker = tokio::spawn(supervise_checker(
+    let mut checker = tokio::spawn(supervise_checker(
         ctx.clone(),
         store,
         synced.clone(),
         shutdown.clone(),
     ));
-    controller
+    let reconciles = controller
         // A restart reconciles every object at once; bounded, it does not flood the API server.
         .with_config(
             kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
         )
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| {
-            // Reconciles start only once the cache is complete.
-            synced.store(true, Ordering::Relaxed);
+            // Reconciles start only once the cache is complete, so their results say it is; a
+            // watch error can come before that.
+            if !matches!(result, Err(kube::runtime::controller::Error::QueueError(_))) {
+                synced.store(true, Ordering::Relaxed);
+            }
             async move {
                 if let Err(err) = result {
                     warn!(error = %err, "reconcile failed");
                 }
             }
-        })
-        .await;
-    let _ = checker.await;
+        });
+    // kube's graceful shutdown waits for the reconciles in progress, and for ever when it comes
+    // before the cache's first list completed (it holds its runner until the cache is ready, and
+    // a stopped watch never makes it ready): the grace bounds both.
+    let grace_over = async {
+        shutdown.clone().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::pin!(grace_over);
+    let drained = tokio::select! {
+        () = reconciles => tokio::select! {
+            _ = &mut checker => true,
+            () = &mut grace_over => false,
+        },
+        () = &mut grace_over => false,
+    };
+    if !drained {
+        warn!(grace = ?SHUTDOWN_GRACE, "work in progress did not finish in time after shutdown began; abandoning it");
+    }
+    // Dropping the reconciles cancelled them; aborting the checker cancels its rounds.
+    checker.abort();
     ctx.metrics.leader.set(0);
     ctx.metrics.watch_objects(None);
 }
@@ -106,13 +130,14 @@ async fn supervise_checker(
     shutdown: futures::future::Shared<impl std::future::Future<Output = ()> + Send + 'static>,
 ) {
     loop {
-        let checker = tokio::spawn(checker::run(
+        // Aborted with this task (a shutdown whose grace ran out), so no round outlives it.
+        let mut checker = AbortOnDrop(tokio::spawn(checker::run(
             ctx.clone(),
             store.clone(),
             synced.clone(),
             shutdown.clone(),
-        ));
-        match checker.await {
+        )));
+        match (&mut checker.0).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::error!(error = %err, "the delivery checker stopped unexpectedly; restarting it");
@@ -122,9 +147,19 @@ async fn supervise_checker(
     }
 }
 
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the controller while this replica holds the leader Lease: waits for it, reconciles until
 /// `shutdown` (then gives the Lease up) or until the Lease is lost (then returns the error, and the
-/// process should exit so it restarts as a standby).
+/// process should exit so it restarts as a standby). Every step is bounded, so `shutdown` ends
+/// this within about [`SHUTDOWN_GRACE`] plus the Lease release's own bound.
 pub async fn run_with_leader_election(
     ctx: Arc<Context>,
     election: Arc<LeaderElection>,
@@ -132,25 +167,39 @@ pub async fn run_with_leader_election(
 ) -> Result<(), LeaderError> {
     tokio::pin!(shutdown);
     tokio::select! {
-        acquired = election.acquire() => acquired?,
-        () = &mut shutdown => return Ok(()),
+        () = election.acquire() => {}
+        () = &mut shutdown => {
+            info!("shutting down before becoming leader");
+            return Ok(());
+        }
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(run(ctx, async move {
+    let mut controller = tokio::spawn(run(ctx, async move {
         let _ = stopped.await;
     }));
-    let lost = tokio::select! {
-        lost = election.hold() => Some(lost),
-        () = &mut shutdown => None,
+    let (lost, controller_ended) = tokio::select! {
+        lost = election.hold() => (Some(lost), false),
+        () = &mut shutdown => (None, false),
+        // The controller never ends by itself; should it panic, stop leading rather than hold
+        // the Lease while nothing reconciles.
+        _ = &mut controller => (Some(LeaderError::ControllerStopped), true),
     };
+    info!("stopping the controller");
     let _ = stop.send(());
-    let _ = controller.await;
+    // `run` bounds its own drain; this bound only guards against a bug there.
+    if !controller_ended
+        && tokio::time::timeout(SHUTDOWN_GRACE * 2, &mut controller)
+            .await
+            .is_err()
+    {
+        controller.abort();
+    }
+    // Also after a failed renewal: the Lease may still name this replica. A Lease another
+    // replica holds is left alone.
+    election.release().await;
     match lost {
         Some(lost) => Err(lost),
-        None => {
-            election.release().await;
-            Ok(())
-        }
+        None => Ok(()),
     }
 }
 
@@ -212,6 +261,9 @@ async fn reconcile_object(
         )
         .await?
         .items;
+    // The label is only a selector; the owner reference says whose a Job is. A Job of an earlier
+    // object of the same name (orphaned, or relabelled) is not this object's run.
+    jobs.retain(|job| job::owned_by(job, &uid));
 
     let now = ctx.clock.now();
     let mut plan = plan::plan(
@@ -257,10 +309,17 @@ async fn reconcile_object(
     }
 
     let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
-    update_status_from(&api, StatusWriter::Controller, &object, |current| {
+    match update_status_from(&api, StatusWriter::Controller, &object, |current| {
         plan::merge_status(current, &plan.schedule_status, &jobs, now)
     })
-    .await?;
+    .await
+    {
+        Ok(_) => {}
+        // The object was deleted and created again since the cache saw it: what this reconcile
+        // computed belongs to the old one; the new one gets its own reconcile.
+        Err(StatusError::Replaced { .. }) => return Ok(Action::await_change()),
+        Err(StatusError::Kube(err)) => return Err(err.into()),
+    }
     Ok(Action::requeue(requeue_after(&ctx, &object, &plan)))
 }
 
@@ -331,11 +390,7 @@ async fn start_run(
         // silently, so say so and retry.
         Err(kube::Error::Api(response)) if response.code == 409 => {
             let existing = jobs_api.get(&job_name).await?;
-            let ours = existing
-                .owner_references()
-                .iter()
-                .any(|owner| Some(&owner.uid) == object.uid().as_ref());
-            if ours {
+            if job::owned_by(&existing, &object.uid().unwrap_or_default()) {
                 return Ok(None);
             }
             let note = format!(

@@ -14,6 +14,9 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tracing::{info, warn};
 
+/// Longest wait for the API server when giving the Lease up at shutdown.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 pub struct LeaseSettings {
     pub namespace: String,
@@ -38,6 +41,8 @@ pub enum LeaderError {
     Kube(#[from] kube::Error),
     #[error("cannot renew the leader Lease: the API server did not answer in time")]
     RenewTimeout,
+    #[error("the controller stopped unexpectedly; giving up the leader Lease")]
+    ControllerStopped,
 }
 
 pub struct LeaderElection {
@@ -61,12 +66,27 @@ impl LeaderElection {
         }
     }
 
-    /// Waits until this replica holds the Lease.
-    pub async fn acquire(&self) -> Result<(), kube::Error> {
+    /// Waits until this replica holds the Lease. An API server that fails or does not answer is
+    /// retried: the caller ends the wait on shutdown, so it must never hang in a call.
+    pub async fn acquire(&self) {
+        let mut said_waiting = false;
         loop {
-            if self.try_acquire_or_renew().await? {
-                info!(lease = %self.settings.name, identity = %self.settings.identity, "became leader");
-                return Ok(());
+            match tokio::time::timeout(self.settings.renew_every, self.try_acquire_or_renew()).await
+            {
+                Ok(Ok(true)) => {
+                    info!(lease = %self.settings.name, identity = %self.settings.identity, "became leader");
+                    return;
+                }
+                Ok(Ok(false)) if !said_waiting => {
+                    said_waiting = true;
+                    info!(lease = %self.settings.name, identity = %self.settings.identity,
+                        "another replica holds the leader Lease; waiting as a standby");
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(err)) => warn!(error = %err, "cannot read the leader Lease; retrying"),
+                Err(_) => {
+                    warn!("the API server did not answer about the leader Lease in time; retrying")
+                }
             }
             tokio::time::sleep(self.settings.renew_every).await;
         }
@@ -86,10 +106,12 @@ impl LeaderElection {
             match attempt {
                 Ok(Ok(true)) => last_renewal = std::time::Instant::now(),
                 Ok(Ok(false)) => {
-                    let holder = self
-                        .current_holder()
-                        .await
-                        .unwrap_or_else(|| "another replica".into());
+                    let holder =
+                        tokio::time::timeout(self.settings.renew_every, self.current_holder())
+                            .await
+                            .ok()
+                            .flatten()
+                            .unwrap_or_else(|| "another replica".into());
                     return LeaderError::Lost {
                         namespace: self.settings.namespace.clone(),
                         name: self.settings.name.clone(),
@@ -106,24 +128,55 @@ impl LeaderElection {
         }
     }
 
-    /// Gives the Lease up on shutdown so a standby takes over at once.
-    pub async fn release(&self) {
-        if let Ok(Some(mut lease)) = self.api.get_opt(&self.settings.name).await
-            && self.holds(&lease)
-        {
+    /// Gives the Lease up on shutdown so a standby takes it at its next attempt instead of waiting
+    /// for it to expire: no holder, and a duration of one second for candidates that only look
+    /// at expiry. Bounded by [`RELEASE_TIMEOUT`]: an API server that does not answer leaves the
+    /// Lease to expire, and the process exits all the same. Returns whether it was released.
+    pub async fn release(&self) -> bool {
+        let released = tokio::time::timeout(RELEASE_TIMEOUT, async {
+            let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
+                return Ok(false);
+            };
+            if !self.holds(&lease) {
+                return Ok(false);
+            }
             if let Some(spec) = lease.spec.as_mut() {
                 spec.holder_identity = None;
+                spec.lease_duration_seconds = Some(1);
             }
-            let _ = self
-                .api
+            self.api
                 .replace(&self.settings.name, &PostParams::default(), &lease)
-                .await;
+                .await
+                .map(|_| true)
+        })
+        .await;
+        match released {
+            Ok(Ok(true)) => {
+                info!(lease = %self.settings.name, "released the leader Lease");
+                true
+            }
+            Ok(Ok(false)) => false,
+            Ok(Err(err)) => {
+                warn!(error = %err, "could not release the leader Lease; it expires on its own");
+                false
+            }
+            Err(_) => {
+                warn!(
+                    "the API server did not answer the Lease release in time; it expires on its own"
+                );
+                false
+            }
         }
     }
 
-    /// Whether the holder has not renewed for a whole Lease duration, measured from when this
+    /// Whether the holder has not renewed for the Lease's own duration, measured from when this
     /// replica first saw the current (holder, renewTime).
-    fn expired(&self, holder: Option<String>, renew_time: Option<Timestamp>) -> bool {
+    fn expired(
+        &self,
+        holder: Option<String>,
+        renew_time: Option<Timestamp>,
+        duration: Duration,
+    ) -> bool {
         let mut observed = self
             .observed
             .lock()
@@ -132,7 +185,7 @@ impl LeaderElection {
             Some((seen_holder, seen_renewal, at))
                 if *seen_holder == holder && *seen_renewal == renew_time =>
             {
-                at.elapsed() >= self.settings.duration
+                at.elapsed() >= duration
             }
             _ => {
                 *observed = Some((holder, renew_time, std::time::Instant::now()));
@@ -186,9 +239,16 @@ impl LeaderElection {
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let held_by_us = spec.holder_identity.as_deref() == Some(self.settings.identity.as_str());
+        // The holder's own promise, as client-go reads it; a replica of another configuration
+        // may hold it longer than this one would.
+        let holder_duration = spec
+            .lease_duration_seconds
+            .and_then(|seconds| u64::try_from(seconds).ok())
+            .map_or(self.settings.duration, Duration::from_secs);
         let expired = self.expired(
             spec.holder_identity.clone(),
             spec.renew_time.as_ref().map(|t| t.0),
+            holder_duration,
         );
         let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
         if !held_by_us && !expired && !free {

@@ -154,8 +154,19 @@ pub fn plan(
         Some(token) if run_now_done(token) => Some(token.clone()),
         _ => status.last_run_now_token.clone(),
     };
+    // A due slot goes before a new run-now token: the run-now file is named after a later
+    // instant, and files of one object must be delivered in name order. The token waits until
+    // the slot's Job has settled.
     let start = match (running, &new_token) {
         (Some(_), _) => None,
+        (None, _) if pending => {
+            last_schedule_time = Some(due);
+            Some(RunToStart {
+                slot: due,
+                kind: RunKind::Scheduled,
+                missed_slots: missed_between(anchor, due, time, zone),
+            })
+        }
         (None, Some(token)) => {
             last_run_now_token = Some(token.clone());
             Some(RunToStart {
@@ -164,14 +175,6 @@ pub fn plan(
                     token: token.clone(),
                 },
                 missed_slots: 0,
-            })
-        }
-        (None, None) if pending => {
-            last_schedule_time = Some(due);
-            Some(RunToStart {
-                slot: due,
-                kind: RunKind::Scheduled,
-                missed_slots: missed_between(anchor, due, time, zone),
             })
         }
         (None, None) => None,
@@ -577,6 +580,88 @@ mod tests {
         assert_eq!(
             again.schedule_status.last_run_now_token.as_deref(),
             Some("t1")
+        );
+    }
+
+    #[test]
+    fn a_due_slot_is_not_overtaken_by_a_run_now_token() {
+        // Slot 07:00 New York (12:00 UTC) is due and a token arrives at the same time: the
+        // run-now file would be named 12:00:30, so the 12:00 file must be delivered first.
+        let mut object = object("2026-11-01T00:00:00Z", json!({}));
+        object.metadata.annotations =
+            Some([(RUN_NOW_ANNOTATION.to_string(), "t1".to_string())].into());
+        let now = utc("2026-11-30T12:00:30Z");
+        let first = plan(now, &object, &[], chrono_tz::UTC, None);
+        let start = first.start.expect("the due slot starts");
+        assert_eq!(
+            (start.slot, start.kind),
+            (utc("2026-11-30T12:00:00Z"), RunKind::Scheduled)
+        );
+        assert_eq!(
+            first.schedule_status.last_run_now_token, None,
+            "the token is not honoured yet"
+        );
+
+        // While the slot's Job runs (a Pod retrying after a failure included), the token waits.
+        let running = job(&object, "2026-11-30T12:00:00Z", RunKind::Scheduled, None);
+        let busy = plan(
+            utc("2026-11-30T12:01:00Z"),
+            &object,
+            std::slice::from_ref(&running),
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(busy.start, None);
+        assert_eq!(busy.schedule_status.last_run_now_token, None);
+
+        // Once it has settled, succeeded or failed, the token runs, after it in name order.
+        for outcome in ["Complete", "Failed"] {
+            let settled = job(
+                &object,
+                "2026-11-30T12:00:00Z",
+                RunKind::Scheduled,
+                Some(outcome),
+            );
+            let next = plan(
+                utc("2026-11-30T12:02:00Z"),
+                &object,
+                &[settled],
+                chrono_tz::UTC,
+                None,
+            );
+            let start = next.start.expect("run-now starts");
+            assert_eq!(
+                start.kind,
+                RunKind::RunNow { token: "t1".into() },
+                "{outcome}"
+            );
+            assert_eq!(start.slot, utc("2026-11-30T12:02:00Z"));
+            assert_eq!(
+                next.schedule_status.last_run_now_token.as_deref(),
+                Some("t1")
+            );
+        }
+    }
+
+    #[test]
+    fn a_slot_missed_while_the_operator_was_down_runs_before_a_waiting_token() {
+        let mut object = object(
+            "2026-11-01T00:00:00Z",
+            json!({"lastScheduleTime": "2026-11-27T12:00:00Z"}),
+        );
+        object.metadata.annotations =
+            Some([(RUN_NOW_ANNOTATION.to_string(), "t2".to_string())].into());
+        let plan = plan(
+            utc("2026-11-30T15:00:00Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            None,
+        );
+        let start = plan.start.expect("the catch-up run starts");
+        assert_eq!(
+            (start.slot, start.kind, start.missed_slots),
+            (utc("2026-11-30T12:00:00Z"), RunKind::Scheduled, 2)
         );
     }
 

@@ -208,6 +208,10 @@ pub fn build_job(
         // Anything else the process or its libraries write goes to the spool too: `/` is read-only.
         env_var("TMPDIR", SPOOL_MOUNT_PATH),
         env_var("JOB_NAME", &job_name),
+        // The incarnation this Job runs for: the export writes status only into the object with
+        // this UID, never into a new object of the same name. An environment variable rather
+        // than a flag, so an image older than this field still runs the Job.
+        env_var(ENV_OBJECT_UID, uid),
         env_var("EXPORT_TIMEOUT", &settings.export_timeout),
     ];
     if let Some(format) = &settings.log_format {

@@ -45,6 +45,8 @@ pub const CONTAINER_NAME: &str = "export";
 /// Where the spool `emptyDir` is mounted; `SPOOL_DIR` and `TMPDIR` point here because the root
 /// filesystem is read-only.
 pub const SPOOL_MOUNT_PATH: &str = "/spool";
+/// Environment variable of the export container holding the owning object's UID.
+pub const ENV_OBJECT_UID: &str = "EXPORT_OBJECT_UID";
 /// Exit status of `scheduled-exports` for bad input: a retry cannot help.
 pub const EXIT_BAD_INPUT: i32 = 2;
 

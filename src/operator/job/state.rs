@@ -159,6 +159,16 @@ pub fn finished_jobs_to_delete(
     doomed
 }
 
+/// Whether `job` belongs to the object with UID `object_uid`: its controller owner reference names
+/// that UID. A Job of a deleted object of the same name never counts as the new object's run.
+pub fn owned_by(job: &Job, object_uid: &str) -> bool {
+    !object_uid.is_empty()
+        && job
+            .owner_references()
+            .iter()
+            .any(|owner| owner.controller == Some(true) && owner.uid == object_uid)
+}
+
 /// Label selector that lists one object's export Jobs.
 pub fn jobs_selector(object_uid: &str) -> String {
     format!("{LABEL_COMPONENT}={COMPONENT_EXPORT},{LABEL_OWNER_UID}={object_uid}")

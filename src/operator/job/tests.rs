@@ -273,6 +273,7 @@ fn build_job_pod_runs_the_export_command_with_its_environment() {
             ("SPOOL_DIR", "/spool"),
             ("TMPDIR", "/spool"),
             ("JOB_NAME", job_name.as_str()),
+            ("EXPORT_OBJECT_UID", "0b7c5f4e-1d2a-4c3b-9e8f-123456789abc"),
             ("EXPORT_TIMEOUT", "30s"),
             ("LOG_FORMAT", "json"),
         ])
@@ -689,4 +690,34 @@ fn an_artifact_store_claim_is_mounted_at_the_file_url_path_and_refused_for_s3() 
         err.contains("exports-artifacts") && err.contains("file://"),
         "{err}"
     );
+}
+
+#[test]
+fn a_job_belongs_to_the_object_its_controller_reference_names() {
+    let object = object("daily");
+    let job = build_job(&object, slot(), &RunKind::Scheduled, &settings()).unwrap();
+    assert!(owned_by(&job, "0b7c5f4e-1d2a-4c3b-9e8f-123456789abc"));
+    // A new object of the same name has another UID: the old Job is not its run, even if
+    // someone gave it the new UID's label.
+    let mut relabelled = job.clone();
+    relabelled.metadata.labels.as_mut().unwrap().insert(
+        LABEL_OWNER_UID.to_string(),
+        "11111111-2222-3333-4444-555555555555".to_string(),
+    );
+    assert!(!owned_by(
+        &relabelled,
+        "11111111-2222-3333-4444-555555555555"
+    ));
+    // Orphaned (owner reference removed by an orphaning delete) or owned without being the
+    // controller: nobody's run.
+    let mut orphaned = job.clone();
+    orphaned.metadata.owner_references = None;
+    assert!(!owned_by(&orphaned, "0b7c5f4e-1d2a-4c3b-9e8f-123456789abc"));
+    let mut not_controller = job;
+    not_controller.metadata.owner_references.as_mut().unwrap()[0].controller = Some(false);
+    assert!(!owned_by(
+        &not_controller,
+        "0b7c5f4e-1d2a-4c3b-9e8f-123456789abc"
+    ));
+    assert!(!owned_by(&not_controller, ""));
 }
