@@ -678,10 +678,17 @@ impl Bed {
             postgres,
             sftp,
             api,
+            database,
             ..
         } = self;
         drop((postgres, sftp, api));
         fixture.cleanup().await;
+        // Each test's database holds thousands of rows: drop it rather than leave it on the bed.
+        admin_database()
+            .await
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await
+            .expect("drop the test's database");
     }
 }
 
@@ -1424,6 +1431,33 @@ async fn links_cut_mid_transfer_lose_nothing() {
     assert_failed_run(&bed, 3, &watermark, "", "a closed upload").await;
     held.end(true, &bed.ledger).await;
 
+    // 3b. The SFTP connection reset (TCP RST) while the upload streams through a slow link.
+    let held = Held::open(&bed, "sftp-reset").await;
+    bed.sftp.add_toxic(
+        "slow",
+        Stream::Upstream,
+        Toxic::Bandwidth { rate_kb_per_s: 300 },
+    );
+    let mut running = bed.spawn_export(7, false, "10s");
+    bed.wait_for_growing_upload(&mut running, &file_name(7))
+        .await;
+    bed.sftp.add_toxic(
+        "reset",
+        Stream::Upstream,
+        Toxic::ResetPeer { timeout_ms: 0 },
+    );
+    let failed = running.exit_within(Duration::from_secs(60)).await;
+    bed.keep_output(&failed);
+    bed.sftp.remove_toxic("reset");
+    bed.sftp.remove_toxic("slow");
+    assert!(
+        !failed.success,
+        "the reset upload failed the run:\n{}",
+        failed.stderr
+    );
+    assert_failed_run(&bed, 7, &watermark, "", "a reset upload").await;
+    held.end(false, &bed.ledger).await;
+
     // 4. The SFTP server stops answering mid-upload: the run ends by its own timeout.
     let held = Held::open(&bed, "sftp-stall").await;
     bed.sftp.add_toxic(
@@ -1623,6 +1657,49 @@ async fn job_names(bed: &Bed) -> Vec<String> {
     names
 }
 
+/// Waits until Job `job`'s Pod runs; a Pod that cannot start (image, scheduling) fails the test
+/// with its state and Events, not later with a missing upload.
+async fn wait_for_pod_running(bed: &Bed, job: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods = kube::Api::<Pod>::namespaced(bed.fixture.client.clone(), &bed.fixture.namespace);
+    let selector = format!("batch.kubernetes.io/job-name={job}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let running = pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map(|list| {
+                list.items.iter().any(|pod| {
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                })
+            })
+            .unwrap_or(false);
+        if running {
+            return;
+        }
+        if Instant::now() > deadline {
+            let mut events = String::new();
+            if let Ok(list) = pods
+                .list(&kube::api::ListParams::default().labels(&selector))
+                .await
+            {
+                for pod in list.items {
+                    let name = pod.metadata.name.unwrap_or_default();
+                    events.push_str(&format!(
+                        "\n{name}: {}",
+                        event_messages(&bed.fixture.client, &bed.fixture.namespace, &name).await
+                    ));
+                }
+            }
+            panic!(
+                "the Pod of Job {job} did not run within 90s:\n{}{events}",
+                job_pod_logs(&bed.fixture.client, &bed.fixture.namespace, job).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Asks for a run now with `token` and returns the Job the leader creates for it.
 async fn run_now(bed: &Bed, token: &str, known_jobs: &[String]) -> String {
     bed.fixture
@@ -1678,6 +1755,7 @@ async fn the_leading_operator_killed_while_its_job_runs_loses_nothing() {
         Toxic::Bandwidth { rate_kb_per_s: 100 },
     );
     let first_job = run_now(&bed, "first", &[]).await;
+    wait_for_pod_running(&bed, &first_job).await;
     bed.wait_for_growing_partial(None, ".interactions-").await;
     let killed = replicas.remove(&leader).expect("leader").kill();
     bed.keep_output(&killed);
@@ -1800,6 +1878,9 @@ async fn a_stalled_api_server_at_the_status_write_does_not_hang_the_run() {
         if started.elapsed() > bound {
             let hung = running.kill();
             bed.unstall_api();
+            held.end(false, &bed.ledger).await;
+            bed.stop_writers().await;
+            bed.cleanup().await;
             panic!(
                 "the export hung at its status write: with the API server stalled, the run \
                  (--timeout 10s) had not ended {bound:?} after it delivered its file, so a Job \
@@ -1921,4 +2002,50 @@ fn the_checks_catch_a_half_file_a_lost_row_and_a_rolled_back_version() {
         &before,
         "a rolled-back row"
     )));
+}
+
+/// A slow but alive SFTP link (40 KB/s, so the full first file takes about 20 s to upload, with a
+/// 5 s bound on each network step) delivers: progress, not the length of one write call, is what
+/// a per-step timeout may bound. Then nothing is lost across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_alive_link_delivers() {
+    let Some(toxiproxy) = common::toxiproxy::from_testbed() else {
+        return;
+    };
+    let test_started = Instant::now();
+    let mut bed = Bed::new("sx-faults-slow", &toxiproxy).await;
+    bed.start_writers();
+    let held = Held::open(&bed, "slow-link").await;
+    bed.sftp.add_toxic(
+        "slow",
+        Stream::Upstream,
+        Toxic::Bandwidth { rate_kb_per_s: 40 },
+    );
+    let finished = bed
+        .spawn_export(1, false, "5s")
+        .exit_within(Duration::from_secs(90))
+        .await;
+    bed.keep_output(&finished);
+    bed.sftp.remove_toxic("slow");
+    held.end(true, &bed.ledger).await;
+    assert!(
+        finished.success,
+        "a 40 KB/s link failed the first file's upload under a 5s per-step bound:\n{}",
+        finished.stderr
+    );
+    check_delivered(&bed, "a slow link").await;
+
+    bed.stop_writers().await;
+    let before = bed.ledger.lock().expect("ledger").clone();
+    bed.export_ok(2).await;
+    let delivered = check_delivered(&bed, "the final clean export").await;
+    check_nothing_lost(
+        &delivered,
+        &bed.ledger.lock().expect("ledger"),
+        &before,
+        "the final clean export",
+    );
+    check_final_state(&bed, &delivered).await;
+    eprintln!("slow link: {:?}", test_started.elapsed());
+    bed.cleanup().await;
 }
