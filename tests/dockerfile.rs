@@ -1239,14 +1239,16 @@ fn the_build_stage_context_compiles() {
     let output = Command::new(env!("CARGO"))
         .args(["check", "--locked", "--offline", "--bin", &binary])
         .current_dir(&root)
-        // The crate's own target directory (CI keeps it outside the clone): the dependencies
-        // `cargo clippy` / `cargo test` already checked are reused (cargo test has released its
-        // lock by the time tests run), so only this copy of the crate is checked.
+        // A target directory of its own, inside the crate's (which CI keeps outside the clone, so
+        // it stays warm): cargo names a path package's build by name and version, not by path, so
+        // checking this copy in the crate's own directory would record the copy's sources as the
+        // crate's, and later builds of the real tree would look fresh while they are stale.
         .env(
             "CARGO_TARGET_DIR",
             std::env::var_os("CARGO_TARGET_DIR")
                 .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| repo_root().join("target")),
+                .unwrap_or_else(|| repo_root().join("target"))
+                .join("dockerfile-check"),
         )
         .output()
         .expect("run cargo");
