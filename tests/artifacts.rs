@@ -538,3 +538,67 @@ async fn s3_check_succeeds_on_the_test_bed() {
     let shown = t.store.to_string();
     assert!(shown.contains(&common::env_var("S3_ENDPOINT")), "{shown}");
 }
+
+/// A recopy's read: the artifact streams to blocking code without a local file, and its end is
+/// reported only when the bytes hashed to what was delivered.
+async fn streamed_reads_verify_at_the_end(t: TestStore) {
+    let data = content(3 * 1024 * 1024 + 17, 11);
+    let source_dir = tempfile::tempdir().expect("tempdir");
+    let source = write_source(source_dir.path(), "stream.csv", &data);
+    let k = key("ns", &format!("stream-{}", random_suffix()), "stream.csv");
+    t.store.put_file(&k, &source).await.expect("put");
+    assert_eq!(
+        t.store.digest(&k).await.expect("digest"),
+        Some(StoredArtifact {
+            sha256: sha256_hex(&data),
+            bytes: data.len() as u64
+        })
+    );
+    let absent = key("ns", &format!("absent-{}", random_suffix()), "stream.csv");
+    assert_eq!(t.store.digest(&absent).await.expect("digest"), None);
+
+    let handle = tokio::runtime::Handle::current();
+    let reader = t
+        .store
+        .open_verified(&k, &sha256_hex(&data), handle.clone())
+        .await
+        .expect("open");
+    assert_eq!(reader.size(), data.len() as u64);
+    let read = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut out).map(|_| out)
+    })
+    .await
+    .expect("join")
+    .expect("read");
+    assert!(read == data, "the same bytes");
+
+    let reader = t
+        .store
+        .open_verified(&k, &sha256_hex(b"other"), handle)
+        .await
+        .expect("open");
+    let err = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut sink)
+    })
+    .await
+    .expect("join")
+    .expect_err("the end of wrong content is an error");
+    assert!(
+        err.to_string().contains("checksum") || err.to_string().contains("sha256"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_streamed_reads_verify_at_the_end() {
+    streamed_reads_verify_at_the_end(file_store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_streamed_reads_verify_at_the_end() {
+    streamed_reads_verify_at_the_end(s3_store()).await;
+}

@@ -222,6 +222,64 @@ impl ArtifactStore {
         })
     }
 
+    /// The sha256 and size of the stored artifact, hashed as it streams by (nothing is written anywhere); `None`
+    /// when there is no such artifact. What proves that a file found on a server is the one this object stored.
+    pub async fn digest(&self, key: &ArtifactKey) -> Result<Option<StoredArtifact>, ArtifactError> {
+        let location = self.location(key)?;
+        let result = match self.store.get(&location).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => {
+                self.check_bucket().await?;
+                return Ok(None);
+            }
+            Err(err) => return Err(self.classify("get", Some(key), err)),
+        };
+        let mut digest = HashingWriter::new(std::io::sink());
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|err| self.classify("get", Some(key), err))?
+        {
+            // Writing to a sink cannot fail.
+            let _ = digest.write_all(&chunk);
+        }
+        let (_, digest) = digest.finish().map_err(|source| ArtifactError::LocalIo {
+            store: self.description.clone(),
+            path: PathBuf::from("(digest)"),
+            source,
+        })?;
+        Ok(Some(digest.into()))
+    }
+
+    /// Opens the artifact for blocking code (an SFTP upload on a blocking thread) to read it straight from the
+    /// store: nothing is spooled on local disk, and memory holds one network chunk at a time. The reader reports the
+    /// end of the content only once it hashed to `expected_sha256`; otherwise its last read fails, so an upload from
+    /// it never renames wrong bytes into place.
+    pub async fn open_verified(
+        &self,
+        key: &ArtifactKey,
+        expected_sha256: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        let location = self.location(key)?;
+        let result = self
+            .store
+            .get(&location)
+            .await
+            .map_err(|err| self.classify("get", Some(key), err))?;
+        Ok(ArtifactReader {
+            size: result.meta.size,
+            stream: result.into_stream(),
+            current: bytes::Bytes::new(),
+            digest: Some(HashingWriter::new(std::io::sink())),
+            expected_sha256: expected_sha256.trim().to_string(),
+            runtime,
+            store: self.clone(),
+            key: key.clone(),
+        })
+    }
+
     /// Whether the artifact is in the store. A missing bucket is an error, not `false`.
     pub async fn exists(&self, key: &ArtifactKey) -> Result<bool, ArtifactError> {
         let location = self.location(key)?;
@@ -353,6 +411,66 @@ impl ArtifactStore {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// An artifact read by blocking code; see [`ArtifactStore::open_verified`].
+pub struct ArtifactReader {
+    size: u64,
+    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+    digest: Option<HashingWriter<std::io::Sink>>,
+    expected_sha256: String,
+    runtime: tokio::runtime::Handle,
+    store: ArtifactStore,
+    key: ArtifactKey,
+}
+
+impl ArtifactReader {
+    /// The size the store reports for the artifact.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl std::io::Read for ArtifactReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            let Some(digest) = self.digest.as_mut() else {
+                return Ok(0);
+            };
+            match self.runtime.block_on(self.stream.try_next()) {
+                Ok(Some(chunk)) => {
+                    digest.write_all(&chunk)?;
+                    self.current = chunk;
+                }
+                Ok(None) => {
+                    let (_, digest) = self.digest.take().map_or_else(
+                        || Err(std::io::Error::other("artifact read twice")),
+                        HashingWriter::finish,
+                    )?;
+                    if !digest.sha256.eq_ignore_ascii_case(&self.expected_sha256) {
+                        return Err(std::io::Error::other(ArtifactError::ChecksumMismatch {
+                            store: self.store.description.clone(),
+                            key: self.key.to_string(),
+                            expected: self.expected_sha256.clone(),
+                            actual: digest.sha256,
+                        }));
+                    }
+                    return Ok(0);
+                }
+                Err(err) => {
+                    return Err(std::io::Error::other(self.store.classify(
+                        "get",
+                        Some(&self.key),
+                        err,
+                    )));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }
 
