@@ -54,7 +54,7 @@ pub fn forget(current: &ScheduledExportStatus, names: &[String]) -> ScheduledExp
     let mut status = current.clone();
     status
         .delivered_files
-        .retain(|file| !names.iter().any(|name| *name == file.name));
+        .retain(|file| !names.contains(&file.name));
     status
 }
 
