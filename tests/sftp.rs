@@ -888,7 +888,20 @@ fn upload_speed_compared_with_openssh_sftp() {
 /// A TCP forwarder to the test bed's sshd that passes at most `bytes_per_second` each way: a slow
 /// but alive link. Runs until the process ends (each test makes its own).
 fn throttled_forwarder(bytes_per_second: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the forwarder");
+    // A small receive buffer, as on a slow WAN link: what the link has not carried stays with the
+    // sender instead of vanishing into a large loopback buffer at once.
+    let listener = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_recv_buffer_size(4096)?;
+            socket.bind("127.0.0.1:0".parse().expect("address"))?;
+            socket.listen(16)?.into_std()
+        })
+        .expect("bind the forwarder");
+    listener.set_nonblocking(false).expect("blocking listener");
     let port = listener.local_addr().expect("addr").port();
     let upstream = format!(
         "{}:{}",
@@ -937,7 +950,7 @@ fn throttled_forwarder(bytes_per_second: usize) -> u16 {
 #[test]
 fn a_slow_but_alive_link_delivers_a_file_that_takes_longer_than_the_timeout() {
     let dir = TestDir::new("slow-link");
-    let port = throttled_forwarder(40 * 1024);
+    let port = throttled_forwarder(10 * 1024);
     let mut slow = target(&dir.remote);
     slow.host = "127.0.0.1".to_string();
     slow.port = port;
@@ -947,15 +960,16 @@ fn a_slow_but_alive_link_delivers_a_file_that_takes_longer_than_the_timeout() {
         &format!("]:{} ", common::env_var("SFTP_PORT")),
         &format!("]:{port} "),
     );
-    let timeout = Duration::from_secs(3);
+    let timeout = Duration::from_secs(2);
     let session = SftpSession::connect(&slow, &credentials, timeout).expect("connect");
-    // About ten seconds at 40 KiB/s: more than three times the timeout, which bounds each call.
-    let local = local_file(400 * 1024);
+    // About six seconds at 10 KiB/s, three timeouts; and one SFTP write packet (30 000 bytes)
+    // alone takes longer than the timeout, which bounds each libssh2 call as a whole.
+    let local = local_file(60 * 1024);
     let started = std::time::Instant::now();
     let delivered = session
         .upload(local.path(), FILE_NAME)
         .expect("a link that keeps moving is not a dead link");
-    assert_eq!(delivered, 400 * 1024);
+    assert_eq!(delivered, 60 * 1024);
     assert!(
         started.elapsed() > timeout,
         "the upload really took longer than one timeout"

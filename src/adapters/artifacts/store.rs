@@ -270,6 +270,10 @@ impl ArtifactStore {
             .map_err(|err| self.classify("get", Some(key), err))?;
         Ok(ArtifactReader {
             size: result.meta.size,
+            e_tag: result.meta.e_tag.clone(),
+            location,
+            received: 0,
+            resumed_at: None,
             stream: result.into_stream(),
             current: bytes::Bytes::new(),
             digest: Some(HashingWriter::new(std::io::sink())),
@@ -417,6 +421,13 @@ impl ArtifactStore {
 /// An artifact read by blocking code; see [`ArtifactStore::open_verified`].
 pub struct ArtifactReader {
     size: u64,
+    /// The version first read; a resumed read asks for exactly it (`If-Match`).
+    e_tag: Option<String>,
+    location: Path,
+    /// Bytes handed out so far.
+    received: u64,
+    /// Where the last resumed request started; a second failure there without progress ends it.
+    resumed_at: Option<u64>,
     stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
     current: bytes::Bytes,
     digest: Option<HashingWriter<std::io::Sink>>,
@@ -442,6 +453,7 @@ impl std::io::Read for ArtifactReader {
             match self.runtime.block_on(self.stream.try_next()) {
                 Ok(Some(chunk)) => {
                     digest.write_all(&chunk)?;
+                    self.received += chunk.len() as u64;
                     self.current = chunk;
                 }
                 Ok(None) => {
@@ -458,6 +470,26 @@ impl std::io::Read for ArtifactReader {
                         }));
                     }
                     return Ok(0);
+                }
+                // The reader goes at the pace of whatever it feeds (a slow SFTP link), so a
+                // request can outlive the store's bound on one request while still moving: the
+                // rest is asked for again from where it stopped, as long as each try progressed.
+                Err(err) if self.received < self.size && self.resumed_at != Some(self.received) => {
+                    tracing::debug!(store = %self.store, key = %self.key, offset = self.received,
+                        error = %err, "artifact read interrupted; resuming");
+                    let options = object_store::GetOptions {
+                        range: Some(object_store::GetRange::Offset(self.received)),
+                        if_match: self.e_tag.clone(),
+                        ..object_store::GetOptions::default()
+                    };
+                    let resumed = self
+                        .runtime
+                        .block_on(self.store.store.get_opts(&self.location, options))
+                        .map_err(|err| {
+                            std::io::Error::other(self.store.classify("get", Some(&self.key), err))
+                        })?;
+                    self.stream = resumed.into_stream();
+                    self.resumed_at = Some(self.received);
                 }
                 Err(err) => {
                     return Err(std::io::Error::other(self.store.classify(

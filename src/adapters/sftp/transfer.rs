@@ -20,9 +20,10 @@ use crate::digest::{ContentDigest, HashingWriter};
 /// (it splits the buffer into ~30 kB packets and keeps them all in flight), so small calls would cost one round trip
 /// each; up to 1 MiB keeps the pipe full on high-latency links while holding little memory.
 const MAX_CHUNK: usize = 1024 * 1024;
-/// The first and the smallest call size. The session timeout bounds each libssh2 call as a whole, so on a slow link a
-/// call must be small enough to finish within it; calls start small and grow while they finish quickly (see `Pace`).
-const FIRST_CHUNK: usize = 32 * 1024;
+/// The first and smallest call size. The session timeout bounds each libssh2 call as a whole, and one call waits for
+/// at least one of its packets to be acknowledged, so on a slow link a call must be small enough to get through
+/// within it; calls start small and grow while they finish quickly (see `Pace`), which on a fast link takes a few
+/// milliseconds.
 const MIN_CHUNK: usize = 4 * 1024;
 
 /// How deep `locate` and `list_recursive` descend below the export directory. Customers move files into a few levels
@@ -528,8 +529,8 @@ impl SftpSession {
 }
 
 /// Sizes read and write calls by how fast the link moves. libssh2's session timeout bounds each call as a whole, so a
-/// fixed 1 MiB call on a link of tens of KB/s would time out although the link is alive. Calls start at
-/// `FIRST_CHUNK`, double while they take less than a quarter of the timeout, and halve while they take more than half
+/// call of 1 MiB (split by libssh2 into 30 000-byte packets) times out on a link that cannot carry one packet within the
+/// timeout, although the link is alive. Calls start at `MIN_CHUNK`, double while they take less than a quarter of the timeout, and halve while they take more than half
 /// of it: a transfer then fails only when one small call makes no progress for a whole timeout.
 struct Pace {
     chunk: usize,
@@ -539,7 +540,7 @@ struct Pace {
 impl Pace {
     fn new(timeout: std::time::Duration) -> Self {
         Self {
-            chunk: FIRST_CHUNK,
+            chunk: MIN_CHUNK,
             timeout,
         }
     }
