@@ -572,12 +572,13 @@ async fn retention_deletes_only_this_objects_old_files_and_stale_uploads() {
     assert_eq!(remaining, expected);
     assert_eq!(files_in(&archive), ["notes.csv"]);
     assert_eq!(files_in(&nested), [ours(91)]);
-    let reasons = event_reasons(&fixture).await;
-    assert!(reasons.contains(&"Pruned".to_string()), "{reasons:?}");
-    assert!(
-        reasons.contains(&"PruneRefused".to_string()),
-        "files not provably ours are named: {reasons:?}"
-    );
+    // Events follow the status write; files not provably ours are named in one of their own.
+    eventually(WAIT, "the Pruned and PruneRefused Events", || async {
+        let reasons = event_reasons(&fixture).await;
+        (reasons.contains(&"Pruned".to_string()) && reasons.contains(&"PruneRefused".to_string()))
+            .then_some(())
+    })
+    .await;
     let message = retention.message.clone().unwrap_or_default();
     assert!(
         message.contains(&ours(92)) && message.contains(&ours(93)),
@@ -1283,5 +1284,46 @@ async fn a_round_that_runs_past_its_deadline_is_ended_and_the_next_one_starts() 
     );
 
     controller.stop().await;
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_file_delivered_before_the_record_existed_becomes_provably_ours_at_the_next_delivery() {
+    let fixture = Fixture::new("sx-upgrade", 5).await;
+    let store = fixture.artifact_store.clone();
+    let first_slot = Utc::now().trunc_subsecs(0);
+    let first = export(&fixture, "daily", first_slot, &store);
+    let first_sha = sha256_of(&fixture.local_dir.join(&first));
+    // What a version that kept no record wrote: lastRun's size and sha256, nothing else.
+    let older = json!({"status": {"deliveredFiles": null,
+        "delivery": {"bytes": null, "sha256": null}}});
+    fixture
+        .api()
+        .patch_status("daily", &PatchParams::default(), &Patch::Merge(&older))
+        .await
+        .expect("write status as an older version did");
+
+    let second = export(
+        &fixture,
+        "daily",
+        first_slot + TimeDelta::minutes(1),
+        &store,
+    );
+    let record: Vec<(String, String)> = fixture
+        .object("daily")
+        .await
+        .status
+        .expect("status")
+        .delivered_files
+        .into_iter()
+        .map(|entry| (entry.name, entry.sha256))
+        .collect();
+    assert_eq!(
+        record,
+        vec![
+            (first, first_sha),
+            (second.clone(), sha256_of(&fixture.local_dir.join(&second)))
+        ]
+    );
     fixture.cleanup().await;
 }

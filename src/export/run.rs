@@ -139,7 +139,13 @@ pub async fn run_export(
 
     let started = Utc::now();
     update_status(&api, StatusWriter::Export, &request.name, |current| {
-        status::run_started(current, slot, request.job_name.clone(), started)
+        // Before lastRun is replaced: what it says of the file delivered before goes on record.
+        status::run_started(
+            &ownership::record_previous(current),
+            slot,
+            request.job_name.clone(),
+            started,
+        )
     })
     .await?;
 

@@ -49,6 +49,31 @@ pub fn record_delivery(
     status
 }
 
+/// The status with the file delivered before (`delivery.file`) in the record, when its content is
+/// known and the record lacks it: what an object delivered under a version that kept no record
+/// becomes provably its own at its next delivery, instead of never being pruned.
+pub fn record_previous(current: &ScheduledExportStatus) -> ScheduledExportStatus {
+    let previous = current
+        .delivery
+        .as_ref()
+        .and_then(|delivery| Some((delivery.file.clone()?, delivery.delivered_at)));
+    match previous {
+        Some((name, delivered_at))
+            if !current.delivered_files.iter().any(|file| file.name == name) =>
+        {
+            let Some(content) = delivered_content(current, &name) else {
+                return current.clone();
+            };
+            let mut status = record_delivery(current, &name, &content, Utc::now());
+            if let Some(entry) = status.delivered_files.last_mut() {
+                entry.delivered_at = delivered_at;
+            }
+            status
+        }
+        _ => current.clone(),
+    }
+}
+
 /// The status with the entries of `names` removed (their files were pruned, or are gone).
 pub fn forget(current: &ScheduledExportStatus, names: &[String]) -> ScheduledExportStatus {
     let mut status = current.clone();
@@ -171,6 +196,14 @@ mod tests {
         assert_eq!(delivered_content(&status, "b.csv"), Some(content(4, "cd")));
         assert_eq!(delivered_content(&status, "c.csv"), None);
         assert_eq!(current_files(&status), ["a.csv", "b.csv"]);
+        let carried = record_previous(&status);
+        assert_eq!(carried.delivered_files.len(), 1);
+        assert!(
+            delivered_content(&carried, "a.csv")
+                .unwrap()
+                .matches(3, "ab")
+        );
+        assert_eq!(record_previous(&carried), carried, "recorded once");
         assert!(!content(3, "ab").matches(4, "ab"));
     }
 }

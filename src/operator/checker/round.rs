@@ -373,7 +373,9 @@ async fn record_in_span(
     let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
     let check_applied = std::sync::atomic::AtomicBool::new(false);
     let written = update_status(&api, StatusWriter::Checker, &name, |current| {
-        let mut status = current.clone();
+        // A file delivered by a version that kept no record goes on record while its size and
+        // sha256 are still known, so that retention can later prove it ours.
+        let mut status = ownership::record_previous(current);
         if let Some(check) = &result.check {
             let checked = decide::after_check(&status, &file, check, generation, now);
             check_applied.store(checked.is_some(), std::sync::atomic::Ordering::Relaxed);
