@@ -74,16 +74,13 @@ pub(super) async fn run_round(
             let stop = stopped.clone();
             let round = tokio::task::spawn_blocking(move || {
                 connections.inc();
-                blocking_round(
-                    &handle,
-                    &target,
-                    &credentials,
-                    &settings,
-                    &store_url,
-                    &work,
-                    now,
-                    &stop,
-                )
+                let env = RoundEnv {
+                    handle: &handle,
+                    settings: &settings,
+                    store_url: &store_url,
+                    stopped: &stop,
+                };
+                blocking_round(&env, &target, &credentials, &work, now)
             });
             match tokio::time::timeout(deadline, round).await {
                 Ok(joined) => joined.unwrap_or_else(|err| {
@@ -144,20 +141,31 @@ async fn credentials(
     secrets::sftp_credentials(&secrets, &destination.secret).await
 }
 
-/// One connection, then every object's check and prune, in order, until `stopped` says the round
-/// ran out of time (what is left is reported unreachable, and nothing more is changed).
-#[allow(clippy::too_many_arguments)]
+/// What every step of a blocking round needs besides the session.
+struct RoundEnv<'a> {
+    handle: &'a tokio::runtime::Handle,
+    settings: &'a DeliverySettings,
+    store_url: &'a str,
+    /// Set once the round ran past its deadline: from then on nothing more is changed.
+    stopped: &'a AtomicBool,
+}
+
+impl RoundEnv<'_> {
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection, then every object's check and prune, in order, until the round runs out of
+/// time (what is left is reported unreachable, and nothing more is changed).
 fn blocking_round(
-    handle: &tokio::runtime::Handle,
+    env: &RoundEnv<'_>,
     target: &SftpTarget,
     credentials: &SftpCredentials,
-    settings: &DeliverySettings,
-    store_url: &str,
     work: &[Item],
     now: DateTime<Utc>,
-    stopped: &AtomicBool,
 ) -> Vec<ItemResult> {
-    let session = match SftpSession::connect(target, credentials, settings.sftp_timeout) {
+    let session = match SftpSession::connect(target, credentials, env.settings.sftp_timeout) {
         Ok(session) => session,
         Err(err) => return unreachable_results(work, &Failure::from(&err)),
     };
@@ -169,7 +177,7 @@ fn blocking_round(
     let mut listing = None;
     work.iter()
         .map(|item| {
-            if stopped.load(Ordering::Relaxed) {
+            if env.stopped() {
                 return unreachable_results(std::slice::from_ref(item), &out_of_time)
                     .pop()
                     .unwrap_or_default();
@@ -177,21 +185,15 @@ fn blocking_round(
             session.set_upload_tag(ownership::upload_tag(
                 item.object.uid().as_deref().unwrap_or_default(),
             ));
-            let check = item.work.recheck.as_ref().map(|file| {
-                check_file(
-                    handle,
-                    &session,
-                    settings,
-                    store_url,
-                    &item.object,
-                    file,
-                    stopped,
-                )
-            });
+            let check = item
+                .work
+                .recheck
+                .as_ref()
+                .map(|file| check_file(env, &session, &item.object, file));
             let prune = item.work.prune.then(|| {
                 let files = listing
                     .get_or_insert_with(|| session.list_matching(&decide::prune_may_concern));
-                prune_files(&session, files, &item.object, &item.excluded, now, stopped)
+                prune_files(env, &session, files, &item.object, &item.excluded, now)
             });
             ItemResult { check, prune }
         })
@@ -199,13 +201,10 @@ fn blocking_round(
 }
 
 fn check_file(
-    handle: &tokio::runtime::Handle,
+    env: &RoundEnv<'_>,
     session: &SftpSession,
-    settings: &DeliverySettings,
-    store_url: &str,
     object: &ScheduledExport,
     file: &str,
-    stopped: &AtomicBool,
 ) -> CheckOutcome {
     let delivered = object
         .status
@@ -221,13 +220,11 @@ fn check_file(
             relative: found.relative,
         },
         // A round past its deadline changes nothing more on the server.
-        Ok(None) if stopped.load(Ordering::Relaxed) => CheckOutcome::Unreachable(Failure::new(
+        Ok(None) if env.stopped() => CheckOutcome::Unreachable(Failure::new(
             ConditionReason::Timeout,
             "the check round ran out of time before the recopy",
         )),
-        Ok(None) => recopy(
-            handle, session, settings, store_url, object, file, delivered,
-        ),
+        Ok(None) => recopy(env, session, object, file, delivered),
         Err(err) => CheckOutcome::Unreachable(Failure::from(&err)),
     }
 }
@@ -236,10 +233,8 @@ fn check_file(
 /// upload (nothing is spooled locally), checking on the way that the store returned the bytes that
 /// were delivered (their sha256, as recorded): a mismatch fails the upload before the rename.
 fn recopy(
-    handle: &tokio::runtime::Handle,
+    env: &RoundEnv<'_>,
     session: &SftpSession,
-    settings: &DeliverySettings,
-    store_url: &str,
     object: &ScheduledExport,
     file: &str,
     delivered: Option<ownership::Content>,
@@ -250,7 +245,7 @@ fn recopy(
             "the delivered file's size and sha256 are not recorded",
         ));
     };
-    let store = match ArtifactStore::from_url_with(store_url, &settings.s3) {
+    let store = match ArtifactStore::from_url_with(env.store_url, &env.settings.s3) {
         Ok(store) => store,
         Err(err) => return CheckOutcome::RecopyFailed(artifact_failure(&err)),
     };
@@ -260,7 +255,10 @@ fn recopy(
         file,
     );
     let mut artifact =
-        match handle.block_on(store.open_verified(&key, &delivered.sha256, handle.clone())) {
+        match env
+            .handle
+            .block_on(store.open_verified(&key, &delivered.sha256, env.handle.clone()))
+        {
             Ok(artifact) => artifact,
             Err(err) => return CheckOutcome::RecopyFailed(artifact_failure(&err)),
         };
@@ -288,12 +286,12 @@ fn recopy(
 /// Deletes what `decide::files_to_prune` allows, each recorded file only once its sha256 proved
 /// it the one this object delivered.
 fn prune_files(
+    env: &RoundEnv<'_>,
     session: &SftpSession,
     listing: &Result<Listing, SftpError>,
     object: &ScheduledExport,
     excluded: &[String],
     now: DateTime<Utc>,
-    stopped: &AtomicBool,
 ) -> PruneOutcome {
     let listing = match listing {
         Ok(listing) => listing,
@@ -305,7 +303,7 @@ fn prune_files(
     let mut not_ours = plan.not_ours;
     let mut forget = Vec::new();
     for (file, content) in plan.verify {
-        if stopped.load(Ordering::Relaxed) {
+        if env.stopped() {
             break;
         }
         let name = file
@@ -329,7 +327,7 @@ fn prune_files(
         }
     }
     for file in plan.dead_uploads {
-        if stopped.load(Ordering::Relaxed) {
+        if env.stopped() {
             break;
         }
         match session.remove(&file) {
