@@ -538,3 +538,151 @@ async fn s3_check_succeeds_on_the_test_bed() {
     let shown = t.store.to_string();
     assert!(shown.contains(&common::env_var("S3_ENDPOINT")), "{shown}");
 }
+
+/// A recopy's read: the artifact streams to blocking code without a local file, and its end is
+/// reported only when the bytes hashed to what was delivered.
+async fn streamed_reads_verify_at_the_end(t: TestStore) {
+    let data = content(3 * 1024 * 1024 + 17, 11);
+    let source_dir = tempfile::tempdir().expect("tempdir");
+    let source = write_source(source_dir.path(), "stream.csv", &data);
+    let k = key("ns", &format!("stream-{}", random_suffix()), "stream.csv");
+    t.store.put_file(&k, &source).await.expect("put");
+    assert_eq!(
+        t.store.digest(&k).await.expect("digest"),
+        Some(StoredArtifact {
+            sha256: sha256_hex(&data),
+            bytes: data.len() as u64
+        })
+    );
+    let absent = key("ns", &format!("absent-{}", random_suffix()), "stream.csv");
+    assert_eq!(t.store.digest(&absent).await.expect("digest"), None);
+
+    let handle = tokio::runtime::Handle::current();
+    let reader = t
+        .store
+        .open_verified(&k, &sha256_hex(&data), handle.clone())
+        .await
+        .expect("open");
+    assert_eq!(reader.size(), data.len() as u64);
+    let read = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut out).map(|_| out)
+    })
+    .await
+    .expect("join")
+    .expect("read");
+    assert!(read == data, "the same bytes");
+
+    let reader = t
+        .store
+        .open_verified(&k, &sha256_hex(b"other"), handle)
+        .await
+        .expect("open");
+    let err = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut sink)
+    })
+    .await
+    .expect("join")
+    .expect_err("the end of wrong content is an error");
+    assert!(
+        err.to_string().contains("checksum") || err.to_string().contains("sha256"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_streamed_reads_verify_at_the_end() {
+    streamed_reads_verify_at_the_end(file_store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_streamed_reads_verify_at_the_end() {
+    streamed_reads_verify_at_the_end(s3_store()).await;
+}
+
+/// A TCP forwarder to the test bed's S3 server that cuts every connection once it has passed
+/// `limit` bytes from the server: a store whose responses break off mid-body.
+fn cutting_forwarder(limit: usize) -> String {
+    use std::io::{Read, Write};
+    let upstream = common::env_var("S3_ENDPOINT")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the forwarder");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for inbound in listener.incoming().flatten() {
+            let Ok(outbound) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (Ok(mut from_client), Ok(mut to_server)) =
+                (inbound.try_clone(), outbound.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+            });
+            let (mut from_server, mut to_client) = (outbound, inbound);
+            std::thread::spawn(move || {
+                let mut passed = 0;
+                let mut buffer = vec![0_u8; 16 * 1024];
+                while passed < limit {
+                    let n = match from_server.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n.min(limit - passed),
+                    };
+                    if to_client.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                    passed += n;
+                }
+                // Mid-response: both directions end here.
+                let _ = to_client.shutdown(std::net::Shutdown::Both);
+                let _ = from_server.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_read_that_is_cut_resumes_where_it_stopped() {
+    let data = content(3 * 1024 * 1024, 23);
+    let url = format!(
+        "s3://{}/artifact-tests/{}",
+        common::env_var("S3_BUCKET"),
+        random_suffix()
+    );
+    let direct = ArtifactStore::from_url_with(&url, &testbed_s3_options()).expect("open");
+    let source_dir = tempfile::tempdir().expect("tempdir");
+    let source = write_source(source_dir.path(), "cut.csv", &data);
+    let k = key("ns", &format!("cut-{}", random_suffix()), "cut.csv");
+    direct.put_file(&k, &source).await.expect("put");
+
+    // The same bucket and prefix through a link that breaks every response after 700 kB.
+    let through = ArtifactStore::from_url_with(
+        &url,
+        &S3Options {
+            endpoint: Some(cutting_forwarder(700 * 1024)),
+            ..testbed_s3_options()
+        },
+    )
+    .expect("open through the forwarder");
+    let reader = through
+        .open_verified(&k, &sha256_hex(&data), tokio::runtime::Handle::current())
+        .await
+        .expect("open");
+    let read = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut out).map(|_| out)
+    })
+    .await
+    .expect("join")
+    .expect("every piece arrives, and the whole is verified");
+    assert!(read == data, "the same bytes, in order");
+}

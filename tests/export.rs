@@ -491,7 +491,8 @@ async fn a_lost_status_write_is_repaired_and_an_unrelated_file_is_never_overwrit
 
     // As if the export's final status write had been lost: status still says the slot is running,
     // from the watermark before it. The retry replaces its own earlier file with a complete one.
-    let lost = json!({"status": {"watermark": null, "delivery": null, "lastRun": {"slot": "2026-11-30T12:00:00Z", "phase": "Running"}}});
+    // The record of delivered files is part of that same write.
+    let lost = json!({"status": {"watermark": null, "delivery": null, "deliveredFiles": null, "lastRun": {"slot": "2026-11-30T12:00:00Z", "phase": "Running"}}});
     fixture
         .api()
         .patch_status("daily", &PatchParams::default(), &Patch::Merge(&lost))

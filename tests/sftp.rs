@@ -526,7 +526,7 @@ fn locate_finds_a_file_in_place_or_moved_into_a_sub_directory() {
     session.upload(local.path(), FILE_NAME).expect("upload");
 
     let found = session
-        .locate(FILE_NAME)
+        .locate(FILE_NAME, None)
         .expect("locate")
         .expect("file is in place");
     assert_eq!(found.relative, FILE_NAME);
@@ -538,7 +538,7 @@ fn locate_finds_a_file_in_place_or_moved_into_a_sub_directory() {
     std::fs::rename(dir.local.join(FILE_NAME), moved_to.join(FILE_NAME))
         .expect("move like a customer");
     let found = session
-        .locate(FILE_NAME)
+        .locate(FILE_NAME, None)
         .expect("locate")
         .expect("file was moved, not deleted");
     assert_eq!(found.relative, format!("picked-up/2025/{FILE_NAME}"));
@@ -548,7 +548,66 @@ fn locate_finds_a_file_in_place_or_moved_into_a_sub_directory() {
     );
 
     std::fs::remove_file(moved_to.join(FILE_NAME)).expect("delete");
-    assert_eq!(session.locate(FILE_NAME).expect("locate"), None);
+    assert_eq!(session.locate(FILE_NAME, None).expect("locate"), None);
+}
+
+#[test]
+fn a_same_named_file_elsewhere_counts_only_with_the_delivered_content() {
+    let dir = TestDir::new("locate-own");
+    let session = connect(&dir);
+    let ours = local_file(2000);
+    let ours_bytes = std::fs::read(ours.path()).expect("local");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&ours_bytes))
+    };
+    let expected = Some(scheduled_exports::adapters::sftp::Expected {
+        bytes: 2000,
+        sha256: &sha,
+    });
+    // A neighbour's file of the same name (one of the same size, one not) in sub-directories.
+    let neighbour = dir.mkdir("neighbour");
+    let mut same_size = ours_bytes.clone();
+    same_size[0] ^= 1;
+    std::fs::write(neighbour.join(FILE_NAME), &same_size).expect("write");
+    std::fs::write(dir.mkdir("other").join(FILE_NAME), b"short").expect("write");
+    assert_eq!(
+        session.locate(FILE_NAME, expected).expect("locate"),
+        None,
+        "other content under our name is not our file"
+    );
+    assert!(
+        session.locate(FILE_NAME, None).expect("locate").is_some(),
+        "by name alone it would have been taken for ours"
+    );
+
+    // Ours, moved by the customer into archive/: found, and its digest is what was delivered.
+    std::fs::write(dir.mkdir("archive").join(FILE_NAME), &ours_bytes).expect("write");
+    let found = session
+        .locate(FILE_NAME, expected)
+        .expect("locate")
+        .expect("ours is found");
+    assert_eq!(found.relative, format!("archive/{FILE_NAME}"));
+    let digest = session.content_digest(&found).expect("digest");
+    assert_eq!((digest.bytes, digest.sha256), (2000, sha));
+}
+
+#[test]
+fn listings_return_only_the_names_asked_for() {
+    let dir = TestDir::new("list-matching");
+    dir.mkdir("a");
+    std::fs::write(dir.local.join(FILE_NAME), b"1").expect("write");
+    std::fs::write(dir.local.join("a").join(FILE_NAME), b"22").expect("write");
+    for i in 0..50 {
+        std::fs::write(dir.local.join(format!("other-{i}.txt")), b"x").expect("write");
+    }
+    let session = connect(&dir);
+    let listing = session
+        .list_matching(&|name| name == FILE_NAME)
+        .expect("list");
+    let listed: Vec<&str> = listing.files.iter().map(|f| f.relative.as_str()).collect();
+    assert_eq!(listed, vec![format!("a/{FILE_NAME}").as_str(), FILE_NAME]);
+    assert_eq!(listing.incomplete, None);
 }
 
 #[test]
@@ -559,7 +618,7 @@ fn locate_does_not_call_a_file_gone_when_it_could_not_look_everywhere() {
     // be in there, and "not found" would make the operator copy it again next to the moved one.
     std::os::unix::fs::symlink("/tmp", dir.local.join("archive")).expect("symlink");
     let err = session
-        .locate(FILE_NAME)
+        .locate(FILE_NAME, None)
         .expect_err("absent from what could be seen is not absent");
     assert_eq!(err.reason().as_str(), "SearchIncomplete");
     assert!(err.to_string().contains("archive"), "{err}");
@@ -567,7 +626,7 @@ fn locate_does_not_call_a_file_gone_when_it_could_not_look_everywhere() {
     // Once the file is in the directory itself, it is found as before.
     let local = local_file(10);
     session.upload(local.path(), FILE_NAME).expect("upload");
-    assert!(session.locate(FILE_NAME).expect("locate").is_some());
+    assert!(session.locate(FILE_NAME, None).expect("locate").is_some());
 }
 
 #[test]
@@ -823,5 +882,100 @@ fn upload_speed_compared_with_openssh_sftp() {
     println!(
         "200 MiB upload: ours {ours:?}, OpenSSH sftp {openssh:?}, ratio ours/openssh = {:.2}",
         ours.as_secs_f64() / openssh.as_secs_f64()
+    );
+}
+
+/// A TCP forwarder to the test bed's sshd that passes at most `bytes_per_second` each way: a slow
+/// but alive link. Runs until the process ends (each test makes its own).
+fn throttled_forwarder(bytes_per_second: usize) -> u16 {
+    // A small receive buffer, as on a slow WAN link: what the link has not carried stays with the
+    // sender instead of vanishing into a large loopback buffer at once.
+    let listener = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_recv_buffer_size(4096)?;
+            socket.bind("127.0.0.1:0".parse().expect("address"))?;
+            socket.listen(16)?.into_std()
+        })
+        .expect("bind the forwarder");
+    listener.set_nonblocking(false).expect("blocking listener");
+    let port = listener.local_addr().expect("addr").port();
+    let upstream = format!(
+        "{}:{}",
+        common::env_var("SFTP_HOST"),
+        common::env_var("SFTP_PORT")
+    );
+    std::thread::spawn(move || {
+        for inbound in listener.incoming().flatten() {
+            let Ok(outbound) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (from, to) in [
+                (inbound.try_clone(), outbound.try_clone()),
+                (outbound.try_clone(), inbound.try_clone()),
+            ] {
+                let (Ok(mut from), Ok(mut to)) = (from, to) else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    // A tenth of the rate every 100 ms.
+                    let mut buffer = vec![0_u8; (bytes_per_second / 10).max(1)];
+                    loop {
+                        let started = std::time::Instant::now();
+                        match from.read(&mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if to.write_all(&buffer[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        let tick = Duration::from_millis(100);
+                        if let Some(rest) = tick.checked_sub(started.elapsed()) {
+                            std::thread::sleep(rest); // the throttle itself, not a wait for state
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn a_slow_but_alive_link_delivers_a_file_that_takes_longer_than_the_timeout() {
+    let dir = TestDir::new("slow-link");
+    let port = throttled_forwarder(10 * 1024);
+    let mut slow = target(&dir.remote);
+    slow.host = "127.0.0.1".to_string();
+    slow.port = port;
+    // knownHosts lists the sshd under its own port; the forwarder's port needs the same keys.
+    let mut credentials = key_credentials();
+    credentials.known_hosts = credentials.known_hosts.replace(
+        &format!("]:{} ", common::env_var("SFTP_PORT")),
+        &format!("]:{port} "),
+    );
+    let timeout = Duration::from_secs(2);
+    let session = SftpSession::connect(&slow, &credentials, timeout).expect("connect");
+    // About six seconds at 10 KiB/s, three timeouts; and one SFTP write packet (30 000 bytes)
+    // alone takes longer than the timeout, which bounds each libssh2 call as a whole.
+    let local = local_file(60 * 1024);
+    let started = std::time::Instant::now();
+    let delivered = session
+        .upload(local.path(), FILE_NAME)
+        .expect("a link that keeps moving is not a dead link");
+    assert_eq!(delivered, 60 * 1024);
+    assert!(
+        started.elapsed() > timeout,
+        "the upload really took longer than one timeout"
+    );
+    assert_eq!(
+        std::fs::read(dir.local.join(FILE_NAME)).expect("delivered"),
+        std::fs::read(local.path()).expect("local")
     );
 }

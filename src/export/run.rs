@@ -30,6 +30,7 @@ use crate::export::artifacts::prune_older_artifacts;
 use crate::export::csv::CsvFileWriter;
 use crate::export::file_name::export_file_name;
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
+use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
 
 /// What to run.
@@ -83,6 +84,19 @@ pub enum ExportError {
     Kube(#[from] kube::Error),
     #[error("the delivery task stopped unexpectedly: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "another file named {file} already exists in {directory} ({bytes} bytes) and is not this \
+         object's delivery: its size and sha256 match neither this run's file nor an earlier attempt \
+         of this object kept in the artifact store. It was left untouched and nothing was delivered. \
+         If another ScheduledExport delivers the same file type into this directory, give each its \
+         own directory; if the file is a leftover nobody needs, remove it on the server; the next \
+         run then delivers"
+    )]
+    ForeignFile {
+        file: String,
+        directory: String,
+        bytes: u64,
+    },
 }
 
 impl ExportError {
@@ -105,6 +119,7 @@ impl ExportError {
             ExportError::Sftp(err) => err.reason(),
             ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
             ExportError::Kube(_) => ConditionReason::KubernetesApiFailed,
+            ExportError::ForeignFile { .. } => ConditionReason::FileExists,
         }
     }
 
@@ -166,15 +181,31 @@ pub async fn run_export(
 
     let started = Utc::now();
     write_status(&api, request, |current| {
-        status::run_started(current, slot, request.job_name.clone(), started)
+        // Before lastRun is replaced: what it says of the file delivered before goes on record.
+        status::run_started(
+            &ownership::record_previous(current),
+            slot,
+            request.job_name.clone(),
+            started,
+        )
     })
     .await?;
 
     match deliver(client, request, &object, slot, &file_name, started).await {
         Ok(run) => {
             let generation = object.metadata.generation;
+            let content = Content {
+                bytes: run.bytes,
+                sha256: run.sha256.clone(),
+            };
             write_status(&api, request, |current| {
-                status::run_delivered(current, &run, generation)
+                // The record of what this object delivered is what later proves the file ours.
+                ownership::record_delivery(
+                    &status::run_delivered(current, &run, generation),
+                    &run.file_name,
+                    &content,
+                    run.finished,
+                )
             })
             .await?;
             info!(file = %run.file_name, rows = run.rows, bytes = run.bytes, "export delivered");
@@ -214,16 +245,23 @@ async fn prune_artifacts(request: &ExportRequest, object: &ScheduledExport, keep
     }
 }
 
+/// Whether this object delivered this slot's file before: its last run did, or its record of
+/// delivered files holds the name (a slot run again after later runs). Delivering again would put
+/// other rows under a name that was already delivered.
 fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>, file_name: &str) -> bool {
-    object
-        .status
-        .as_ref()
-        .and_then(|s| s.last_run.as_ref())
-        .is_some_and(|run| {
-            run.slot == Some(slot)
-                && run.phase == Some(RunPhase::Succeeded)
-                && run.file_name.as_deref() == Some(file_name)
-        })
+    let Some(status) = object.status.as_ref() else {
+        return false;
+    };
+    let last_run_delivered_it = status.last_run.as_ref().is_some_and(|run| {
+        run.slot == Some(slot)
+            && run.phase == Some(RunPhase::Succeeded)
+            && run.file_name.as_deref() == Some(file_name)
+    });
+    last_run_delivered_it
+        || status
+            .delivered_files
+            .iter()
+            .any(|file| file.name == file_name)
 }
 
 async fn deliver(
@@ -288,16 +326,19 @@ async fn deliver(
         name: request.name.clone(),
         file_name: file_name.to_string(),
     };
+    // A file already under the final name is decided on before the artifact is written (the
+    // artifact of an earlier attempt is part of the proof).
+    let content = Content {
+        bytes,
+        sha256: sha256.clone(),
+    };
+    let placement = placement(&target, &credentials, timeout, &store, &key, &content).await?;
     // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
     // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
     let local = spool.path().to_path_buf();
     let remote_name = file_name.to_string();
     let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
-    let earlier_attempt = object
-        .status
-        .as_ref()
-        .and_then(|status| status.last_run.as_ref())
-        .is_some_and(|run| run.slot == Some(slot));
+    let tag = ownership::upload_tag(object.metadata.uid.as_deref().unwrap_or_default());
     let upload = tokio::task::spawn_blocking(move || {
         deliver_file(
             &upload_target,
@@ -305,7 +346,8 @@ async fn deliver(
             timeout,
             &local,
             &remote_name,
-            earlier_attempt,
+            placement,
+            tag,
         )
     });
     let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
@@ -355,29 +397,90 @@ async fn deliver(
     })
 }
 
-/// Uploads under a temporary name and renames; `upload` verifies the size on the server.
-///
-/// A file already under the final name is replaced only when `replace_earlier_attempt` says the
-/// object's last run was an unfinished attempt at this same slot (its status write was lost): that
-/// window started at the same watermark, so the new file holds all of its rows and more. Any other
-/// file of that name is left alone and the run fails, so a delivered file is never overwritten
-/// with different rows.
+/// What to do about the final name on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Nothing is there: upload.
+    New,
+    /// This run's very file is there (an earlier attempt delivered the same bytes): keep it.
+    Adopt,
+    /// An earlier attempt of this object left its file there without recording it (its status
+    /// write was lost): the artifact it stored under this object's key holds the same bytes. That
+    /// window started at the same watermark, so this file holds all of its rows and more.
+    ReplaceEarlierAttempt,
+}
+
+/// Decides, from what the file under the final name holds, whether it is provably this object's
+/// own: the same size and sha256 as this run's file, or as the artifact an earlier attempt of this
+/// object stored under its key. Anything else is another's file and the run fails, leaving it be.
+async fn placement(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    content: &Content,
+) -> Result<Placement, ExportError> {
+    let (look_target, look_credentials, name) =
+        (target.clone(), credentials.clone(), key.file_name.clone());
+    let existing = tokio::task::spawn_blocking(move || {
+        let session = SftpSession::connect(&look_target, &look_credentials, timeout)?;
+        match session.stat_file(&name)? {
+            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
+            None => Ok(None),
+        }
+    })
+    .await??;
+    let Some(existing) = existing else {
+        return Ok(Placement::New);
+    };
+    if content.matches(existing.bytes, &existing.sha256) {
+        info!(file = %key.file_name, "the file is already on the server with this run's content; keeping it");
+        return Ok(Placement::Adopt);
+    }
+    let earlier = store.digest(key).await?;
+    if earlier.is_some_and(|artifact| {
+        artifact.bytes == existing.bytes && artifact.sha256.eq_ignore_ascii_case(&existing.sha256)
+    }) {
+        return Ok(Placement::ReplaceEarlierAttempt);
+    }
+    Err(ExportError::ForeignFile {
+        file: key.file_name.clone(),
+        directory: target.directory.clone(),
+        bytes: existing.bytes,
+    })
+}
+
+/// Uploads under a temporary name and renames (`upload` verifies the size on the server), unless
+/// `placement` says the file is there already. A file under the final name is removed first only
+/// for [`Placement::ReplaceEarlierAttempt`], and only while it is still the one that was checked
+/// (same size); any other file there makes the upload fail, so a file is never overwritten.
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
     timeout: Duration,
     local: &std::path::Path,
     file_name: &str,
-    replace_earlier_attempt: bool,
+    placement: Placement,
+    upload_tag: u32,
 ) -> Result<u64, SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
-    if replace_earlier_attempt
-        && let Some(existing) = session
-            .locate(file_name)?
-            .filter(|found| found.relative == file_name)
-    {
-        warn!(file = %file_name, "replacing the file of an earlier attempt at this slot");
-        session.remove(&existing)?;
+    session.set_upload_tag(upload_tag);
+    let size = std::fs::metadata(local)
+        .map_err(|source| SftpError::LocalFile {
+            path: local.to_path_buf(),
+            source,
+        })?
+        .len();
+    match placement {
+        Placement::Adopt => return Ok(size),
+        Placement::ReplaceEarlierAttempt => {
+            if let Some(existing) = session.stat_file(file_name)? {
+                warn!(file = %file_name, "replacing the file of an earlier attempt of this object at this slot");
+                session.remove(&existing)?;
+            }
+        }
+        Placement::New => {}
     }
     session.upload(local, file_name)
 }
@@ -390,10 +493,7 @@ fn remove_delivered(
     file_name: &str,
 ) -> Result<(), SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
-    if let Some(found) = session
-        .locate(file_name)?
-        .filter(|found| found.relative == file_name)
-    {
+    if let Some(found) = session.stat_file(file_name)? {
         session.remove(&found)?;
     }
     Ok(())

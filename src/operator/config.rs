@@ -35,6 +35,9 @@ pub struct DeliverySettings {
     pub spool_dir: PathBuf,
     /// Rounds (destinations) checked at the same time.
     pub max_concurrent_rounds: usize,
+    /// Bound on one check round as a whole: a server that answers every call just in time must
+    /// not hold its destination, or a round permit other destinations wait for, for hours.
+    pub round_deadline: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -44,6 +47,7 @@ impl Default for DeliverySettings {
             sftp_timeout: Duration::from_secs(30),
             spool_dir: std::env::temp_dir(),
             max_concurrent_rounds: 8,
+            round_deadline: Duration::from_secs(600),
         }
     }
 }

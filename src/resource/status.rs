@@ -54,6 +54,13 @@ pub struct ScheduledExportStatus {
     /// Pruning of files older than `retentionDays`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionStatus>,
+    /// The files this object itself delivered and that may still be on the server, oldest first:
+    /// its proof of ownership. Retention deletes only files listed here whose size and sha256
+    /// match, and a retried run replaces a file of its own name only when it matches this list or
+    /// the object's artifact; so objects sharing a directory never touch each other's files,
+    /// whatever host alias or path spelling they use. Entries leave the list once pruned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered_files: Vec<DeliveredFile>,
     /// `Ready` (the schedule is valid and running), `Exported` (the last run exported its rows) and
     /// `Delivered` (the last file is on the server).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -169,6 +176,28 @@ pub struct DeliveryStatus {
     /// How many times the file was copied again after it went missing.
     #[serde(default)]
     pub recopies: u32,
+    /// Size of the delivered file in bytes. A file of this name elsewhere counts as this one only
+    /// with this size and `sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// SHA-256 of the delivered file, hex; what a recopy verifies and what proves a found file ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// One file this object delivered.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveredFile {
+    /// File name on the server.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// When it was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// Pruning of old files.

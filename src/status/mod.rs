@@ -1,6 +1,7 @@
 //! Pure status computation: conditions that keep their transition time while unchanged, and the
 //! status an export run writes for its outcome. No I/O here, so every rule is unit-tested.
 
+pub mod ownership;
 pub mod patch;
 
 use chrono::{DateTime, Utc};
@@ -122,6 +123,8 @@ pub fn run_delivered(
         last_check_result: Some(CheckResult::Present),
         found_at: Some(run.file_name.clone()),
         recopies: 0,
+        bytes: Some(run.bytes),
+        sha256: Some(run.sha256.clone()),
     });
     let rows = match run.rows {
         1 => "1 row".to_string(),

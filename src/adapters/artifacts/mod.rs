@@ -36,4 +36,4 @@ mod store;
 pub use error::ArtifactError;
 pub use key::{ArtifactKey, StoredArtifact};
 pub use options::S3Options;
-pub use store::ArtifactStore;
+pub use store::{ArtifactReader, ArtifactStore};

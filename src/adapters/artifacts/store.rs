@@ -222,6 +222,68 @@ impl ArtifactStore {
         })
     }
 
+    /// The sha256 and size of the stored artifact, hashed as it streams by (nothing is written anywhere); `None`
+    /// when there is no such artifact. What proves that a file found on a server is the one this object stored.
+    pub async fn digest(&self, key: &ArtifactKey) -> Result<Option<StoredArtifact>, ArtifactError> {
+        let location = self.location(key)?;
+        let result = match self.store.get(&location).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => {
+                self.check_bucket().await?;
+                return Ok(None);
+            }
+            Err(err) => return Err(self.classify("get", Some(key), err)),
+        };
+        let mut digest = HashingWriter::new(std::io::sink());
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|err| self.classify("get", Some(key), err))?
+        {
+            // Writing to a sink cannot fail.
+            let _ = digest.write_all(&chunk);
+        }
+        let (_, digest) = digest.finish().map_err(|source| ArtifactError::LocalIo {
+            store: self.description.clone(),
+            path: PathBuf::from("(digest)"),
+            source,
+        })?;
+        Ok(Some(digest.into()))
+    }
+
+    /// Opens the artifact for blocking code (an SFTP upload on a blocking thread) to read it straight from the
+    /// store: nothing is spooled on local disk, and memory holds one network chunk at a time. The reader reports the
+    /// end of the content only once it hashed to `expected_sha256`; otherwise its last read fails, so an upload from
+    /// it never renames wrong bytes into place.
+    pub async fn open_verified(
+        &self,
+        key: &ArtifactKey,
+        expected_sha256: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<ArtifactReader, ArtifactError> {
+        let location = self.location(key)?;
+        let result = self
+            .store
+            .get(&location)
+            .await
+            .map_err(|err| self.classify("get", Some(key), err))?;
+        Ok(ArtifactReader {
+            size: result.meta.size,
+            e_tag: result.meta.e_tag.clone(),
+            location,
+            received: 0,
+            resumed_at: None,
+            stream: result.into_stream(),
+            current: bytes::Bytes::new(),
+            digest: Some(HashingWriter::new(std::io::sink())),
+            expected_sha256: expected_sha256.trim().to_string(),
+            runtime,
+            store: self.clone(),
+            key: key.clone(),
+        })
+    }
+
     /// Whether the artifact is in the store. A missing bucket is an error, not `false`.
     pub async fn exists(&self, key: &ArtifactKey) -> Result<bool, ArtifactError> {
         let location = self.location(key)?;
@@ -353,6 +415,94 @@ impl ArtifactStore {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// An artifact read by blocking code; see [`ArtifactStore::open_verified`].
+pub struct ArtifactReader {
+    size: u64,
+    /// The version first read; a resumed read asks for exactly it (`If-Match`).
+    e_tag: Option<String>,
+    location: Path,
+    /// Bytes handed out so far.
+    received: u64,
+    /// Where the last resumed request started; a second failure there without progress ends it.
+    resumed_at: Option<u64>,
+    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+    digest: Option<HashingWriter<std::io::Sink>>,
+    expected_sha256: String,
+    runtime: tokio::runtime::Handle,
+    store: ArtifactStore,
+    key: ArtifactKey,
+}
+
+impl ArtifactReader {
+    /// The size the store reports for the artifact.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl std::io::Read for ArtifactReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            let Some(digest) = self.digest.as_mut() else {
+                return Ok(0);
+            };
+            match self.runtime.block_on(self.stream.try_next()) {
+                Ok(Some(chunk)) => {
+                    digest.write_all(&chunk)?;
+                    self.received += chunk.len() as u64;
+                    self.current = chunk;
+                }
+                Ok(None) => {
+                    let (_, digest) = self.digest.take().map_or_else(
+                        || Err(std::io::Error::other("artifact read twice")),
+                        HashingWriter::finish,
+                    )?;
+                    if !digest.sha256.eq_ignore_ascii_case(&self.expected_sha256) {
+                        return Err(std::io::Error::other(ArtifactError::ChecksumMismatch {
+                            store: self.store.description.clone(),
+                            key: self.key.to_string(),
+                            expected: self.expected_sha256.clone(),
+                            actual: digest.sha256,
+                        }));
+                    }
+                    return Ok(0);
+                }
+                // The reader goes at the pace of whatever it feeds (a slow SFTP link), so a
+                // request can outlive the store's bound on one request while still moving: the
+                // rest is asked for again from where it stopped, as long as each try progressed.
+                Err(err) if self.received < self.size && self.resumed_at != Some(self.received) => {
+                    tracing::debug!(store = %self.store, key = %self.key, offset = self.received,
+                        error = %err, "artifact read interrupted; resuming");
+                    let options = object_store::GetOptions {
+                        range: Some(object_store::GetRange::Offset(self.received)),
+                        if_match: self.e_tag.clone(),
+                        ..object_store::GetOptions::default()
+                    };
+                    let resumed = self
+                        .runtime
+                        .block_on(self.store.store.get_opts(&self.location, options))
+                        .map_err(|err| {
+                            std::io::Error::other(self.store.classify("get", Some(&self.key), err))
+                        })?;
+                    self.stream = resumed.into_stream();
+                    self.resumed_at = Some(self.received);
+                }
+                Err(err) => {
+                    return Err(std::io::Error::other(self.store.classify(
+                        "get",
+                        Some(&self.key),
+                        err,
+                    )));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }
 

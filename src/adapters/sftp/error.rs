@@ -43,6 +43,11 @@ pub enum SftpError {
         source: io::Error,
     },
     #[error(
+        "looking up SFTP host {host:?} gave no answer within {timeout:?}; check the cluster's DNS and \
+         destination.sftp.host"
+    )]
+    ResolveTimeout { host: String, timeout: Duration },
+    #[error(
         "connection to {address} timed out after {timeout:?}; check destination.sftp.host and port and that \
          the server (and any firewall on the way) accepts connections from this cluster"
     )]
@@ -148,6 +153,14 @@ pub enum SftpError {
     )]
     AlreadyExists { address: String, path: String },
     #[error(
+        "reading the content to send to {path:?} on {address} failed: {detail}; nothing was put under that name"
+    )]
+    SourceFailed {
+        address: String,
+        path: String,
+        detail: String,
+    },
+    #[error(
         "renaming {from:?} to {to:?} on {address} failed ({detail}); the server must allow rename in the directory"
     )]
     Rename {
@@ -200,7 +213,9 @@ impl SftpError {
             }
             SftpError::InvalidTarget { .. } => ConditionReason::DestinationInvalid,
             SftpError::KnownHostsInvalid { .. } => ConditionReason::KnownHostsInvalid,
-            SftpError::Resolve { .. } => ConditionReason::HostUnresolvable,
+            SftpError::Resolve { .. } | SftpError::ResolveTimeout { .. } => {
+                ConditionReason::HostUnresolvable
+            }
             SftpError::ConnectTimeout { .. } | SftpError::Timeout { .. } => {
                 ConditionReason::Timeout
             }
@@ -224,7 +239,9 @@ impl SftpError {
             SftpError::Rename { .. } => ConditionReason::RenameFailed,
             SftpError::SizeMismatch { .. } => ConditionReason::SizeMismatch,
             SftpError::Remote { .. } => ConditionReason::RemoteError,
-            SftpError::LocalFile { .. } => ConditionReason::LocalFileError,
+            SftpError::LocalFile { .. } | SftpError::SourceFailed { .. } => {
+                ConditionReason::LocalFileError
+            }
             SftpError::InvalidFileName { .. } => ConditionReason::InvalidFileName,
             SftpError::Session { .. } => ConditionReason::SessionError,
         }
@@ -236,6 +253,7 @@ impl SftpError {
         matches!(
             self,
             SftpError::Resolve { .. }
+                | SftpError::ResolveTimeout { .. }
                 | SftpError::ConnectTimeout { .. }
                 | SftpError::ConnectRefused { .. }
                 | SftpError::Connect { .. }

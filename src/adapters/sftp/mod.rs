@@ -29,4 +29,4 @@ pub use credentials::{
 pub use error::SftpError;
 pub use session::SftpSession;
 pub use target::SftpTarget;
-pub use transfer::RemoteFile;
+pub use transfer::{Expected, Listing, RemoteFile};

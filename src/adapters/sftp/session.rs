@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,7 +24,9 @@ pub struct SftpSession {
     session: Session,
     pub(super) address: String,
     pub(super) directory: String,
-    timeout: Duration,
+    pub(super) timeout: Duration,
+    /// Marks this session's temporary upload names as their owner's (see [`SftpSession::set_upload_tag`]).
+    pub(super) upload_tag: std::cell::Cell<Option<u32>>,
 }
 
 impl fmt::Debug for SftpSession {
@@ -122,9 +124,17 @@ impl SftpSession {
             address,
             directory: target.directory().to_string(),
             timeout,
+            upload_tag: std::cell::Cell::new(None),
         };
         this.check_directory()?;
         Ok(this)
+    }
+
+    /// Uploads from now on name their temporary file `.{name}.partial-{tag:08x}{8 random hex}`, so that the owner
+    /// (one object) can later recognise its own dead uploads and leave everyone else's alone. A session shared by
+    /// several objects (a check round) sets it before each object's work.
+    pub fn set_upload_tag(&self, tag: u32) {
+        self.upload_tag.set(Some(tag));
     }
 
     /// The target directory, as used in remote paths.
@@ -203,13 +213,9 @@ fn connect_tcp(
     address: &str,
     timeout: Duration,
 ) -> Result<TcpStream, SftpError> {
-    let addresses: Vec<_> = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|source| SftpError::Resolve {
-            host: target.host.clone(),
-            source,
-        })?
-        .collect();
+    let addresses = resolve(&target.host, target.port, timeout, |host, port| {
+        (host, port).to_socket_addrs().map(Iterator::collect)
+    })?;
     let mut last = None;
     for socket_address in &addresses {
         match TcpStream::connect_timeout(socket_address, timeout) {
@@ -248,6 +254,46 @@ fn connect_tcp(
             source: io::Error::new(io::ErrorKind::NotFound, "no address found"),
         },
     })
+}
+
+/// Resolves `host` with `lookup` (the system resolver in production) within `timeout`. The system resolver has no
+/// deadline of its own that we control (a dead DNS server can hold `getaddrinfo` far longer), so the lookup runs on a
+/// thread of its own and is abandoned at the deadline; the thread ends whenever the resolver gives up.
+fn resolve(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    lookup: impl FnOnce(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + 'static,
+) -> Result<Vec<SocketAddr>, SftpError> {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let owned = host.to_string();
+    std::thread::Builder::new()
+        .name("sftp-resolve".to_string())
+        .spawn(move || {
+            let _ = sender.send(lookup(&owned, port));
+        })
+        .map_err(|source| SftpError::Resolve {
+            host: host.to_string(),
+            source,
+        })?;
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(addresses)) => Ok(addresses),
+        Ok(Err(source)) => Err(SftpError::Resolve {
+            host: host.to_string(),
+            source,
+        }),
+        Err(_) => Err(SftpError::ResolveTimeout {
+            host: host.to_string(),
+            timeout,
+        }),
+    }
 }
 
 /// Puts AES-GCM first. libssh2's default favourite, chacha20-poly1305, is its own portable C code, while AES-GCM runs
@@ -379,5 +425,37 @@ fn authenticate_with_key(
             session.userauth_pubkey_file(username, None, file.path(), passphrase)
         }
         Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_that_never_answers_ends_at_the_deadline() {
+        // A resolver that hangs until the test ends (its answer channel is never written).
+        let (_keep_open, hang) = std::sync::mpsc::channel::<()>();
+        let hang = std::sync::Mutex::new(hang);
+        let started = std::time::Instant::now();
+        let err = resolve(
+            "sftp.example.edu",
+            22,
+            Duration::from_millis(200),
+            move |_, _| {
+                let _ = hang.lock().map(|hang| hang.recv());
+                Ok(vec![])
+            },
+        )
+        .expect_err("no answer in time");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(err.reason().as_str(), "HostUnresolvable");
+        assert!(err.to_string().contains("sftp.example.edu"), "{err}");
+
+        let addresses = resolve("127.0.0.1", 22, Duration::from_millis(1), |_, _| {
+            Err(io::Error::other("an address needs no lookup"))
+        })
+        .expect("literal address");
+        assert_eq!(addresses, vec![SocketAddr::from(([127, 0, 0, 1], 22))]);
     }
 }

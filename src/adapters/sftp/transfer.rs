@@ -9,18 +9,34 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use ssh2::{FileStat, OpenFlags, OpenType, RenameFlags};
 
-use super::error::{SftpError, is_disconnect, is_not_found, is_timeout, sftp_code, ssh2_sys_fx};
+use super::error::{
+    SftpError, is_disconnect, is_not_found, is_timeout, session_code, sftp_code, ssh2_sys_err,
+    ssh2_sys_fx,
+};
 use super::session::SftpSession;
+use crate::digest::{ContentDigest, HashingWriter};
 
-/// Bytes handed to libssh2 per `write` call. libssh2 pipelines SFTP WRITE requests only *within* one call (it splits
-/// the buffer into ~30 kB packets and keeps them all in flight), so small writes would cost one round trip each; 1 MiB
-/// keeps the pipe full on high-latency links while holding little memory.
-const UPLOAD_CHUNK: usize = 1024 * 1024;
+/// The most bytes handed to libssh2 per `read` or `write` call. libssh2 pipelines SFTP requests only *within* one call
+/// (it splits the buffer into ~30 kB packets and keeps them all in flight), so small calls would cost one round trip
+/// each; up to 1 MiB keeps the pipe full on high-latency links while holding little memory.
+const MAX_CHUNK: usize = 1024 * 1024;
+/// The first and smallest call size. The session timeout bounds each libssh2 call as a whole, and one call waits for
+/// at least one of its packets to be acknowledged, so on a slow link a call must be small enough to get through
+/// within it; calls start small and grow while they finish quickly (see `Pace`), which on a fast link takes a few
+/// milliseconds.
+const MIN_CHUNK: usize = 4 * 1024;
 
 /// How deep `locate` and `list_recursive` descend below the export directory. Customers move files into a few levels
 /// of sub-directories at most; the bound keeps a pathological tree (or a directory loop on the server) from turning a
 /// ten-minute recheck into an endless walk.
 const MAX_DEPTH: usize = 16;
+
+/// Directories waiting to be listed during a walk, and entries looked at in one walk, at most: a tree this large is
+/// not an export directory, and the walk reports where it stopped instead of holding it all in memory.
+const MAX_PENDING_DIRECTORIES: usize = 10_000;
+const MAX_WALKED_ENTRIES: usize = 1_000_000;
+/// Files a listing returns at most; what lies beyond is reported as not seen.
+const MAX_LISTED_FILES: usize = 100_000;
 
 /// Permissions of a delivered file: readable by the account and its group (an import job on the customer's side often
 /// runs as another user of that group), never world-readable, since files hold CRM personal data.
@@ -38,33 +54,66 @@ pub struct RemoteFile {
     pub modified: Option<i64>,
 }
 
+/// Files found by [`SftpSession::list_matching`], and the first place the walk could not see into.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    pub files: Vec<RemoteFile>,
+    pub incomplete: Option<String>,
+}
+
+/// What a found file must hold to count as the one looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected<'a> {
+    pub bytes: u64,
+    /// Hex, any case.
+    pub sha256: &'a str,
+}
+
 impl SftpSession {
-    /// Uploads `local` as `file_name` in the target directory and returns the number of bytes delivered.
+    /// Uploads `local` as `file_name` in the target directory and returns the number of bytes delivered; see
+    /// [`SftpSession::upload_from`].
+    pub fn upload(&self, local: &Path, file_name: &str) -> Result<u64, SftpError> {
+        let local_error = |source| SftpError::LocalFile {
+            path: local.to_path_buf(),
+            source,
+        };
+        let mut local_file = std::fs::File::open(local).map_err(local_error)?;
+        let local_size = local_file.metadata().map_err(local_error)?.len();
+        self.upload_from(&mut local_file, local_size, file_name)
+            .map_err(|err| match err {
+                SftpError::SourceFailed { detail, .. } => SftpError::LocalFile {
+                    path: local.to_path_buf(),
+                    source: io::Error::other(detail),
+                },
+                other => other,
+            })
+    }
+
+    /// Uploads exactly `size` bytes read from `source` as `file_name` in the target directory.
     ///
-    /// The bytes go to `.{file_name}.partial-<random>` (a dot file that never matches an export file pattern), the
-    /// size is checked, then the file is renamed to `file_name` and its size checked again. On any failure the
+    /// The bytes go to `.{file_name}.partial-<16 hex>` (a dot file that never matches an export file pattern; the
+    /// first 8 hex digits are the session's upload tag when it has one, so retention can tell its own dead uploads
+    /// apart), the size is checked, then the file is renamed to `file_name` and its size checked again. On any
+    /// failure, a read error of `source` included (a source that verifies what it hands out fails at its end), the
     /// temporary file is removed (best effort) and nothing exists under the final name.
     ///
     /// Overwrite: never. If `file_name` already exists, the upload fails with [`SftpError::AlreadyExists`] and the
-    /// existing file is left untouched: a recopy happens only when the file is gone, and a re-run of a slot whose
-    /// file is already there must be decided by the caller (with [`SftpSession::locate`]) rather than clobbering a
-    /// file a customer may be reading. (SFTP v3 rename, as OpenSSH implements it, refuses to replace a file anyway.)
-    pub fn upload(&self, local: &Path, file_name: &str) -> Result<u64, SftpError> {
+    /// existing file is left untouched: whether a file of that name may be replaced is the caller's decision, made
+    /// on what the file holds (see [`SftpSession::content_digest`]). (SFTP v3 rename, as OpenSSH implements it,
+    /// refuses to replace a file anyway.)
+    pub fn upload_from(
+        &self,
+        source: &mut dyn Read,
+        size: u64,
+        file_name: &str,
+    ) -> Result<u64, SftpError> {
         validate_file_name(file_name)?;
         let final_path = self.remote_path(file_name);
-        let temp_path = self.remote_path(&format!(".{file_name}.partial-{:016x}", random_u64()?));
-
-        let local_file = std::fs::File::open(local).map_err(|source| SftpError::LocalFile {
-            path: local.to_path_buf(),
-            source,
-        })?;
-        let local_size = local_file
-            .metadata()
-            .map_err(|source| SftpError::LocalFile {
-                path: local.to_path_buf(),
-                source,
-            })?
-            .len();
+        let suffix = match self.upload_tag.get() {
+            Some(tag) => format!("{tag:08x}{:08x}", random_u64()? as u32),
+            None => format!("{:016x}", random_u64()?),
+        };
+        let temp_path = self.remote_path(&format!(".{file_name}.partial-{suffix}"));
 
         // Refuse early (and without writing anything) when the final name is taken.
         match self.sftp.lstat(Path::new(&final_path)) {
@@ -78,56 +127,113 @@ impl SftpSession {
             Err(err) => return Err(self.remote_error("stat", &final_path, err)),
         }
 
-        let result = self.upload_to_temp(local, local_file, local_size, &temp_path);
+        let result = self.upload_to_temp(source, size, &temp_path, &final_path);
         let result = result.and_then(|()| self.rename_into_place(&temp_path, &final_path));
-        match result {
-            Ok(()) => {}
-            Err(err) => {
-                if let Err(cleanup) = self.sftp.unlink(Path::new(&temp_path))
-                    && !is_not_found(&cleanup)
-                {
-                    tracing::warn!(path = %temp_path, address = %self.address, error = %cleanup.message(),
-                        "could not remove the temporary upload file");
-                }
-                return Err(err);
+        if let Err(err) = result {
+            if let Err(cleanup) = self.sftp.unlink(Path::new(&temp_path))
+                && !is_not_found(&cleanup)
+            {
+                tracing::warn!(path = %temp_path, address = %self.address, error = %cleanup.message(),
+                    "could not remove the temporary upload file");
             }
+            return Err(err);
         }
 
         // The size is checked under the final name too; a file of the wrong size there is removed so that
         // a reader never takes it for a complete export.
         let actual = self.file_size(&final_path)?;
-        if actual != local_size {
+        if actual != size {
             let _ = self.sftp.unlink(Path::new(&final_path));
             return Err(SftpError::SizeMismatch {
                 address: self.address.clone(),
                 path: final_path,
-                expected: local_size,
+                expected: size,
                 actual,
             });
         }
-        tracing::debug!(path = %final_path, bytes = local_size, address = %self.address, "uploaded");
-        Ok(local_size)
+        tracing::debug!(path = %final_path, bytes = size, address = %self.address, "uploaded");
+        Ok(size)
+    }
+
+    /// The regular file of this name directly in the target directory, if there is one.
+    pub fn stat_file(&self, file_name: &str) -> Result<Option<RemoteFile>, SftpError> {
+        validate_file_name(file_name)?;
+        let direct = self.remote_path(file_name);
+        match self.sftp.lstat(Path::new(&direct)) {
+            Ok(stat) if stat.is_file() => {
+                Ok(Some(remote_file(direct, file_name.to_string(), &stat)))
+            }
+            Ok(_) => Ok(None),
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(self.remote_error("stat", &direct, err)),
+        }
+    }
+
+    /// The sha256 and size of a remote file, read in calls paced like uploads; memory stays bounded whatever its size.
+    pub fn content_digest(&self, remote: &RemoteFile) -> Result<ContentDigest, SftpError> {
+        let mut file = self
+            .sftp
+            .open(Path::new(&remote.path))
+            .map_err(|err| self.remote_error("open", &remote.path, err))?;
+        let mut digest = HashingWriter::new(io::sink());
+        let mut buffer = vec![0_u8; MAX_CHUNK];
+        let mut pace = Pace::new(self.timeout);
+        loop {
+            let chunk = pace.chunk();
+            let started = std::time::Instant::now();
+            let read = match file.read(&mut buffer[..chunk]) {
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(self.io_error("read", &remote.path, err)),
+            };
+            pace.observe(read, started.elapsed());
+            if read == 0 {
+                break;
+            }
+            digest
+                .write_all(&buffer[..read])
+                .map_err(|err| self.io_error("read", &remote.path, err))?;
+        }
+        let (_, digest) = digest
+            .finish()
+            .map_err(|err| self.io_error("read", &remote.path, err))?;
+        Ok(digest)
     }
 
     /// Finds a file of this name directly in the target directory or anywhere below it (customers move picked-up
     /// files into sub-directories, which counts as delivered). `None` when it is nowhere.
-    pub fn locate(&self, file_name: &str) -> Result<Option<RemoteFile>, SftpError> {
-        validate_file_name(file_name)?;
-        let direct = self.remote_path(file_name);
-        match self.sftp.stat(Path::new(&direct)) {
-            Ok(stat) if stat.is_file() => {
-                return Ok(Some(remote_file(direct, file_name.to_string(), &stat)));
-            }
-            Ok(_) => {}
-            Err(err) if is_not_found(&err) => {}
-            Err(err) => return Err(self.remote_error("stat", &direct, err)),
+    ///
+    /// With `expected`, a same-named file in a sub-directory counts only if it holds exactly that content (size,
+    /// then sha256): a neighbour's or a customer's file of that name is not ours. The file directly in the directory
+    /// counts by its name alone, since nothing else could be put there under it.
+    pub fn locate(
+        &self,
+        file_name: &str,
+        expected: Option<Expected<'_>>,
+    ) -> Result<Option<RemoteFile>, SftpError> {
+        if let Some(found) = self.stat_file(file_name)? {
+            return Ok(Some(found));
         }
         let mut found = None;
         let skipped = self.walk(&mut |file| {
-            if found.is_none() && file.relative.rsplit('/').next() == Some(file_name) {
-                found = Some(file);
+            if file.relative.rsplit('/').next() != Some(file_name) {
+                return Ok(true);
             }
-            found.is_none()
+            let ours = match expected {
+                None => true,
+                Some(expected) if file.size != expected.bytes => false,
+                Some(expected) => self
+                    .content_digest(&file)?
+                    .sha256
+                    .eq_ignore_ascii_case(expected.sha256),
+            };
+            if ours {
+                found = Some(file);
+            } else {
+                tracing::debug!(file = %file.relative, address = %self.address,
+                    "a file of the same name with other content: not the delivered one");
+            }
+            Ok(found.is_none())
         })?;
         // Absent from what could be seen is not absent: the file may sit where the walk could not go.
         match (found, skipped) {
@@ -139,17 +245,36 @@ impl SftpSession {
         }
     }
 
-    /// Every regular file under the target directory, recursively, sorted by relative path (input for retention).
-    /// Symbolic links are not followed, so retention never deletes outside the directory.
-    pub fn list_recursive(&self) -> Result<Vec<RemoteFile>, SftpError> {
+    /// The regular files under the target directory, recursively, whose name (last path component) `wanted` accepts,
+    /// sorted by relative path, with the first place the walk could not see into (input for retention, which deletes
+    /// only what it saw). Bounded: at most `MAX_LISTED_FILES` files; what lies beyond counts as not seen. Symbolic
+    /// links are not followed, so retention never deletes outside the directory.
+    pub fn list_matching(&self, wanted: &dyn Fn(&str) -> bool) -> Result<Listing, SftpError> {
         let mut files = Vec::new();
-        // Retention deletes only what it saw, so a place it could not see is simply left alone.
-        let _skipped = self.walk(&mut |file| {
-            files.push(file);
-            true
+        let mut full = false;
+        let skipped = self.walk(&mut |file| {
+            if wanted(file.relative.rsplit('/').next().unwrap_or_default()) {
+                if files.len() >= MAX_LISTED_FILES {
+                    full = true;
+                    return Ok(false);
+                }
+                files.push(file);
+            }
+            Ok(true)
         })?;
         files.sort_by(|a, b| a.relative.cmp(&b.relative));
-        Ok(files)
+        let incomplete = match (skipped, full) {
+            (Some(place), _) => Some(place),
+            (None, true) => Some(format!("more than {MAX_LISTED_FILES} files")),
+            (None, false) => None,
+        };
+        Ok(Listing { files, incomplete })
+    }
+
+    /// Every regular file under the target directory, recursively, sorted by relative path (bounded like
+    /// [`SftpSession::list_matching`]).
+    pub fn list_recursive(&self) -> Result<Vec<RemoteFile>, SftpError> {
+        Ok(self.list_matching(&|_| true)?.files)
     }
 
     /// Removes one file. A file that is already gone counts as removed.
@@ -181,10 +306,10 @@ impl SftpSession {
 
     fn upload_to_temp(
         &self,
-        local: &Path,
-        local_file: std::fs::File,
-        local_size: u64,
+        source: &mut dyn Read,
+        size: u64,
         temp_path: &str,
+        final_path: &str,
     ) -> Result<(), SftpError> {
         let mut remote = self
             .sftp
@@ -209,30 +334,40 @@ impl SftpSession {
                 }
             })?;
 
-        let mut reader = io::BufReader::with_capacity(UPLOAD_CHUNK, local_file);
-        let mut buffer = vec![0_u8; UPLOAD_CHUNK];
+        let source_error = |err: io::Error| SftpError::SourceFailed {
+            address: self.address.clone(),
+            path: final_path.to_string(),
+            detail: err.to_string(),
+        };
+        let mut buffer = vec![0_u8; MAX_CHUNK];
+        let mut pending_start = 0;
+        let mut filled = 0;
         let mut sent: u64 = 0;
+        let mut pace = Pace::new(self.timeout);
         loop {
-            let filled = fill(&mut reader, &mut buffer).map_err(|source| SftpError::LocalFile {
-                path: local.to_path_buf(),
-                source,
-            })?;
-            if filled == 0 {
-                break;
+            // Refill only once everything read was written, so the source is read in big pieces.
+            if pending_start == filled {
+                filled = fill(source, &mut buffer).map_err(source_error)?;
+                pending_start = 0;
+                if filled == 0 {
+                    break;
+                }
             }
+            let pending = &buffer[pending_start..filled];
+            let piece = &pending[..pending.len().min(pace.chunk())];
+            let started = std::time::Instant::now();
             remote
-                .write_all(&buffer[..filled])
+                .write_all(piece)
                 .map_err(|err| self.io_error("write", temp_path, err))?;
-            sent += filled as u64;
+            pace.observe(piece.len(), started.elapsed());
+            pending_start += piece.len();
+            sent += piece.len() as u64;
         }
-        if sent != local_size {
-            // The local file changed while we read it: the caller's artifact is not what it claimed.
-            return Err(SftpError::LocalFile {
-                path: local.to_path_buf(),
-                source: io::Error::other(format!(
-                    "file changed while uploading: read {sent} bytes, expected {local_size}"
-                )),
-            });
+        if sent != size {
+            // The source held another length than it claimed.
+            return Err(source_error(io::Error::other(format!(
+                "the content changed while it was sent: read {sent} bytes, expected {size}"
+            ))));
         }
         // Durability before the rename makes the file visible; servers without fsync@openssh.com just skip it.
         if let Err(err) = remote.fsync() {
@@ -247,11 +382,11 @@ impl SftpSession {
             .size
             .unwrap_or(sent);
         drop(remote); // closes the handle before the rename
-        if written != local_size {
+        if written != size {
             return Err(SftpError::SizeMismatch {
                 address: self.address.clone(),
                 path: temp_path.to_string(),
-                expected: local_size,
+                expected: size,
                 actual: written,
             });
         }
@@ -296,17 +431,22 @@ impl SftpSession {
         Ok(stat.size.unwrap_or(0))
     }
 
-    /// Depth-first walk over regular files below the directory; `visit` returns false to stop. Unreadable
-    /// sub-directories are skipped with a warning (the customer may keep private folders there); an unreadable
-    /// top directory is an error. Returns the first place it could not look into (an unreadable sub-directory,
-    /// a symbolic link, the depth limit), if any.
-    fn walk(&self, visit: &mut dyn FnMut(RemoteFile) -> bool) -> Result<Option<String>, SftpError> {
+    /// Depth-first walk over regular files below the directory; `visit` returns false to stop. Directories are read
+    /// entry by entry, so memory holds the directories still to visit, not their contents. Unreadable
+    /// sub-directories are skipped with a warning (the customer may keep private folders there); an unreadable top
+    /// directory is an error. Returns the first place it could not look into (an unreadable sub-directory, a
+    /// symbolic link, the depth limit, the bounds on pending directories and entries), if any.
+    fn walk(
+        &self,
+        visit: &mut dyn FnMut(RemoteFile) -> Result<bool, SftpError>,
+    ) -> Result<Option<String>, SftpError> {
         let mut skipped: Option<String> = None;
         let mut pending: Vec<(String, String, usize)> =
             vec![(self.directory.clone(), String::new(), 0)];
+        let mut walked = 0_usize;
         while let Some((dir, relative_dir, depth)) = pending.pop() {
-            let entries = match self.sftp.readdir(Path::new(&dir)) {
-                Ok(entries) => entries,
+            let mut handle = match self.sftp.opendir(Path::new(&dir)) {
+                Ok(handle) => handle,
                 Err(err) if depth == 0 => {
                     if is_not_found(&err) {
                         return Err(SftpError::DirectoryMissing {
@@ -326,10 +466,34 @@ impl SftpSession {
                     continue;
                 }
             };
-            for (path, stat) in entries {
-                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue; // not UTF-8: cannot be one of our files
+            loop {
+                let (path, stat) = match handle.readdir() {
+                    Ok(entry) => entry,
+                    // The end of the directory.
+                    Err(err) if session_code(&err) == Some(ssh2_sys_err::FILE) => break,
+                    Err(err) if is_timeout(&err) || is_disconnect(&err) || depth == 0 => {
+                        return Err(self.remote_error("list", &dir, err));
+                    }
+                    Err(err) => {
+                        tracing::warn!(directory = %dir, address = %self.address, error = %err.message(),
+                            "stopped listing an unreadable sub-directory");
+                        skipped.get_or_insert_with(|| format!("{relative_dir}/ cannot be listed"));
+                        break;
+                    }
                 };
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue; // not UTF-8 (or `.`/`..`): cannot be one of our files
+                };
+                if name == "." || name == ".." {
+                    continue;
+                }
+                walked += 1;
+                if walked > MAX_WALKED_ENTRIES {
+                    skipped.get_or_insert_with(|| {
+                        format!("entries beyond the first {MAX_WALKED_ENTRIES}")
+                    });
+                    return Ok(skipped);
+                }
                 let relative = if relative_dir.is_empty() {
                     name.to_string()
                 } else {
@@ -341,13 +505,17 @@ impl SftpSession {
                     format!("{dir}/{name}")
                 };
                 if stat.is_dir() {
-                    if depth + 1 < MAX_DEPTH {
-                        pending.push((absolute, relative, depth + 1));
-                    } else {
+                    if depth + 1 >= MAX_DEPTH {
                         skipped.get_or_insert_with(|| format!("{relative}/ is too deep"));
+                    } else if pending.len() >= MAX_PENDING_DIRECTORIES {
+                        skipped.get_or_insert_with(|| {
+                            format!("{relative}/ (more than {MAX_PENDING_DIRECTORIES} directories)")
+                        });
+                    } else {
+                        pending.push((absolute, relative, depth + 1));
                     }
                 } else if stat.is_file() {
-                    if !visit(remote_file(absolute, relative, &stat)) {
+                    if !visit(remote_file(absolute, relative, &stat))? {
                         return Ok(skipped);
                     }
                 } else if stat.file_type().is_symlink() {
@@ -357,6 +525,39 @@ impl SftpSession {
             }
         }
         Ok(skipped)
+    }
+}
+
+/// Sizes read and write calls by how fast the link moves. libssh2's session timeout bounds each call as a whole, so a
+/// call of 1 MiB (split by libssh2 into 30 000-byte packets) times out on a link that cannot carry one packet within the
+/// timeout, although the link is alive. Calls start at `MIN_CHUNK`, double while they take less than a quarter of the timeout, and halve while they take more than half
+/// of it: a transfer then fails only when one small call makes no progress for a whole timeout.
+struct Pace {
+    chunk: usize,
+    timeout: std::time::Duration,
+}
+
+impl Pace {
+    fn new(timeout: std::time::Duration) -> Self {
+        Self {
+            chunk: MIN_CHUNK,
+            timeout,
+        }
+    }
+
+    fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    fn observe(&mut self, bytes: usize, took: std::time::Duration) {
+        if bytes < self.chunk / 2 {
+            return; // a short read (end of file) says nothing about the link
+        }
+        if took < self.timeout / 4 {
+            self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+        } else if took > self.timeout / 2 {
+            self.chunk = (self.chunk / 2).max(MIN_CHUNK);
+        }
     }
 }
 
@@ -370,7 +571,7 @@ fn remote_file(path: String, relative: String, stat: &FileStat) -> RemoteFile {
 }
 
 /// Reads until `buffer` is full or EOF, so that every SFTP write call gets a full chunk.
-fn fill(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match reader.read(&mut buffer[filled..]) {
@@ -413,6 +614,22 @@ fn validate_file_name(name: &str) -> Result<(), SftpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_grow_on_a_fast_link_and_shrink_on_a_slow_one() {
+        let timeout = std::time::Duration::from_secs(8);
+        let mut pace = Pace::new(timeout);
+        for _ in 0..10 {
+            pace.observe(pace.chunk(), std::time::Duration::from_millis(10));
+        }
+        assert_eq!(pace.chunk(), MAX_CHUNK);
+        for _ in 0..20 {
+            pace.observe(pace.chunk(), std::time::Duration::from_secs(5));
+        }
+        assert_eq!(pace.chunk(), MIN_CHUNK);
+        pace.observe(1, std::time::Duration::from_millis(1));
+        assert_eq!(pace.chunk(), MIN_CHUNK, "a short read says nothing");
+    }
 
     #[test]
     fn file_names_are_plain() {

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use crate::export::file_name::parse_export_file_name;
 use crate::resource::{
-    CheckResult, ConditionReason, ConditionType, FileType, RetentionStatus, RunPhase,
-    ScheduledExport, ScheduledExportSpec, ScheduledExportStatus, normalize_directory,
+    CheckResult, ConditionReason, ConditionType, FileType, RetentionStatus, ScheduledExport,
+    ScheduledExportSpec, ScheduledExportStatus, normalize_directory,
 };
-use crate::status::{self, ConditionUpdate};
+use crate::status::{self, ConditionUpdate, ownership};
 
 /// Used when `recheckInterval` cannot be read (admission refuses such values; an object stored
 /// under an older CRD could still carry one).
@@ -68,15 +68,17 @@ impl std::fmt::Display for Failure {
 /// What a prune did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PruneOutcome {
-    /// Files deleted (relative paths), and the files that could not be deleted with why.
+    /// Files deleted (relative paths), the files that could not be deleted with why, the old
+    /// files of this object's name pattern left alone because it cannot prove it delivered them,
+    /// and the names whose record entries go (deleted, or gone from the server).
     Pruned {
         deleted: Vec<String>,
         failed: Vec<String>,
+        not_ours: Vec<String>,
+        forget: Vec<String>,
     },
     /// Nothing was deleted because the server could not be reached.
     Unreachable(Failure),
-    /// Nothing was deleted because the files are not this object's alone (the text says why).
-    Refused(String),
 }
 
 /// `recheckInterval` as a duration: `1h30m`, `10m`, `90s`.
@@ -110,9 +112,10 @@ fn parse_interval(text: &str) -> Option<Duration> {
 
 /// What is due for `object` at `now`, if anything.
 ///
-/// Rechecks run every `recheckInterval` after delivery until the next run starts (the newest run
-/// is then no longer the one that delivered the file) or the file is picked up (moved into a
-/// sub-directory). Pruning runs after each delivered file and at least daily, retried no more
+/// Rechecks run every `recheckInterval` after delivery until a newer file is delivered (it then
+/// takes the place of `delivery.file`) or the file is picked up (moved into a sub-directory). A
+/// next run that starts, or keeps failing, does not end them: the last delivered file is what the
+/// customer has until a newer one arrives. Pruning runs after each delivered file and at least daily, retried no more
 /// often than the recheck interval when the server cannot be reached. A suspended object is left
 /// alone.
 pub fn due_work(now: DateTime<Utc>, object: &ScheduledExport) -> Option<DueWork> {
@@ -134,13 +137,9 @@ pub fn due_work(now: DateTime<Utc>, object: &ScheduledExport) -> Option<DueWork>
         .destination
         .as_ref()
         .is_none_or(|place| *place == object.spec.destination.sftp.url());
-    let latest_run_delivered_it = ours
-        && status.last_run.as_ref().is_some_and(|run| {
-            run.phase == Some(RunPhase::Succeeded) && run.file_name.as_ref() == Some(file)
-        });
     let picked_up = delivery.last_check_result == Some(CheckResult::Moved);
     let last_check = delivery.last_check_time.or(delivery.delivered_at);
-    let recheck = (latest_run_delivered_it
+    let recheck = (ours
         && same_place
         && !picked_up
         && last_check.is_none_or(|checked| now >= checked + interval))
@@ -170,52 +169,134 @@ pub trait ListedFile {
     fn relative(&self) -> &str;
     /// Modification time, Unix seconds, when the server reports it.
     fn modified(&self) -> Option<i64>;
+    /// Size in bytes.
+    fn size(&self) -> u64;
 }
 
-/// The remote files retention deletes: under the export directory (sub-directories included),
-/// named exactly `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv` for this object's file type, with a UTC
-/// instant more than `retention_days` before `now`; plus temporary upload files of such names
-/// (`.{name}.partial-{16 hex}` in the export directory itself) left by an upload that died more
-/// than a day ago. Files below `excluded` (relative directories that belong to other
-/// ScheduledExports on the same server) are never candidates.
+/// What retention may do with a listing: under the export directory (sub-directories included),
+/// files named exactly `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv` for this object's file type, with a
+/// UTC instant more than `retention_days` before `now`, are deleted only when this object's record
+/// says it delivered that name with that size (`verify`: the caller deletes each only once its
+/// sha256 matched too); such files the record does not prove ours are left alone and named
+/// (`not_ours`). The files status names as delivered now are never candidates, whatever their
+/// name's date (an old `--slot` run, a clock far ahead). Temporary upload files of such names
+/// that carry this object's upload tag (`.{name}.partial-{tag}{random}` in the export directory
+/// itself) and were left by an upload that died more than a day ago go too (`dead_uploads`).
+/// Files below `excluded` (relative directories of other ScheduledExports on the same server)
+/// are never looked at.
 pub fn files_to_prune<F: ListedFile + Clone>(
     files: &[F],
-    file_type: FileType,
-    retention_days: u32,
+    object: &ScheduledExport,
     now: DateTime<Utc>,
     excluded: &[String],
-) -> Vec<F> {
-    let cutoff = now - chrono::TimeDelta::days(i64::from(retention_days));
-    files
-        .iter()
-        .filter(|file| {
-            !excluded.iter().any(|dir| {
-                file.relative()
-                    .strip_prefix(dir.trim_end_matches('/'))
-                    .is_some_and(|rest| rest.starts_with('/'))
-            })
+) -> PrunePlan<F> {
+    let file_type = object.spec.file_type;
+    let cutoff = now - chrono::TimeDelta::days(i64::from(object.spec.retention_days));
+    let empty = ScheduledExportStatus::default();
+    let status = object.status.as_ref().unwrap_or(&empty);
+    let current = ownership::current_files(status);
+    let tag = ownership::upload_tag(object.metadata.uid.as_deref().unwrap_or_default());
+    let mut plan = PrunePlan::default();
+    for file in files.iter().filter(|file| {
+        !excluded.iter().any(|dir| {
+            file.relative()
+                .strip_prefix(dir.trim_end_matches('/'))
+                .is_some_and(|rest| rest.starts_with('/'))
         })
-        .filter(|file| {
-            let (dir, name) = match file.relative().rsplit_once('/') {
-                Some((dir, name)) => (Some(dir), name),
-                None => (None, file.relative()),
-            };
-            if let Some(slot) = parse_export_file_name(file_type, name) {
-                return slot < cutoff;
+    }) {
+        let (dir, name) = match file.relative().rsplit_once('/') {
+            Some((dir, name)) => (Some(dir), name),
+            None => (None, file.relative()),
+        };
+        if let Some(slot) = parse_export_file_name(file_type, name) {
+            if slot >= cutoff || current.iter().any(|kept| kept == name) {
+                continue;
             }
-            dir.is_none()
-                && is_partial_of(file_type, name)
-                && file.modified().is_some_and(|modified| {
-                    DateTime::from_timestamp(modified, 0)
-                        .is_some_and(|modified| modified < now - STALE_PARTIAL_AGE)
-                })
+            match ownership::delivered_content(status, name) {
+                Some(content) if content.bytes == file.size() => {
+                    plan.verify.push((file.clone(), content));
+                }
+                _ => plan.not_ours.push(file.relative().to_string()),
+            }
+            continue;
+        }
+        let dead = dir.is_none()
+            && is_partial_of(file_type, name, tag)
+            && file.modified().is_some_and(|modified| {
+                DateTime::from_timestamp(modified, 0)
+                    .is_some_and(|modified| modified < now - STALE_PARTIAL_AGE)
+            });
+        if dead {
+            plan.dead_uploads.push(file.clone());
+        }
+    }
+    plan
+}
+
+/// What a prune does with one listing; see [`files_to_prune`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunePlan<F> {
+    /// Old files the record says this object delivered, with what they must hold.
+    pub verify: Vec<(F, ownership::Content)>,
+    /// Dead temporary uploads of this object.
+    pub dead_uploads: Vec<F>,
+    /// Old files of this object's name pattern that it cannot prove it delivered (relative paths).
+    pub not_ours: Vec<String>,
+}
+
+impl<F> Default for PrunePlan<F> {
+    fn default() -> Self {
+        Self {
+            verify: Vec::new(),
+            dead_uploads: Vec::new(),
+            not_ours: Vec::new(),
+        }
+    }
+}
+
+/// Entries of the record that can go: their file is past retention and was nowhere in a complete
+/// listing (the customer took it away), so no prune will ever meet it. Never the current file.
+pub fn record_entries_gone<F: ListedFile>(
+    files: &[F],
+    object: &ScheduledExport,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let Some(status) = object.status.as_ref() else {
+        return Vec::new();
+    };
+    let cutoff = now - chrono::TimeDelta::days(i64::from(object.spec.retention_days));
+    let current = ownership::current_files(status);
+    status
+        .delivered_files
+        .iter()
+        .filter(|entry| {
+            parse_export_file_name(object.spec.file_type, &entry.name)
+                .is_some_and(|slot| slot < cutoff)
+                && !current.contains(&entry.name)
+                && !files
+                    .iter()
+                    .any(|file| file.relative().rsplit('/').next() == Some(entry.name.as_str()))
         })
-        .cloned()
+        .map(|entry| entry.name.clone())
         .collect()
 }
 
-/// `.{export file name}.partial-{16 hex}`, the temporary name of an upload (see `adapters::sftp`).
-fn is_partial_of(file_type: FileType, name: &str) -> bool {
+/// Whether a listed name is one a prune may act on (an export file name of any type, or the
+/// temporary name of an upload): the round lists only those, so memory follows our files, not the
+/// directory's other contents.
+pub fn prune_may_concern(name: &str) -> bool {
+    let final_name = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(".partial-"))
+        .map_or(name, |(final_name, _)| final_name);
+    [FileType::Interactions, FileType::Proposals]
+        .into_iter()
+        .any(|file_type| parse_export_file_name(file_type, final_name).is_some())
+}
+
+/// `.{export file name}.partial-{tag:08x}{8 hex}`, the temporary name of an upload of the object
+/// whose upload tag is `tag` (see `adapters::sftp`).
+fn is_partial_of(file_type: FileType, name: &str, tag: u32) -> bool {
     let Some((final_name, random)) = name
         .strip_prefix('.')
         .and_then(|rest| rest.rsplit_once(".partial-"))
@@ -224,6 +305,7 @@ fn is_partial_of(file_type: FileType, name: &str) -> bool {
     };
     random.len() == 16
         && random.bytes().all(|b| b.is_ascii_hexdigit())
+        && random[..8].eq_ignore_ascii_case(&format!("{tag:08x}"))
         && parse_export_file_name(file_type, final_name).is_some()
 }
 
@@ -335,10 +417,18 @@ pub fn after_prune(
     retention_days: u32,
     now: DateTime<Utc>,
 ) -> ScheduledExportStatus {
-    let mut status = current.clone();
+    let mut status = match outcome {
+        PruneOutcome::Pruned { forget, .. } => ownership::forget(current, forget),
+        PruneOutcome::Unreachable(_) => current.clone(),
+    };
     let previous = status.retention.clone().unwrap_or_default();
     status.retention = Some(match outcome {
-        PruneOutcome::Pruned { deleted, failed } => {
+        PruneOutcome::Pruned {
+            deleted,
+            failed,
+            not_ours,
+            ..
+        } => {
             let mut message = match deleted.len() {
                 0 => format!("no file of ours older than {retention_days} days"),
                 n => format!(
@@ -350,6 +440,14 @@ pub fn after_prune(
             if !failed.is_empty() {
                 message.push_str(&format!("; could not delete {}", summarize(failed)));
             }
+            if !not_ours.is_empty() {
+                message.push_str(&format!(
+                    "; left alone, as this object's record does not prove it delivered them \
+                     (another object's, or older than the record): {}",
+                    summarize(not_ours)
+                ));
+            }
+
             RetentionStatus {
                 last_prune_time: Some(now),
                 files_deleted: u32::try_from(deleted.len()).unwrap_or(u32::MAX),
@@ -357,8 +455,7 @@ pub fn after_prune(
                 message: Some(message),
             }
         }
-        PruneOutcome::Unreachable(Failure { message: cause, .. })
-        | PruneOutcome::Refused(cause) => RetentionStatus {
+        PruneOutcome::Unreachable(Failure { message: cause, .. }) => RetentionStatus {
             last_attempt_time: Some(now),
             message: Some(format!("nothing deleted: {cause}")),
             ..previous
@@ -385,7 +482,7 @@ pub fn summarize(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::{DeliveryStatus, LastRun};
+    use crate::resource::{DeliveryStatus, LastRun, RunPhase};
     use chrono::TimeZone;
 
     fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
@@ -398,7 +495,7 @@ mod tests {
         let mut object: ScheduledExport = serde_json::from_value(serde_json::json!({
             "apiVersion": "exports.crm.dev/v1alpha1",
             "kind": "ScheduledExport",
-            "metadata": {"name": "daily", "namespace": "univ", "generation": 1},
+            "metadata": {"name": "daily", "namespace": "univ", "generation": 1, "uid": "uid-daily"},
             "spec": {
                 "fileType": "interactions",
                 "time": "07:00",
@@ -422,6 +519,8 @@ mod tests {
                 found_at: Some(FILE.into()),
                 recopies: 0,
                 destination: None,
+                bytes: Some(10),
+                sha256: Some("ab".into()),
             }),
             retention: Some(RetentionStatus {
                 last_prune_time: Some(delivered),
@@ -437,6 +536,7 @@ mod tests {
     struct RemoteFile {
         relative: String,
         modified: Option<i64>,
+        size: u64,
     }
 
     impl ListedFile for RemoteFile {
@@ -446,12 +546,16 @@ mod tests {
         fn modified(&self) -> Option<i64> {
             self.modified
         }
+        fn size(&self) -> u64 {
+            self.size
+        }
     }
 
     fn remote(relative: &str, modified: Option<DateTime<Utc>>) -> RemoteFile {
         RemoteFile {
             relative: relative.to_string(),
             modified: modified.map(|m| m.timestamp()),
+            size: 0,
         }
     }
 
@@ -493,23 +597,46 @@ mod tests {
     }
 
     #[test]
-    fn checks_stop_when_the_next_run_starts_when_picked_up_and_when_suspended() {
+    fn checks_go_on_while_the_next_run_runs_or_fails_and_stop_when_picked_up_or_suspended() {
         let object = delivered_object(at(1, 11, 0));
         let later = at(1, 12, 0);
 
+        // The next run starts, and fails: the file delivered before is still the customer's.
         let mut next_run = object.clone();
         next_run.status.as_mut().unwrap().last_run = Some(LastRun {
             phase: Some(RunPhase::Pending),
             ..LastRun::default()
         });
-        assert_eq!(due_work(later, &next_run), None);
-
+        assert_eq!(
+            due_work(later, &next_run).and_then(|due| due.recheck),
+            Some(FILE.to_string())
+        );
         let mut failed_next = object.clone();
         failed_next.status.as_mut().unwrap().last_run = Some(LastRun {
             phase: Some(RunPhase::Failed),
             ..LastRun::default()
         });
-        assert_eq!(due_work(later, &failed_next), None);
+        assert_eq!(
+            due_work(later, &failed_next).and_then(|due| due.recheck),
+            Some(FILE.to_string())
+        );
+
+        // A newer file delivered: it is the one checked from then on.
+        let newer = "interactions-20260601T120000Z.csv";
+        let mut delivered_next = object.clone();
+        let delivery = delivered_next
+            .status
+            .as_mut()
+            .unwrap()
+            .delivery
+            .as_mut()
+            .unwrap();
+        delivery.file = Some(newer.into());
+        delivery.last_check_time = Some(at(1, 11, 30));
+        assert_eq!(
+            due_work(later, &delivered_next).and_then(|due| due.recheck),
+            Some(newer.to_string())
+        );
 
         let mut moved = object.clone();
         moved
@@ -604,68 +731,111 @@ mod tests {
         assert!(due_work(at(1, 11, 10), &failed).unwrap().prune);
     }
 
+    fn sized(relative: &str, size: u64, modified: Option<DateTime<Utc>>) -> RemoteFile {
+        RemoteFile {
+            size,
+            ..remote(relative, modified)
+        }
+    }
+
     #[test]
-    fn retention_deletes_only_our_exact_names_older_than_the_limit() {
+    fn retention_deletes_only_old_files_this_object_recorded_and_never_the_current_one() {
         let now = at(30, 12, 0);
         let old = |days: i64| now - chrono::TimeDelta::days(days);
         let name = |file_type: FileType, days: i64| {
             crate::export::file_name::export_file_name(file_type, old(days))
         };
+        let mut object = delivered_object(at(1, 11, 0));
+        let mut status = object.status.take().unwrap();
+        for (file, bytes) in [
+            (name(FileType::Interactions, 91), 10),
+            (name(FileType::Interactions, 95), 10),
+            (name(FileType::Interactions, 89), 10),
+            (name(FileType::Interactions, 92), 10),
+        ] {
+            let content = ownership::Content {
+                bytes,
+                sha256: "ab".into(),
+            };
+            status = ownership::record_delivery(&status, &file, &content, old(0));
+        }
+        // The current file is ancient by its name (an old `--slot` run, or a clock far ahead).
+        let current = name(FileType::Interactions, 400);
+        status.delivery.as_mut().unwrap().file = Some(current.clone());
+        status.last_run.as_mut().unwrap().file_name = Some(current.clone());
+        object.status = Some(status);
         let files = vec![
-            remote(&name(FileType::Interactions, 91), None),
-            remote(&name(FileType::Interactions, 89), None),
-            remote(&name(FileType::Proposals, 91), None),
-            remote("notes.csv", None),
-            remote(&format!("{}.bak", name(FileType::Interactions, 91)), None),
-            remote(
-                &format!("Copy of {}", name(FileType::Interactions, 91)),
+            sized(&name(FileType::Interactions, 91), 10, None),
+            sized(&name(FileType::Interactions, 89), 10, None),
+            sized(&name(FileType::Proposals, 91), 10, None),
+            sized("notes.csv", 10, None),
+            sized(
+                &format!("{}.bak", name(FileType::Interactions, 91)),
+                10,
                 None,
             ),
-            remote(
-                &format!("archive/{}", name(FileType::Interactions, 91)),
+            sized(
+                &format!("archive/{}", name(FileType::Interactions, 95)),
+                10,
                 None,
             ),
-            remote(
-                &format!("archive/2026/{}", name(FileType::Interactions, 95)),
-                None,
-            ),
-            remote(
+            // Same name as a recorded file, other size: a neighbour's.
+            sized(&name(FileType::Interactions, 92), 11, None),
+            // Our pattern, but never recorded: not provably ours.
+            sized(&name(FileType::Interactions, 93), 10, None),
+            sized(&current, 10, None),
+            sized(
                 &format!("other-object/{}", name(FileType::Interactions, 91)),
+                10,
                 None,
             ),
         ];
-        let pruned: Vec<String> = files_to_prune(
-            &files,
-            FileType::Interactions,
-            90,
-            now,
-            &["other-object".to_string()],
-        )
-        .into_iter()
-        .map(|file| file.relative)
-        .collect();
+        let plan = files_to_prune(&files, &object, now, &["other-object".to_string()]);
+        let verify: Vec<String> = plan
+            .verify
+            .iter()
+            .map(|(file, _)| file.relative.clone())
+            .collect();
         assert_eq!(
-            pruned,
+            verify,
             vec![
                 name(FileType::Interactions, 91),
-                format!("archive/{}", name(FileType::Interactions, 91)),
-                format!("archive/2026/{}", name(FileType::Interactions, 95)),
+                format!("archive/{}", name(FileType::Interactions, 95)),
             ]
         );
+        assert_eq!(
+            plan.not_ours,
+            vec![
+                name(FileType::Interactions, 92),
+                name(FileType::Interactions, 93),
+            ]
+        );
+        assert!(plan.dead_uploads.is_empty());
+
+        // Recorded, past retention and nowhere on the server: the entry can go.
+        let gone = record_entries_gone(&files[1..files.len() - 1], &object, now);
+        assert_eq!(gone, vec![name(FileType::Interactions, 91)]);
     }
 
     #[test]
-    fn dead_uploads_are_removed_and_live_ones_kept() {
+    fn dead_uploads_of_this_object_are_removed_and_others_kept() {
         let now = at(30, 12, 0);
-        let partial = format!(".{FILE}.partial-0123456789abcdef");
+        let object = delivered_object(at(1, 11, 0));
+        let tag = format!("{:08x}", ownership::upload_tag("uid-daily"));
+        let partial = format!(".{FILE}.partial-{tag}89abcdef");
         let files = vec![
             remote(&partial, Some(now - chrono::TimeDelta::hours(25))),
             remote(
-                ".interactions-20260630T110000Z.csv.partial-00000000000000ff",
+                &format!(".interactions-20260630T110000Z.csv.partial-{tag}000000ff"),
                 Some(now - chrono::TimeDelta::minutes(5)),
             ),
+            // Another object's (or an older version's) dead upload.
             remote(
-                ".notes.csv.partial-0123456789abcdef",
+                &format!(".{FILE}.partial-0123456789abcdef"),
+                Some(now - chrono::TimeDelta::days(9)),
+            ),
+            remote(
+                &format!(".notes.csv.partial-{tag}89abcdef"),
                 Some(now - chrono::TimeDelta::days(9)),
             ),
             remote(
@@ -676,13 +846,16 @@ mod tests {
                 &format!("archive/{partial}"),
                 Some(now - chrono::TimeDelta::days(9)),
             ),
-            remote(&format!(".{FILE}.partial-0123456789abcdee"), None),
+            remote(&format!(".{FILE}.partial-{tag}89abcdee"), None),
         ];
-        let pruned: Vec<String> = files_to_prune(&files, FileType::Interactions, 90, now, &[])
+        let pruned: Vec<String> = files_to_prune(&files, &object, now, &[])
+            .dead_uploads
             .into_iter()
             .map(|file| file.relative)
             .collect();
         assert_eq!(pruned, vec![partial]);
+        assert!(prune_may_concern(FILE) && prune_may_concern(&format!(".{FILE}.partial-x")));
+        assert!(!prune_may_concern("notes.csv"));
     }
 
     #[test]
@@ -783,6 +956,8 @@ mod tests {
             &PruneOutcome::Pruned {
                 deleted: vec!["a.csv".into(), "archive/b.csv".into()],
                 failed: vec![],
+                not_ours: vec!["c.csv".into()],
+                forget: vec![],
             },
             90,
             now,
@@ -798,6 +973,14 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .contains("archive/b.csv")
+        );
+        assert!(
+            retention
+                .message
+                .as_ref()
+                .unwrap()
+                .contains("left alone, as this object's record does not prove it delivered them"),
+            "{retention:?}"
         );
 
         let later = now + chrono::TimeDelta::hours(1);

@@ -48,9 +48,6 @@ struct Item {
     work: DueWork,
     /// Directories of other objects below this one's, which its retention must not enter.
     excluded: Vec<String>,
-    /// Another object delivering the same file type into the same directory: their files cannot
-    /// be told apart, so neither prunes.
-    shared_with: Option<String>,
 }
 
 /// What a round found for one object.
@@ -140,30 +137,6 @@ impl<'a> Neighbours<'a> {
             .map(|(other, _)| other.as_str());
         decide::nested_directories(&object.spec.destination.sftp.directory, candidates)
     }
-
-    /// Another object delivering the same file type into the same directory of the same server:
-    /// the files of the two cannot be told apart, so neither prunes.
-    fn sharing_files_with(&self, object: &ScheduledExport) -> Option<String> {
-        let sftp = &object.spec.destination.sftp;
-        self.by_directory
-            .get(normalize_directory(&sftp.directory))?
-            .iter()
-            .find(|other| {
-                let theirs = &other.spec.destination.sftp;
-                other.uid() != object.uid()
-                    && other.spec.file_type == object.spec.file_type
-                    && theirs.host.eq_ignore_ascii_case(&sftp.host)
-                    && theirs.port == sftp.port
-            })
-            .map(|other| {
-                format!(
-                    "{}/{} delivers {} files into the same directory, so they cannot be told apart",
-                    other.namespace().unwrap_or_default(),
-                    other.name_any(),
-                    object.spec.file_type
-                )
-            })
-    }
 }
 
 /// Releases a destination when its round ends, however it ends.
@@ -246,7 +219,6 @@ fn start_due_rounds(
             object: object.clone(),
             work,
             excluded: neighbours.nested_below(object),
-            shared_with: neighbours.sharing_files_with(object),
         });
     }
     for (destination, items) in due {
@@ -335,14 +307,5 @@ mod tests {
             vec!["archive".to_string()]
         );
         assert!(neighbours.nested_below(&objects[3]).is_empty());
-
-        let shared = neighbours.sharing_files_with(&objects[0]).expect("twin");
-        assert!(shared.contains("univ/twin"), "{shared}");
-        assert_eq!(
-            neighbours.sharing_files_with(&objects[5]),
-            None,
-            "another file type in the same directory is told apart by name"
-        );
-        assert_eq!(neighbours.sharing_files_with(&objects[1]), None);
     }
 }

@@ -2,6 +2,9 @@
 //! (and recopy) and prune, on a blocking thread; then each outcome recorded in status, Events and
 //! metrics. The decisions themselves are pure, in `decide`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -13,13 +16,18 @@ use super::decide::{self, CheckOutcome, Failure, ListedFile, PruneOutcome};
 use super::{CheckerState, Destination, Item, ItemResult};
 use crate::adapters::artifacts::{ArtifactKey, ArtifactStore};
 use crate::adapters::kubernetes::secrets::{self, SecretError};
-use crate::adapters::kubernetes::status::{StatusWriter, update_status};
-use crate::adapters::sftp::{RemoteFile, SftpCredentials, SftpError, SftpSession, SftpTarget};
+use crate::adapters::kubernetes::status::{StatusWriter, update_status_of};
+use crate::adapters::sftp::{
+    Expected, Listing, RemoteFile, SftpCredentials, SftpError, SftpSession, SftpTarget,
+};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::operator::config::DeliverySettings;
 use crate::operator::context::Context;
 use crate::operator::events::publish;
-use crate::resource::{CheckResult, ConditionReason, EventReason, ScheduledExport};
+use crate::resource::{
+    CheckResult, ConditionReason, EventReason, ScheduledExport, ScheduledExportStatus,
+};
+use crate::status::ownership;
 
 impl ListedFile for RemoteFile {
     fn relative(&self) -> &str {
@@ -27,6 +35,9 @@ impl ListedFile for RemoteFile {
     }
     fn modified(&self) -> Option<i64> {
         self.modified
+    }
+    fn size(&self) -> u64 {
+        self.size
     }
 }
 
@@ -50,6 +61,9 @@ pub(super) async fn run_round(
     now: DateTime<Utc>,
 ) {
     tracing::debug!(host = %destination.target.host, port = destination.target.port, "check round started");
+    // Whatever each call does, the round ends here: a server that answers every call just in
+    // time must not hold its destination, nor keep later rounds from starting.
+    let deadline = ctx.config.delivery.round_deadline;
     let results = match credentials(ctx, &destination).await {
         Ok(credentials) => {
             let settings = ctx.config.delivery.clone();
@@ -58,26 +72,41 @@ pub(super) async fn run_round(
             let target = destination.target.clone();
             let handle = tokio::runtime::Handle::current();
             let connections = ctx.metrics.sftp_connections.clone();
-            tokio::task::spawn_blocking(move || {
+            let stopped = Arc::new(AtomicBool::new(false));
+            let stop = stopped.clone();
+            let round = tokio::task::spawn_blocking(move || {
                 connections.inc();
-                blocking_round(
-                    &handle,
-                    &target,
-                    &credentials,
-                    &settings,
-                    &store_url,
-                    &work,
-                    now,
-                )
-            })
-            .await
-            .unwrap_or_else(|err| {
-                let cause = Failure::new(
-                    ConditionReason::SessionError,
-                    format!("the check round stopped unexpectedly: {err}"),
-                );
-                unreachable_results(&items, &cause)
-            })
+                let env = RoundEnv {
+                    handle: &handle,
+                    settings: &settings,
+                    store_url: &store_url,
+                    stopped: &stop,
+                };
+                blocking_round(&env, &target, &credentials, &work, now)
+            });
+            match tokio::time::timeout(deadline, round).await {
+                Ok(joined) => joined.unwrap_or_else(|err| {
+                    let cause = Failure::new(
+                        ConditionReason::SessionError,
+                        format!("the check round stopped unexpectedly: {err}"),
+                    );
+                    unreachable_results(&items, &cause)
+                }),
+                Err(_) => {
+                    // The blocking thread ends at its current call's timeout and does nothing more.
+                    stopped.store(true, Ordering::Relaxed);
+                    warn!(host = %destination.target.host, port = destination.target.port,
+                        ?deadline, "check round stopped at its deadline");
+                    let cause = Failure::new(
+                        ConditionReason::Timeout,
+                        format!(
+                            "the server did not let the check round finish within {deadline:?}; \
+                             stopped it, checking again next interval"
+                        ),
+                    );
+                    unreachable_results(&items, &cause)
+                }
+            }
         }
         Err(err) => unreachable_results(&items, &Failure::from(&err)),
     };
@@ -114,34 +143,59 @@ async fn credentials(
     secrets::sftp_credentials(&secrets, &destination.secret).await
 }
 
-/// One connection, then every object's check and prune, in order.
+/// What every step of a blocking round needs besides the session.
+struct RoundEnv<'a> {
+    handle: &'a tokio::runtime::Handle,
+    settings: &'a DeliverySettings,
+    store_url: &'a str,
+    /// Set once the round ran past its deadline: from then on nothing more is changed.
+    stopped: &'a AtomicBool,
+}
+
+impl RoundEnv<'_> {
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection, then every object's check and prune, in order, until the round runs out of
+/// time (what is left is reported unreachable, and nothing more is changed).
 fn blocking_round(
-    handle: &tokio::runtime::Handle,
+    env: &RoundEnv<'_>,
     target: &SftpTarget,
     credentials: &SftpCredentials,
-    settings: &DeliverySettings,
-    store_url: &str,
     work: &[Item],
     now: DateTime<Utc>,
 ) -> Vec<ItemResult> {
-    let session = match SftpSession::connect(target, credentials, settings.sftp_timeout) {
+    let session = match SftpSession::connect(target, credentials, env.settings.sftp_timeout) {
         Ok(session) => session,
         Err(err) => return unreachable_results(work, &Failure::from(&err)),
     };
+    let out_of_time = Failure::new(
+        ConditionReason::Timeout,
+        "the check round ran out of time before this object's turn",
+    );
     // Listed at most once per round, and only when some object prunes.
     let mut listing = None;
     work.iter()
         .map(|item| {
-            let check =
-                item.work.recheck.as_ref().map(|file| {
-                    check_file(handle, &session, settings, store_url, &item.object, file)
-                });
-            let prune = item.work.prune.then(|| match &item.shared_with {
-                Some(reason) => PruneOutcome::Refused(reason.clone()),
-                None => {
-                    let files = listing.get_or_insert_with(|| session.list_recursive());
-                    prune_files(&session, files, &item.object, &item.excluded, now)
-                }
+            if env.stopped() {
+                return unreachable_results(std::slice::from_ref(item), &out_of_time)
+                    .pop()
+                    .unwrap_or_default();
+            }
+            session.set_upload_tag(ownership::upload_tag(
+                item.object.uid().as_deref().unwrap_or_default(),
+            ));
+            let check = item
+                .work
+                .recheck
+                .as_ref()
+                .map(|file| check_file(env, &session, &item.object, file));
+            let prune = item.work.prune.then(|| {
+                let files = listing
+                    .get_or_insert_with(|| session.list_matching(&decide::prune_may_concern));
+                prune_files(env, &session, files, &item.object, &item.excluded, now)
             });
             ItemResult { check, prune }
         })
@@ -149,70 +203,78 @@ fn blocking_round(
 }
 
 fn check_file(
-    handle: &tokio::runtime::Handle,
+    env: &RoundEnv<'_>,
     session: &SftpSession,
-    settings: &DeliverySettings,
-    store_url: &str,
     object: &ScheduledExport,
     file: &str,
 ) -> CheckOutcome {
-    match session.locate(file) {
+    let delivered = object
+        .status
+        .as_ref()
+        .and_then(|status| ownership::delivered_content(status, file));
+    // A same-named file in a sub-directory is the delivered one only with its size and sha256.
+    let expected = delivered.as_ref().map(|content| Expected {
+        bytes: content.bytes,
+        sha256: &content.sha256,
+    });
+    match session.locate(file, expected) {
         Ok(Some(found)) => CheckOutcome::Found {
             relative: found.relative,
         },
-        Ok(None) => recopy(handle, session, settings, store_url, object, file),
+        // A round past its deadline changes nothing more on the server.
+        Ok(None) if env.stopped() => CheckOutcome::Unreachable(Failure::new(
+            ConditionReason::Timeout,
+            "the check round ran out of time before the recopy",
+        )),
+        Ok(None) => recopy(env, session, object, file, delivered),
         Err(err) => CheckOutcome::Unreachable(Failure::from(&err)),
     }
 }
 
-/// Copies the artifact of `file` back through the temporary-name-then-rename upload, after
-/// checking that the store returned the bytes that were delivered (sha256 of `lastRun`).
+/// Streams the artifact of `file` from the store straight into the temporary-name-then-rename
+/// upload (nothing is spooled locally), checking on the way that the store returned the bytes that
+/// were delivered (their sha256, as recorded): a mismatch fails the upload before the rename.
 fn recopy(
-    handle: &tokio::runtime::Handle,
+    env: &RoundEnv<'_>,
     session: &SftpSession,
-    settings: &DeliverySettings,
-    store_url: &str,
     object: &ScheduledExport,
     file: &str,
+    delivered: Option<ownership::Content>,
 ) -> CheckOutcome {
-    let Some(sha256) = object
-        .status
-        .as_ref()
-        .and_then(|status| status.last_run.as_ref())
-        .filter(|run| run.file_name.as_deref() == Some(file))
-        .and_then(|run| run.sha256.clone())
-    else {
+    let Some(delivered) = delivered else {
         return CheckOutcome::RecopyFailed(Failure::new(
             ConditionReason::RecopyFailed,
-            "the delivered file's sha256 is not recorded",
+            "the delivered file's size and sha256 are not recorded",
         ));
     };
-    let store = match ArtifactStore::from_url_with(store_url, &settings.s3) {
+    let store = match ArtifactStore::from_url_with(env.store_url, &env.settings.s3) {
         Ok(store) => store,
         Err(err) => return CheckOutcome::RecopyFailed(artifact_failure(&err)),
     };
-    let spool = match tempfile::tempdir_in(&settings.spool_dir) {
-        Ok(spool) => spool,
-        Err(err) => {
-            return CheckOutcome::RecopyFailed(Failure::new(
-                ConditionReason::SpoolFailed,
-                format!(
-                    "cannot create a spool directory in {}: {err}",
-                    settings.spool_dir.display()
-                ),
-            ));
-        }
-    };
-    let local = spool.path().join(file);
     let key = ArtifactKey::new(
         object.namespace().unwrap_or_default(),
         object.name_any(),
         file,
     );
-    if let Err(err) = handle.block_on(store.get_to_file(&key, &local, &sha256)) {
-        return CheckOutcome::RecopyFailed(artifact_failure(&err));
+    let mut artifact =
+        match env
+            .handle
+            .block_on(store.open_verified(&key, &delivered.sha256, env.handle.clone()))
+        {
+            Ok(artifact) => artifact,
+            Err(err) => return CheckOutcome::RecopyFailed(artifact_failure(&err)),
+        };
+    if artifact.size() != delivered.bytes {
+        return CheckOutcome::RecopyFailed(Failure::new(
+            ConditionReason::ArtifactStoreFailed,
+            format!(
+                "the artifact {key} in {store} holds {} bytes, the delivered file {}",
+                artifact.size(),
+                delivered.bytes
+            ),
+        ));
     }
-    match session.upload(&local, file) {
+    match session.upload_from(&mut artifact, delivered.bytes, file) {
         Ok(_) => CheckOutcome::Recopied,
         // Put back by someone between the check and the upload: it is there.
         Err(SftpError::AlreadyExists { .. }) => CheckOutcome::Found {
@@ -223,32 +285,68 @@ fn recopy(
     }
 }
 
+/// Deletes what `decide::files_to_prune` allows, each recorded file only once its sha256 proved
+/// it the one this object delivered.
 fn prune_files(
+    env: &RoundEnv<'_>,
     session: &SftpSession,
-    listing: &Result<Vec<RemoteFile>, SftpError>,
+    listing: &Result<Listing, SftpError>,
     object: &ScheduledExport,
     excluded: &[String],
     now: DateTime<Utc>,
 ) -> PruneOutcome {
-    let files = match listing {
-        Ok(files) => files,
+    let listing = match listing {
+        Ok(listing) => listing,
         Err(err) => return PruneOutcome::Unreachable(Failure::from(err)),
     };
+    let plan = decide::files_to_prune(&listing.files, object, now, excluded);
     let mut deleted = Vec::new();
     let mut failed = Vec::new();
-    for file in decide::files_to_prune(
-        files,
-        object.spec.file_type,
-        object.spec.retention_days,
-        now,
-        excluded,
-    ) {
+    let mut not_ours = plan.not_ours;
+    let mut forget = Vec::new();
+    for (file, content) in plan.verify {
+        if env.stopped() {
+            break;
+        }
+        let name = file
+            .relative
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match session.content_digest(&file) {
+            Ok(digest) if content.matches(digest.bytes, &digest.sha256) => {
+                match session.remove(&file) {
+                    Ok(()) => {
+                        deleted.push(file.relative);
+                        forget.push(name);
+                    }
+                    Err(err) => failed.push(format!("{} ({err})", file.relative)),
+                }
+            }
+            Ok(_) => not_ours.push(file.relative),
+            Err(err) => failed.push(format!("{} ({err})", file.relative)),
+        }
+    }
+    for file in plan.dead_uploads {
+        if env.stopped() {
+            break;
+        }
         match session.remove(&file) {
             Ok(()) => deleted.push(file.relative),
             Err(err) => failed.push(format!("{} ({err})", file.relative)),
         }
     }
-    PruneOutcome::Pruned { deleted, failed }
+    // A file no longer anywhere can leave the record, but only when the whole directory was seen.
+    if listing.incomplete.is_none() {
+        forget.extend(decide::record_entries_gone(&listing.files, object, now));
+    }
+    PruneOutcome::Pruned {
+        deleted,
+        failed,
+        not_ours,
+        forget,
+    }
 }
 
 /// Writes one object's outcome to its status, with Events and metrics; true when the status
@@ -274,8 +372,10 @@ async fn record_in_span(
     let file = item.work.recheck.clone().unwrap_or_default();
     let api: Api<ScheduledExport> = Api::namespaced(ctx.client.clone(), &namespace);
     let check_applied = std::sync::atomic::AtomicBool::new(false);
-    let written = update_status(&api, StatusWriter::Checker, &name, |current| {
-        let mut status = current.clone();
+    let update = |current: &ScheduledExportStatus| {
+        // A file delivered by a version that kept no record goes on record while its size and
+        // sha256 are still known, so that retention can later prove it ours.
+        let mut status = ownership::record_previous(current);
         if let Some(check) = &result.check {
             let checked = decide::after_check(&status, &file, check, generation, now);
             check_applied.store(checked.is_some(), std::sync::atomic::Ordering::Relaxed);
@@ -285,8 +385,12 @@ async fn record_in_span(
             status = decide::after_prune(&status, prune, retention_days, now);
         }
         status
-    })
-    .await;
+    };
+    // Only into the incarnation that was checked: an object deleted and created again under the
+    // same name while the round ran is not this file's owner.
+    // (An object read from the API server always has a uid.)
+    let uid = object.uid().unwrap_or_default();
+    let written = update_status_of(&api, StatusWriter::Checker, &name, &uid, update).await;
     let changed = match written {
         Ok(changed) => changed,
         Err(err) => {
@@ -355,7 +459,12 @@ async fn record_in_span(
         None => {}
     }
     match &result.prune {
-        Some(PruneOutcome::Pruned { deleted, failed }) => {
+        Some(PruneOutcome::Pruned {
+            deleted,
+            failed,
+            not_ours,
+            ..
+        }) => {
             ctx.metrics.files_pruned.inc_by(deleted.len() as u64);
             if !deleted.is_empty() {
                 let note = format!(
@@ -376,18 +485,23 @@ async fn record_in_span(
                 )
                 .await;
             }
+            if !not_ours.is_empty() {
+                let note = format!(
+                    "left alone {} old file(s) of this object's name pattern that its delivery record \
+                     does not prove it delivered: {}",
+                    not_ours.len(),
+                    decide::summarize(not_ours)
+                );
+                publish(
+                    ctx,
+                    object,
+                    EventType::Warning,
+                    EventReason::PruneRefused,
+                    &note,
+                )
+                .await;
+            }
             prune_artifacts(ctx, object).await;
-        }
-        Some(PruneOutcome::Refused(cause)) => {
-            let note = format!("nothing deleted: {cause}");
-            publish(
-                ctx,
-                object,
-                EventType::Warning,
-                EventReason::PruneRefused,
-                &note,
-            )
-            .await;
         }
         Some(PruneOutcome::Unreachable(cause)) if result.check.is_none() => {
             let note = format!("nothing deleted: {cause}");
