@@ -26,30 +26,41 @@ fn with_database(base: &str, database: &str) -> String {
     url.to_string()
 }
 
-/// Waits until the standby has replayed everything the primary has written so far.
-async fn wait_for_replay(standby_base: &str) {
+/// Waits until `standby_check` (a query taking one text parameter) is true on the standby for the
+/// value `primary_position` returns on the primary now.
+async fn wait_until_standby_reaches(
+    standby_base: &str,
+    primary_position: &str,
+    standby_check: &str,
+    deadline: Duration,
+    what: &str,
+) {
     let primary = connect_database(&env_var("DATABASE_URL")).await;
-    let written: String = primary
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+    let position: String = primary
+        .query_one(primary_position, &[])
         .await
-        .expect("the primary's WAL position")
+        .expect("the primary's position")
         .get(0);
     let standby = connect_database(standby_base).await;
-    let standby = &standby;
-    let written = written.as_str();
-    eventually(
+    let (standby, position) = (&standby, position.as_str());
+    eventually(deadline, what, || async move {
+        let row = standby
+            .query_one(standby_check, &[&position])
+            .await
+            .expect("the standby's position");
+        row.get::<_, bool>(0).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the standby has replayed everything the primary has written so far.
+async fn wait_for_replay(standby_base: &str) {
+    wait_until_standby_reaches(
+        standby_base,
+        "SELECT pg_current_wal_lsn()::text",
+        "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
         Duration::from_secs(60),
         "the standby to replay the primary's writes",
-        || async move {
-            let row = standby
-                .query_one(
-                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
-                    &[&written],
-                )
-                .await
-                .expect("the standby's replay position");
-            row.get::<_, bool>(0).then_some(())
-        },
     )
     .await;
 }
@@ -58,28 +69,12 @@ async fn wait_for_replay(standby_base: &str) {
 /// snapshot's xmin passes them. A transaction open anywhere on the primary (another test's) holds
 /// that back, which is the standby's documented delay, not a loss.
 async fn wait_until_standby_windows_cover_writes(standby_base: &str) {
-    let primary = connect_database(&env_var("DATABASE_URL")).await;
-    let next: String = primary
-        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])
-        .await
-        .expect("the primary's next transaction id")
-        .get(0);
-    let standby = connect_database(standby_base).await;
-    let standby = &standby;
-    let next = next.as_str();
-    eventually(
+    wait_until_standby_reaches(
+        standby_base,
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text",
+        "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8",
         Duration::from_secs(120),
         "the standby's snapshot xmin to pass the primary's writes",
-        || async move {
-            let row = standby
-                .query_one(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8",
-                    &[&next],
-                )
-                .await
-                .expect("the standby's snapshot");
-            row.get::<_, bool>(0).then_some(())
-        },
     )
     .await;
 }
