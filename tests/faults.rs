@@ -1411,6 +1411,41 @@ async fn links_cut_mid_transfer_lose_nothing() {
     assert_failed_run(&bed, 2, &watermark, "DatabaseFailed", "a reset COPY").await;
     held.end(false, &bed.ledger).await;
 
+    // 2b. PostgreSQL stops sending mid-COPY while the link stays open (a middlebox holding it):
+    // TCP sees nothing wrong, so the run must end by its own stall bound (20 steps of 2 s).
+    let held = Held::open(&bed, "pg-stall").await;
+    bed.postgres.add_toxic(
+        "slow",
+        Stream::Downstream,
+        Toxic::Bandwidth { rate_kb_per_s: 100 },
+    );
+    let running = bed.spawn_export(8, false, "2s");
+    eventually(
+        Duration::from_secs(60),
+        "the export's COPY to begin",
+        || {
+            let began = bed.copy_in_progress(&admin);
+            async move { began.await.then_some(()) }
+        },
+    )
+    .await;
+    bed.postgres.add_toxic(
+        "stall",
+        Stream::Downstream,
+        Toxic::Timeout { timeout_ms: 0 },
+    );
+    let failed = running.exit_within(Duration::from_secs(90)).await;
+    bed.keep_output(&failed);
+    bed.postgres.remove_toxic("stall");
+    bed.postgres.remove_toxic("slow");
+    assert!(
+        !failed.success && failed.stderr.contains("the connection stalled"),
+        "the stalled COPY ended the run by its stall bound:\n{}",
+        failed.stderr
+    );
+    assert_failed_run(&bed, 8, &watermark, "DatabaseFailed", "a stalled COPY").await;
+    held.end(true, &bed.ledger).await;
+
     // 3. The SFTP connection closed after 200 kB of the upload (the preflight session, a few
     // kB, gets through).
     let held = Held::open(&bed, "sftp-close").await;

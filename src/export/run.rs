@@ -301,11 +301,12 @@ async fn deliver(
         object.spec.file_type,
         &object.spec.csv,
     )?;
-    let window = crate::export::window::export_window(
+    let window = crate::export::window::export_window_within(
         &mut database,
         object.spec.file_type,
         previous.as_ref(),
         &mut csv,
+        crate::export::window::copy_stall_timeout(request.timeout),
     )
     .await;
     drop(database);

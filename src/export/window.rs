@@ -2,6 +2,7 @@
 //! adapter's query, and rows streamed straight into the CSV writer.
 
 use std::io::Write;
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
@@ -13,6 +14,16 @@ use crate::export::columns;
 use crate::export::csv::CsvFileWriter;
 use crate::resource::{ConditionReason, FileType, ScheduledExportStatus, WatermarkSource};
 
+/// How long a run waits for the next piece of COPY data, by default (twenty of the default
+/// 30 s network steps). Generous: the first rows of a large window come only after the server has
+/// found (and sorted) them.
+pub const COPY_STALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The COPY stall bound for a run whose network steps are bounded by `step` (`--timeout`).
+pub fn copy_stall_timeout(step: Duration) -> Duration {
+    step.saturating_mul(20)
+}
+
 /// The query of `file_type`'s rows.
 pub fn query_of(file_type: FileType) -> WindowQuery {
     WindowQuery {
@@ -21,6 +32,7 @@ pub fn query_of(file_type: FileType) -> WindowQuery {
         select_list: columns::select_list(file_type),
         columns: columns::columns(file_type).len(),
         session_settings: columns::SESSION_SETTINGS,
+        stall_timeout: COPY_STALL_TIMEOUT,
     }
 }
 
@@ -38,7 +50,22 @@ pub async fn export_window<W: Write>(
     previous: Option<&Watermark>,
     out: &mut CsvFileWriter<W>,
 ) -> Result<WindowOutcome, SourceError> {
-    copy_window(client, &query_of(file_type), previous, out).await
+    export_window_within(client, file_type, previous, out, COPY_STALL_TIMEOUT).await
+}
+
+/// [`export_window`], ending the run when no COPY data arrives for `stall_timeout`.
+pub async fn export_window_within<W: Write>(
+    client: &mut Client,
+    file_type: FileType,
+    previous: Option<&Watermark>,
+    out: &mut CsvFileWriter<W>,
+    stall_timeout: Duration,
+) -> Result<WindowOutcome, SourceError> {
+    let query = WindowQuery {
+        stall_timeout,
+        ..query_of(file_type)
+    };
+    copy_window(client, &query, previous, out).await
 }
 
 /// The watermark stored in `status`, with the database it names. A source without a database

@@ -95,6 +95,16 @@ pub enum SourceError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// No COPY data arrived for too long: the link stalled (a proxy or firewall holding it).
+    #[error(
+        "no data from PostgreSQL for {after:?} while exporting {table}: the connection stalled \
+         (a proxy or firewall between the Job and the database holding it open); the next run \
+         repeats the window"
+    )]
+    Stalled {
+        table: &'static str,
+        after: Duration,
+    },
     /// The `COPY` stream was not the binary format it should be.
     #[error("unexpected COPY data from the server: {0}")]
     MalformedCopy(String),

@@ -3,6 +3,8 @@
 //! through binary COPY into a [`RowSink`]. What the rows are (table, columns) is the caller's
 //! [`WindowQuery`]; this module only knows PostgreSQL.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, IsolationLevel, SimpleQueryMessage};
@@ -25,6 +27,9 @@ pub struct WindowQuery {
     pub columns: usize,
     /// `SET LOCAL` statements that fix how values are rendered (dates, zones).
     pub session_settings: &'static str,
+    /// The longest wait for the next piece of COPY data. A link held open by a proxy or firewall
+    /// that stopped forwarding looks healthy to TCP, so only this ends such a run.
+    pub stall_timeout: Duration,
 }
 
 /// Where decoded rows go, as they stream: one cell per column, `None` for NULL.
@@ -261,8 +266,18 @@ pub async fn copy_window(
 
     let mut rows = 0;
     let mut decoder = BinaryCopyDecoder::new(query.columns);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(classify)?;
+    loop {
+        let next = tokio::time::timeout(query.stall_timeout, stream.next()).await;
+        let chunk = match next {
+            Err(_) => {
+                return Err(SourceError::Stalled {
+                    table,
+                    after: query.stall_timeout,
+                });
+            }
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(classify)?,
+        };
         decoder.feed(&chunk, |cells| {
             rows += 1;
             out.write_row(cells)
@@ -346,6 +361,7 @@ mod tests {
             select_list: format!("{key}::text AS {key}, title"),
             columns: 2,
             session_settings: "",
+            stall_timeout: Duration::from_secs(60),
         }
     }
 
