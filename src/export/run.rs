@@ -454,8 +454,8 @@ async fn placement(
 
 /// Uploads under a temporary name and renames (`upload` verifies the size on the server), unless
 /// `placement` says the file is there already. A file under the final name is removed first only
-/// for [`Placement::ReplaceEarlierAttempt`], and only while it is still the one that was checked
-/// (same size); any other file there makes the upload fail, so a file is never overwritten.
+/// for [`Placement::ReplaceEarlierAttempt`] (what `placement` found there moments before); in
+/// every other case a file there makes the upload fail, so a file is never overwritten.
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
