@@ -13,25 +13,6 @@ fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-const INTERACTION_COLUMNS: [&str; 16] = [
-    "interaction_id",
-    "interaction_import_id",
-    "constituent_id",
-    "constituent_import_id",
-    "category",
-    "interaction_type",
-    "occurred_on",
-    "summary",
-    "description",
-    "solicitors",
-    "creator_user_id",
-    "proposal_id",
-    "proposal_import_id",
-    "created_at",
-    "updated_at",
-    "deleted",
-];
-
 #[tokio::test]
 async fn export_delivers_every_row_then_only_what_changed_and_records_it() {
     let fixture = Fixture::new("sx-export", 40).await;

@@ -41,24 +41,6 @@ use sha2::{Digest, Sha256};
 
 const OBJECT: &str = "faults";
 
-const INTERACTION_COLUMNS: [&str; 16] = [
-    "interaction_id",
-    "interaction_import_id",
-    "constituent_id",
-    "constituent_import_id",
-    "category",
-    "interaction_type",
-    "occurred_on",
-    "summary",
-    "description",
-    "solicitors",
-    "creator_user_id",
-    "proposal_id",
-    "proposal_import_id",
-    "created_at",
-    "updated_at",
-    "deleted",
-];
 const ID: usize = 0;
 const SUMMARY: usize = 7;
 
@@ -592,6 +574,41 @@ impl Bed {
             .await
             .expect("pg_stat_activity");
         row.get::<_, i64>(0) > 0
+    }
+
+    /// Runs the export of `day` with the database link slowed so its COPY is provably under way,
+    /// then applies `fault` to the link and waits (at most `deadline`) for the run to end; the
+    /// link is clean again afterwards.
+    async fn export_with_fault_mid_copy(
+        &self,
+        admin: &tokio_postgres::Client,
+        day: u32,
+        step_timeout: &str,
+        fault: (&str, Toxic),
+        deadline: Duration,
+    ) -> Finished {
+        self.postgres.add_toxic(
+            "slow",
+            Stream::Downstream,
+            Toxic::Bandwidth { rate_kb_per_s: 100 },
+        );
+        let running = self.spawn_export(day, false, step_timeout);
+        eventually(
+            Duration::from_secs(60),
+            "the export's COPY to begin",
+            || {
+                let began = self.copy_in_progress(admin);
+                async move { began.await.then_some(()) }
+            },
+        )
+        .await;
+        let (name, toxic) = fault;
+        self.postgres.add_toxic(name, Stream::Downstream, toxic);
+        let failed = running.exit_within(deadline).await;
+        self.keep_output(&failed);
+        self.postgres.remove_toxic(name);
+        self.postgres.remove_toxic("slow");
+        failed
     }
 
     /// Waits until `file`'s temporary upload file exists and has grown between two looks: the
@@ -1374,30 +1391,15 @@ async fn links_cut_mid_transfer_lose_nothing() {
 
     // 2. PostgreSQL's connection reset while the COPY streams through a slow link.
     let held = Held::open(&bed, "pg-reset").await;
-    bed.postgres.add_toxic(
-        "slow",
-        Stream::Downstream,
-        Toxic::Bandwidth { rate_kb_per_s: 100 },
-    );
-    let running = bed.spawn_export(2, false, "10s");
-    eventually(
-        Duration::from_secs(60),
-        "the export's COPY to begin",
-        || {
-            let began = bed.copy_in_progress(&admin);
-            async move { began.await.then_some(()) }
-        },
-    )
-    .await;
-    bed.postgres.add_toxic(
-        "reset",
-        Stream::Downstream,
-        Toxic::ResetPeer { timeout_ms: 0 },
-    );
-    let failed = running.exit_within(Duration::from_secs(60)).await;
-    bed.keep_output(&failed);
-    bed.postgres.remove_toxic("reset");
-    bed.postgres.remove_toxic("slow");
+    let failed = bed
+        .export_with_fault_mid_copy(
+            &admin,
+            2,
+            "10s",
+            ("reset", Toxic::ResetPeer { timeout_ms: 0 }),
+            Duration::from_secs(60),
+        )
+        .await;
     assert!(
         !failed.success,
         "the reset COPY failed the run:\n{}",
@@ -1414,30 +1416,15 @@ async fn links_cut_mid_transfer_lose_nothing() {
     // 2b. PostgreSQL stops sending mid-COPY while the link stays open (a middlebox holding it):
     // TCP sees nothing wrong, so the run must end by its own stall bound (20 steps of 2 s).
     let held = Held::open(&bed, "pg-stall").await;
-    bed.postgres.add_toxic(
-        "slow",
-        Stream::Downstream,
-        Toxic::Bandwidth { rate_kb_per_s: 100 },
-    );
-    let running = bed.spawn_export(8, false, "2s");
-    eventually(
-        Duration::from_secs(60),
-        "the export's COPY to begin",
-        || {
-            let began = bed.copy_in_progress(&admin);
-            async move { began.await.then_some(()) }
-        },
-    )
-    .await;
-    bed.postgres.add_toxic(
-        "stall",
-        Stream::Downstream,
-        Toxic::Timeout { timeout_ms: 0 },
-    );
-    let failed = running.exit_within(Duration::from_secs(90)).await;
-    bed.keep_output(&failed);
-    bed.postgres.remove_toxic("stall");
-    bed.postgres.remove_toxic("slow");
+    let failed = bed
+        .export_with_fault_mid_copy(
+            &admin,
+            8,
+            "2s",
+            ("stall", Toxic::Timeout { timeout_ms: 0 }),
+            Duration::from_secs(90),
+        )
+        .await;
     assert!(
         !failed.success && failed.stderr.contains("the connection stalled"),
         "the stalled COPY ended the run by its stall bound:\n{}",

@@ -326,6 +326,26 @@ pub fn sftp_secret_data() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The header of an interactions file, as the contract names its columns.
+pub const INTERACTION_COLUMNS: [&str; 16] = [
+    "interaction_id",
+    "interaction_import_id",
+    "constituent_id",
+    "constituent_import_id",
+    "category",
+    "interaction_type",
+    "occurred_on",
+    "summary",
+    "description",
+    "solicitors",
+    "creator_user_id",
+    "proposal_id",
+    "proposal_import_id",
+    "created_at",
+    "updated_at",
+    "deleted",
+];
+
 /// The secret values of the test bed, none of which may ever appear in output or status.
 pub fn secret_values() -> Vec<String> {
     let mut values = vec![
