@@ -9,6 +9,9 @@ use scheduled_exports::cli::commands::{self, CommandError};
 use scheduled_exports::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
+    // Before anything can fail: the credentials the environment hands this process are never
+    // written out, in any message.
+    scheduled_exports::redact::register_env_secrets();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err)
@@ -53,7 +56,10 @@ fn block_on(
 
 /// Exit status: 2 for bad input, 1 for any other failure, one line on stderr.
 fn fail(err: &CommandError) -> ExitCode {
-    eprintln!("error: {err}");
+    eprintln!(
+        "error: {}",
+        scheduled_exports::redact::scrub(&err.to_string())
+    );
     ExitCode::from(err.exit_code())
 }
 
@@ -75,7 +81,7 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(scheduled_exports::redact::ScrubbingStderr)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),

@@ -80,6 +80,7 @@ pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
 #[cfg(feature = "sample-data")]
 /// `sample-data`: the reference schema and synthetic rows, for demos, tests and benchmarks.
 pub async fn sample_data(args: SampleDataArgs) -> Result<(), CommandError> {
+    crate::redact::register_url_credentials(&args.database_url);
     let summary = crate::sample_data::run_sample_data(
         &args.database_url,
         args.interactions,

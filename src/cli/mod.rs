@@ -149,7 +149,9 @@ pub struct NextArgs {
 
 #[derive(Debug, Args)]
 pub struct SampleDataArgs {
-    /// PostgreSQL URL of the database to fill.
+    /// PostgreSQL URL of the database to fill. Prefer the DATABASE_URL environment variable: a
+    /// URL on the command line (and the password in it) is visible to every user of the machine,
+    /// e.g. in `ps`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// Synthetic interactions to add (0 applies the schema alone).

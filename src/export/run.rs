@@ -112,9 +112,9 @@ impl ExportError {
                 ConditionReason::RecoveryConflict
             }
             ExportError::Source(SourceError::Tls { .. }) => ConditionReason::DatabaseTlsFailed,
-            ExportError::Source(SourceError::InvalidCaCert { .. }) => {
-                ConditionReason::SecretInvalid
-            }
+            ExportError::Source(
+                SourceError::InvalidCaCert { .. } | SourceError::InvalidUrl { .. },
+            ) => ConditionReason::SecretInvalid,
             ExportError::Source(_) => ConditionReason::DatabaseFailed,
             ExportError::Sftp(err) => err.reason(),
             ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
@@ -274,6 +274,8 @@ async fn deliver(
 ) -> Result<DeliveredRun, ExportError> {
     let secrets: Api<Secret> = Api::namespaced(client, &request.namespace);
     let source = secrets::database_source(&secrets, object).await?;
+    // A URL that cannot be used fails before anything else is touched.
+    postgres::parse_url(&source.url)?;
     let sftp_spec = &object.spec.destination.sftp;
     let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
     let target = SftpTarget::of(sftp_spec);

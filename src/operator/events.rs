@@ -18,7 +18,8 @@ pub async fn publish(
     let event = Event {
         type_,
         reason: reason.to_string(),
-        note: Some(note.to_string()),
+        // Notes quote driver errors; whatever they carry, no credential is published.
+        note: Some(crate::redact::scrub(note)),
         action: "Reconcile".to_string(),
         secondary: None,
     };

@@ -161,11 +161,10 @@ impl Fixture {
 /// Applies the reference schema to the database at `url` and fills it with `interactions` sample
 /// interactions (and 3 proposals), the same for the same `seed`.
 pub fn load_sample_data(url: &str, interactions: u64, seed: u64) {
+    // The URL from the environment, as the documentation says to pass it (not visible in `ps`).
     let output = run_binary(
         &[
             "sample-data",
-            "--database-url",
-            url,
             "--interactions",
             &interactions.to_string(),
             "--proposals",
@@ -173,7 +172,7 @@ pub fn load_sample_data(url: &str, interactions: u64, seed: u64) {
             "--seed",
             &seed.to_string(),
         ],
-        &[],
+        &[("DATABASE_URL", url.to_string())],
     );
     assert!(
         output.status.success(),

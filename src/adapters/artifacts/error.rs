@@ -40,7 +40,10 @@ pub enum ArtifactError {
     },
 
     /// The S3 endpoint did not answer (connection refused, DNS failure, timeout).
-    #[error("artifact store {store}: cannot reach endpoint {endpoint} ({cause}): {source}")]
+    #[error(
+        "artifact store {store}: cannot reach endpoint {endpoint} ({cause}): {}",
+        crate::redact::scrub(&.source.to_string())
+    )]
     Unreachable {
         store: String,
         endpoint: String,
@@ -54,7 +57,8 @@ pub enum ArtifactError {
     /// The credentials were rejected or lack permission.
     #[error(
         "artifact store {store}: access denied during {operation}; check AWS_ACCESS_KEY_ID / \
-         AWS_SECRET_ACCESS_KEY and the bucket policy: {source}"
+         AWS_SECRET_ACCESS_KEY and the bucket policy: {}",
+        crate::redact::scrub(&.source.to_string())
     )]
     AccessDenied {
         store: String,
@@ -97,7 +101,10 @@ pub enum ArtifactError {
     },
 
     /// Any other failure reported by the store.
-    #[error("artifact store {store}: {operation} {key} failed: {source}")]
+    #[error(
+        "artifact store {store}: {operation} {key} failed: {}",
+        crate::redact::scrub(&.source.to_string())
+    )]
     Store {
         store: String,
         operation: &'static str,
@@ -192,7 +199,7 @@ impl ArtifactStore {
                     Backend::S3 { endpoint, .. } => endpoint.clone(),
                     Backend::Local { root } => root.display().to_string(),
                 },
-                cause: root_cause(&err),
+                cause: crate::redact::scrub(&root_cause(&err)),
                 source: Box::new(err),
             },
             (_, source) => ArtifactError::Store {

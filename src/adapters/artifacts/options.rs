@@ -61,6 +61,12 @@ impl S3Options {
     /// touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        // Whatever the S3 client's errors quote, the secret key never reaches a message.
+        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            if let Some(value) = var(name) {
+                crate::redact::register_secret(&value);
+            }
+        }
         Self {
             endpoint: var("AWS_ENDPOINT_URL_S3")
                 .or_else(|| var("AWS_ENDPOINT_URL"))

@@ -71,14 +71,24 @@ impl ArtifactStore {
             url: redact_url(url),
             reason,
         };
-        let parsed =
-            url::Url::parse(url.trim()).map_err(|err| unsupported(format!("not a URL ({err})")))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(unsupported(
+        let credentials = || {
+            unsupported(
                 "credentials do not belong in the URL; pass them through AWS_ACCESS_KEY_ID and \
                  AWS_SECRET_ACCESS_KEY"
                     .to_string(),
-            ));
+            )
+        };
+        // Checked before parsing: a password holding `/` parses as a port and a path, and the
+        // parser's own message would quote it.
+        if crate::redact::check_url_userinfo(url).is_err() {
+            crate::redact::register_url_credentials(url);
+            return Err(credentials());
+        }
+        let parsed =
+            url::Url::parse(url.trim()).map_err(|err| unsupported(format!("not a URL ({err})")))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            crate::redact::register_url_credentials(url);
+            return Err(credentials());
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(unsupported(

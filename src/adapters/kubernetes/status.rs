@@ -149,7 +149,10 @@ async fn patch_once(
 ) -> Result<bool, kube::Error> {
     let current = object.status.clone().unwrap_or_default();
     let desired = update(&current);
-    let Some(changes) = merge_patch(&to_json(&current), &to_json(&desired)) else {
+    // Messages quote driver errors; whatever they carry, no credential is written.
+    let mut desired = to_json(&desired);
+    scrub_messages(&mut desired);
+    let Some(changes) = merge_patch(&to_json(&current), &desired) else {
         return Ok(false);
     };
     let name = object.metadata.name.clone().unwrap_or_default();
@@ -164,6 +167,35 @@ async fn patch_once(
     api.patch_status(&name, &params, &Patch::Merge(&body))
         .await?;
     Ok(true)
+}
+
+/// The free text of a status (`message`, `error` fields, at any depth) through
+/// [`crate::redact::scrub`]. Machine fields (watermark, names, digests) are left exactly as they
+/// are: a scrubbed watermark would be a corrupt one.
+fn scrub_messages(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(scrub_messages),
+        Value::Object(fields) => {
+            for (key, field) in fields.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                if key.contains("message") || key.contains("error") {
+                    scrub_all(field);
+                } else {
+                    scrub_messages(field);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn scrub_all(value: &mut Value) {
+    match value {
+        Value::String(text) => *text = crate::redact::scrub(text),
+        Value::Array(items) => items.iter_mut().for_each(scrub_all),
+        Value::Object(fields) => fields.values_mut().for_each(scrub_all),
+        _ => {}
+    }
 }
 
 fn to_json(status: &ScheduledExportStatus) -> Value {

@@ -48,13 +48,24 @@ pub fn parse_url(url: &str) -> Result<Config, SourceError> {
 
 /// The config and the TLS mode of `url`. `sslmode` is taken out before the driver parses the
 /// rest, since the driver knows only disable, prefer and require.
+///
+/// A URL whose user name or password holds an unencoded `@`, `:`, `/` (...) is refused before
+/// the driver sees it: the driver would take part of the password for the host or the database,
+/// and every later message would quote it.
 fn parse_source(url: &str) -> Result<(Config, SslMode), SourceError> {
+    crate::redact::register_url_credentials(url);
+    crate::redact::check_url_userinfo(url).map_err(|err| SourceError::InvalidUrl {
+        reason: err.to_string(),
+    })?;
     let (rest, mode) = take_sslmode(url)?;
     let mut config = rest
         .parse::<Config>()
         .map_err(|err| SourceError::InvalidUrl {
-            reason: err.to_string(),
+            reason: crate::redact::scrub(&err.to_string()),
         })?;
+    if let Some(password) = config.get_password() {
+        crate::redact::register_secret(&String::from_utf8_lossy(password));
+    }
     config.ssl_mode(mode.driver_mode());
     Ok((config, mode))
 }
@@ -149,7 +160,8 @@ pub async fn connect_with_ca(
     };
     let handle = tokio::spawn(async move {
         if let Err(err) = connection.await {
-            tracing::warn!(error = %err, "PostgreSQL connection closed with an error");
+            let error = crate::redact::scrub(&err.to_string());
+            tracing::warn!(%error, "PostgreSQL connection closed with an error");
         }
     });
     Ok((client, handle))
@@ -164,7 +176,36 @@ struct ConnectAttempt {
     host: String,
 }
 
+/// [`classify_connect`] with every credential removed from the driver's text it quotes.
 fn classify_connect_error(err: tokio_postgres::Error, attempt: ConnectAttempt) -> SourceError {
+    use crate::redact::scrub;
+    match classify_connect(err, attempt) {
+        SourceError::Unreachable { target, cause } => SourceError::Unreachable {
+            target,
+            cause: scrub(&cause),
+        },
+        SourceError::AuthenticationFailed {
+            target,
+            user,
+            cause,
+        } => SourceError::AuthenticationFailed {
+            target,
+            user,
+            cause: scrub(&cause),
+        },
+        SourceError::Tls { target, reason } => SourceError::Tls {
+            target,
+            reason: scrub(&reason),
+        },
+        SourceError::Connect { target, cause } => SourceError::Connect {
+            target,
+            cause: scrub(&cause),
+        },
+        other => other,
+    }
+}
+
+fn classify_connect(err: tokio_postgres::Error, attempt: ConnectAttempt) -> SourceError {
     let ConnectAttempt {
         target,
         user,

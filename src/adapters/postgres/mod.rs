@@ -37,7 +37,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The URL could not be parsed (the message names the offending option, not its value).
-    #[error("invalid database URL: {reason}")]
+    #[error(
+        "invalid database URL (key url of the Secret spec.source.secretRef names; DATABASE_URL \
+         for sample-data): {reason}"
+    )]
     InvalidUrl { reason: String },
     /// Nothing answered at the address.
     #[error("cannot reach PostgreSQL at {target}: {cause}")]
@@ -88,8 +91,8 @@ pub enum SourceError {
          max_standby_streaming_delay on the standby, or export from the primary"
     )]
     RecoveryConflict { table: &'static str, cause: String },
-    /// A statement failed.
-    #[error("{context}: {source}")]
+    /// A statement failed. The driver's text may quote the server, so it is scrubbed.
+    #[error("{context}: {}", crate::redact::scrub(&.source.to_string()))]
     Query {
         context: String,
         #[source]
