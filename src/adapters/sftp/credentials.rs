@@ -67,6 +67,28 @@ impl fmt::Debug for SftpCredentials {
 }
 
 impl SftpCredentials {
+    /// Tells the redactor every secret value here (password, passphrase, each line of the key
+    /// body), so that no message of this process can carry one, whatever a server echoes.
+    pub fn register_secrets(&self) {
+        match &self.auth {
+            SftpAuth::Password(password) => crate::redact::register_secret(password),
+            SftpAuth::PrivateKey {
+                key_pem,
+                passphrase,
+            } => {
+                if let Some(passphrase) = passphrase {
+                    crate::redact::register_secret(passphrase);
+                }
+                for line in key_pem.lines().map(str::trim) {
+                    // A short last line of base64 ("Zg==") would garble unrelated text.
+                    if line.len() >= 16 && !line.starts_with("-----") && !line.contains(':') {
+                        crate::redact::register_secret(line);
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads the Secret's data map: `privateKey` (+ optional `passphrase`) or `password`, and the required
     /// `knownHosts`. When both a key and a password are present the key wins (it is the stronger method, and a
     /// leftover password should not silently take over). Errors name the missing key and the Secret, never a value.

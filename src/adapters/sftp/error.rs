@@ -71,6 +71,16 @@ pub enum SftpError {
     )]
     Handshake { address: String, detail: String },
     #[error(
+        "the SSH server {address} insists on algorithms considered unsafe ({unsafe_algorithms}); nothing was \
+         sent. Ask the server's operator to enable current ones: curve25519-sha256, ecdh-sha2 or \
+         diffie-hellman-group14/16/18 with SHA-2 key exchange; ssh-ed25519, ecdsa-sha2 or rsa-sha2-256/512 host keys; \
+         AES-GCM, AES-CTR or chacha20-poly1305 ciphers; hmac-sha2 MACs"
+    )]
+    NoCommonAlgorithm {
+        address: String,
+        unsafe_algorithms: String,
+    },
+    #[error(
         "{step} with {address} timed out after {timeout:?}; the server stopped answering, retry later or check \
          the server"
     )]
@@ -224,6 +234,7 @@ impl SftpError {
                 ConditionReason::ConnectionFailed
             }
             SftpError::Handshake { .. } => ConditionReason::HandshakeFailed,
+            SftpError::NoCommonAlgorithm { .. } => ConditionReason::NoCommonAlgorithm,
             SftpError::HostKeyMismatch { .. } => ConditionReason::HostKeyMismatch,
             SftpError::HostKeyUnknown { .. } => ConditionReason::HostKeyUnknown,
             SftpError::HostKeyRevoked { .. } => ConditionReason::HostKeyRevoked,
@@ -292,6 +303,12 @@ pub(super) mod ssh2_sys_err {
     pub const KEYFILE_AUTH_FAILED: i32 = -48;
 }
 
+/// libssh2's text for a failure, with every credential this process holds removed: libssh2 may
+/// quote what the server sent, and that is not ours to vouch for.
+pub(super) fn driver_message(err: &ssh2::Error) -> String {
+    crate::redact::scrub(err.message())
+}
+
 pub(super) fn sftp_code(err: &ssh2::Error) -> Option<i32> {
     match err.code() {
         ErrorCode::SFTP(code) => Some(code),
@@ -340,7 +357,7 @@ pub(super) fn describe(err: &ssh2::Error) -> String {
         Some(ssh2_sys_fx::WRITE_PROTECT) => "write-protected",
         Some(ssh2_sys_fx::NO_SPACE) => "no space left on the server",
         Some(ssh2_sys_fx::QUOTA_EXCEEDED) => "quota exceeded on the server",
-        _ => return err.message().to_string(),
+        _ => return driver_message(err),
     };
     what.to_string()
 }

@@ -3,10 +3,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use ssh2::{
-    CheckResult, HashType, HostKeyType, KnownHostFileKind, KnownHosts, MethodType, Session,
-};
+use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, KnownHosts, Session};
 
+use super::error::driver_message;
 use super::{SftpError, SftpTarget};
 
 /// knownHosts, one libssh2 `KnownHosts` per line, so that we can tell *which* lines concern the host (and so which
@@ -40,7 +39,7 @@ impl KnownHostsFile {
                 continue;
             };
             let mut known = session.known_hosts().map_err(|err| SftpError::Session {
-                detail: err.message().to_string(),
+                detail: driver_message(&err),
             })?;
             match known.read_str(line, KnownHostFileKind::OpenSSH) {
                 Ok(()) => entries.push((key_type.to_string(), known)),
@@ -91,32 +90,6 @@ impl KnownHostsFile {
             }
         }
         result
-    }
-}
-
-pub(super) fn prefer_host_key_types(session: &Session, key_types: &[String]) {
-    let supported = session
-        .supported_algs(MethodType::HostKey)
-        .unwrap_or_default();
-    let mut wanted: Vec<&str> = Vec::new();
-    for key_type in key_types {
-        let algorithms: &[&str] = match key_type.as_str() {
-            "ssh-rsa" => &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
-            other => &[other][..],
-        };
-        for algorithm in algorithms {
-            if let Some(found) = supported.iter().find(|s| *s == algorithm)
-                && !wanted.contains(found)
-            {
-                wanted.push(found);
-            }
-        }
-    }
-    if !wanted.is_empty() {
-        // Only the known types: offering others would let the server pick a key knownHosts cannot vouch for.
-        if let Err(err) = session.method_pref(MethodType::HostKey, &wanted.join(",")) {
-            tracing::warn!(error = %err.message(), "could not restrict host key algorithms");
-        }
     }
 }
 

@@ -11,10 +11,11 @@
 //!   and of the right size, so a reader never sees a partial file under the final name;
 //! - no error message, `Debug` output or log line contains a private key, passphrase or password.
 //!
-//! One file per concern: `error` (what can fail, and libssh2's codes), `target` (the destination), `credentials`
+//! One file per concern: `algorithms` (what is offered in the handshake), `error` (what can fail, and libssh2's codes), `target` (the destination), `credentials`
 //! (the Secret), `known_hosts` (host key trust), `session` (connecting and authenticating) and `transfer` (upload,
 //! locate, list, remove).
 
+mod algorithms;
 mod credentials;
 mod error;
 mod known_hosts;
@@ -22,6 +23,7 @@ mod session;
 mod target;
 mod transfer;
 
+pub use algorithms::{CIPHERS, HOST_KEYS, KEY_EXCHANGE, MACS};
 pub use credentials::{
     SECRET_KEY_KNOWN_HOSTS, SECRET_KEY_PASSPHRASE, SECRET_KEY_PASSWORD, SECRET_KEY_PRIVATE_KEY,
     SftpAuth, SftpCredentials,

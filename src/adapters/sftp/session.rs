@@ -8,13 +8,15 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use ssh2::{MethodType, Session, Sftp};
+use ssh2::{Session, Sftp};
 
+use super::algorithms::{diagnose_kex_failure, offer_safe_algorithms};
 use super::credentials::{SftpAuth, SftpCredentials};
 use super::error::{
-    SftpError, describe, is_disconnect, is_not_found, is_timeout, session_code, ssh2_sys_err,
+    SftpError, describe, driver_message, is_disconnect, is_not_found, is_timeout, session_code,
+    ssh2_sys_err,
 };
-use super::known_hosts::{KnownHostsFile, prefer_host_key_types, verify_host_key};
+use super::known_hosts::{KnownHostsFile, verify_host_key};
 use super::target::{SftpTarget, validate_target};
 
 /// An authenticated SFTP session rooted at the target directory.
@@ -54,26 +56,23 @@ impl SftpSession {
         credentials: &SftpCredentials,
         timeout: Duration,
     ) -> Result<Self, SftpError> {
+        credentials.register_secrets();
         validate_target(target)?;
         let address = target.address();
         let timeout = timeout.max(Duration::from_millis(1));
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
 
         let mut session = Session::new().map_err(|err| SftpError::Session {
-            detail: err.message().to_string(),
+            detail: driver_message(&err),
         })?;
         session.set_timeout(timeout_ms);
         // Parse knownHosts before touching the network: a Secret without any usable entry is a configuration error
         // that no connection attempt can fix.
         let known = KnownHostsFile::parse(&session, &credentials.known_hosts)?;
+        // Ask for a host key of a type knownHosts has for this host: a server usually holds several (ed25519, ecdsa,
+        // rsa), and libssh2 would otherwise pick its own favourite and then "mismatch".
         let host_key_types = known.key_types_for(&target.host, target.port);
-        if !host_key_types.is_empty() {
-            // Ask for a host key of a type knownHosts has for this host: a server usually holds several (ed25519,
-            // ecdsa, rsa), and libssh2 would otherwise pick its own favourite and then "mismatch".
-            prefer_host_key_types(&session, &host_key_types);
-        }
-
-        prefer_fast_ciphers(&session);
+        offer_safe_algorithms(&session, &host_key_types)?;
 
         let stream = connect_tcp(target, &address, timeout)?;
         session.set_tcp_stream(stream);
@@ -84,6 +83,11 @@ impl SftpSession {
                     step: "SSH handshake".to_string(),
                     timeout,
                 }
+            } else if session_code(&err) == Some(ssh2_sys_err::KEX_FAILURE)
+                && let Some(weak) =
+                    diagnose_kex_failure(&session, target, &address, &host_key_types, timeout)
+            {
+                weak
             } else if !host_key_types.is_empty()
                 && session_code(&err) == Some(ssh2_sys_err::KEX_FAILURE)
             {
@@ -96,7 +100,7 @@ impl SftpSession {
             } else {
                 SftpError::Handshake {
                     address: address.clone(),
-                    detail: err.message().to_string(),
+                    detail: driver_message(&err),
                 }
             }
         })?;
@@ -114,7 +118,7 @@ impl SftpSession {
             } else {
                 SftpError::SftpSubsystem {
                     address: address.clone(),
-                    detail: err.message().to_string(),
+                    detail: driver_message(&err),
                 }
             }
         })?;
@@ -173,7 +177,7 @@ impl SftpSession {
             SftpError::ConnectionLost {
                 address: self.address.clone(),
                 operation: format!("{operation} {path:?}"),
-                detail: err.message().to_string(),
+                detail: driver_message(&err),
             }
         } else {
             SftpError::Remote {
@@ -208,7 +212,7 @@ impl SftpSession {
     }
 }
 
-fn connect_tcp(
+pub(super) fn connect_tcp(
     target: &SftpTarget,
     address: &str,
     timeout: Duration,
@@ -296,27 +300,6 @@ fn resolve(
     }
 }
 
-/// Puts AES-GCM first. libssh2's default favourite, chacha20-poly1305, is its own portable C code, while AES-GCM runs
-/// in OpenSSL with AES-NI; on an upload this is the difference between CPU-bound and network-bound. Every algorithm
-/// libssh2 supports stays on the list, in its own order after these, so no server that worked before is refused.
-fn prefer_fast_ciphers(session: &Session) {
-    const FAST: [&str; 2] = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"];
-    for method in [MethodType::CryptCs, MethodType::CryptSc] {
-        let Ok(supported) = session.supported_algs(method) else {
-            continue;
-        };
-        let mut ordered: Vec<&str> = FAST
-            .iter()
-            .copied()
-            .filter(|fast| supported.contains(fast))
-            .collect();
-        ordered.extend(supported.iter().copied().filter(|alg| !FAST.contains(alg)));
-        if let Err(err) = session.method_pref(method, &ordered.join(",")) {
-            tracing::debug!(error = %err.message(), "could not set cipher preferences");
-        }
-    }
-}
-
 fn authenticate(
     session: &Session,
     target: &SftpTarget,
@@ -366,7 +349,7 @@ fn authenticate(
         }),
         Err(err) if key_unreadable(&err) => Err(SftpError::PrivateKeyUnreadable {
             // libssh2's messages here describe the format problem, never the key or passphrase.
-            detail: err.message().to_string(),
+            detail: driver_message(&err),
         }),
         Err(err) => Err(SftpError::AuthenticationFailed {
             address: address.to_string(),
@@ -377,7 +360,7 @@ fn authenticate(
                 Some(ssh2_sys_err::AUTHENTICATION_FAILED | ssh2_sys_err::PUBLICKEY_UNVERIFIED) => {
                     format!("the server rejected the {method} for this user")
                 }
-                _ => err.message().to_string(),
+                _ => driver_message(&err),
             },
         }),
     }
@@ -410,7 +393,7 @@ fn authenticate_with_key(
     match session.userauth_pubkey_memory(username, None, key_pem, passphrase) {
         Ok(()) => Ok(()),
         Err(err) if key_unreadable(&err) => {
-            tracing::debug!(error = %err.message(), "in-memory private key load failed, retrying from a private file");
+            tracing::debug!(error = %driver_message(&err), "in-memory private key load failed, retrying from a private file");
             let mut file = match tempfile::Builder::new().prefix(".sftp-key-").tempfile() {
                 Ok(file) => file,
                 Err(_) => return Err(err),

@@ -45,6 +45,13 @@ pub(super) fn validate_target(target: &SftpTarget) -> Result<(), SftpError> {
     if target.host.is_empty() || target.host.contains(['\0', '/', ' ']) {
         return Err(invalid("host must be a host name or IP address"));
     }
+    if target.host.contains('@') {
+        // `user:password@host` pasted into the host: the message must not repeat it.
+        return Err(invalid(
+            "host must be a host name or IP address without `@`: the user name goes into \
+             destination.sftp.username and a password into the Secret",
+        ));
+    }
     if target.port == 0 {
         return Err(invalid("port must be between 1 and 65535"));
     }
@@ -80,6 +87,12 @@ mod tests {
             ..target.clone()
         };
         assert!(validate_target(&relative).is_err());
+        let with_credentials = SftpTarget {
+            host: "u:pa55word@sftp.example.edu".to_string(),
+            ..target.clone()
+        };
+        let message = validate_target(&with_credentials).unwrap_err().to_string();
+        assert!(!message.contains("pa55"), "{message}");
         let dotdot = SftpTarget {
             directory: "/exports/../etc".to_string(),
             ..target

@@ -10,8 +10,8 @@ use rand::{RngCore, SeedableRng};
 use ssh2::{FileStat, OpenFlags, OpenType, RenameFlags};
 
 use super::error::{
-    SftpError, is_disconnect, is_not_found, is_timeout, session_code, sftp_code, ssh2_sys_err,
-    ssh2_sys_fx,
+    SftpError, driver_message, is_disconnect, is_not_found, is_timeout, session_code, sftp_code,
+    ssh2_sys_err, ssh2_sys_fx,
 };
 use super::session::SftpSession;
 use crate::digest::{ContentDigest, HashingWriter};
@@ -133,7 +133,7 @@ impl SftpSession {
             if let Err(cleanup) = self.sftp.unlink(Path::new(&temp_path))
                 && !is_not_found(&cleanup)
             {
-                tracing::warn!(path = %temp_path, address = %self.address, error = %cleanup.message(),
+                tracing::warn!(path = %temp_path, address = %self.address, error = %driver_message(&cleanup),
                     "could not remove the temporary upload file");
             }
             return Err(err);
@@ -327,7 +327,7 @@ impl SftpSession {
                     SftpError::DirectoryNotWritable {
                         address: self.address.clone(),
                         directory: self.directory.clone(),
-                        detail: err.message().to_string(),
+                        detail: driver_message(&err),
                     }
                 } else {
                     self.remote_error("create", temp_path, err)
@@ -374,7 +374,7 @@ impl SftpSession {
             if is_timeout(&err) || is_disconnect(&err) {
                 return Err(self.remote_error("fsync", temp_path, err));
             }
-            tracing::debug!(error = %err.message(), "server did not fsync the upload (extension unsupported?)");
+            tracing::debug!(error = %driver_message(&err), "server did not fsync the upload (extension unsupported?)");
         }
         let written = remote
             .stat()
@@ -417,7 +417,7 @@ impl SftpSession {
                     address: self.address.clone(),
                     from: temp_path.to_string(),
                     to: final_path.to_string(),
-                    detail: err.message().to_string(),
+                    detail: driver_message(&err),
                 })
             }
         }
@@ -460,7 +460,7 @@ impl SftpSession {
                     return Err(self.remote_error("list", &dir, err));
                 }
                 Err(err) => {
-                    tracing::warn!(directory = %dir, address = %self.address, error = %err.message(),
+                    tracing::warn!(directory = %dir, address = %self.address, error = %driver_message(&err),
                         "skipping unreadable sub-directory");
                     skipped.get_or_insert_with(|| format!("{relative_dir}/ cannot be listed"));
                     continue;
@@ -475,7 +475,7 @@ impl SftpSession {
                         return Err(self.remote_error("list", &dir, err));
                     }
                     Err(err) => {
-                        tracing::warn!(directory = %dir, address = %self.address, error = %err.message(),
+                        tracing::warn!(directory = %dir, address = %self.address, error = %driver_message(&err),
                             "stopped listing an unreadable sub-directory");
                         skipped.get_or_insert_with(|| format!("{relative_dir}/ cannot be listed"));
                         break;
