@@ -36,6 +36,15 @@ fn special_password(tag: u8) -> String {
         .to_string()
 }
 
+/// A password whose only URL-special character is `@`: unencoded, a URL parser takes the text
+/// after its first `@` for the host.
+fn at_password() -> String {
+    special_password(1)
+        .chars()
+        .map(|c| if c.is_ascii_alphabetic() { c } else { '@' })
+        .collect()
+}
+
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|byte| {
@@ -105,6 +114,7 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
     let database = database_name(&fixture.database_url);
     let role = format!("sx_redact_{}", random_suffix());
     let role_password = special_password(0);
+    let at_role_password = at_password();
     let wrong_db_password = special_password(3);
     let sftp_password = special_password(5);
     let passphrase = special_password(7);
@@ -113,6 +123,12 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
     admin_execute(&format!(
         "CREATE ROLE {role} LOGIN PASSWORD '{}'; GRANT CONNECT ON DATABASE {database} TO {role}",
         role_password.replace('\'', "''")
+    ))
+    .await;
+    let at_role = format!("{role}_at");
+    admin_execute(&format!(
+        "CREATE ROLE {at_role} LOGIN PASSWORD '{at_role_password}'; \
+         GRANT CONNECT ON DATABASE {database} TO {at_role}"
     ))
     .await;
     connect_database(&fixture.database_url)
@@ -128,6 +144,8 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
         format!("postgres://{role}:{password}@{host}:{port}/{database}")
     };
     let unencoded_url = url(&role_password, &port);
+    let unencoded_at_url =
+        format!("postgres://{at_role}:{at_role_password}@{host}:{port}/{database}");
     let encoded_url = url(&percent_encode(&role_password), &port);
     let wrong_password_url = url(&percent_encode(&wrong_db_password), &port);
     let unreachable_url = url(&percent_encode(&role_password), &closed_port().to_string());
@@ -169,6 +187,12 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
             &unencoded_url,
             Some("SecretInvalid"),
             &["percent-encode", "spec.source.secretRef"],
+        ),
+        case(
+            "unencoded-at-url",
+            &unencoded_at_url,
+            Some("SecretInvalid"),
+            &["percent-encode"],
         ),
         case(
             "wrong-db-password",
@@ -298,7 +322,7 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
     }
     assert_eq!(
         files_in(&fixture.local_dir),
-        ["interactions-20261108T120000Z.csv"],
+        ["interactions-20261109T120000Z.csv"],
         "the run with every credential right delivered"
     );
 
@@ -345,6 +369,7 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
 
     let special = [
         ("role password", &role_password),
+        ("@ role password", &at_role_password),
         ("wrong database password", &wrong_db_password),
         ("SFTP password", &sftp_password),
         ("passphrase", &passphrase),
@@ -370,6 +395,7 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
     fixture.cleanup().await;
     admin_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
     admin_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+    admin_execute(&format!("DROP ROLE IF EXISTS {at_role}")).await;
     assert!(
         failures.is_empty(),
         "{}\n\n{everything}",
