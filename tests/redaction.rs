@@ -402,3 +402,234 @@ async fn no_output_carries_a_credential_or_a_fragment_of_one() {
         failures.join("\n")
     );
 }
+
+/// Creates a login role with `password` that may read the fixture's tables; returns its name.
+async fn reader_role(fixture: &Fixture, password: &str) -> String {
+    let database = database_name(&fixture.database_url);
+    let role = format!("sx_redact_{}", random_suffix());
+    admin_execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{}'; GRANT CONNECT ON DATABASE {database} TO {role}",
+        password.replace('\'', "''")
+    ))
+    .await;
+    connect_database(&fixture.database_url)
+        .await
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA public TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"
+        ))
+        .await
+        .expect("grant the role read access");
+    role
+}
+
+/// The export in real Job Pods of this worktree's image, started by the operator binary running
+/// beside them: a run whose URL holds an unencoded password fails, then a run with it encoded
+/// delivers. The operator's stdout and stderr, every Pod's log and termination message, the
+/// namespace's Events and the object's status hold no fragment of the password.
+#[tokio::test]
+async fn export_pods_and_the_operator_show_no_fragment_of_a_password() {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{LogParams, Patch, PatchParams};
+
+    let fixture = Fixture::new("sx-redact-pod", 3).await;
+    let database = database_name(&fixture.database_url);
+    let password = at_password();
+    let role = reader_role(&fixture, &password).await;
+    let (host, port) = (env_var("PGHOST"), env_var("PGPORT"));
+    let url = |password: &str| format!("postgres://{role}:{password}@{host}:{port}/{database}");
+    set_secret(&fixture, "crm-database", &[("url", url(&password))]).await;
+
+    let operator_log = tempfile::NamedTempFile::new().expect("log file");
+    let operator = std::process::Command::new(env!("CARGO_BIN_EXE_scheduled-exports"))
+        .args([
+            "controller",
+            "--namespace",
+            &fixture.namespace,
+            "--image",
+            &env_var("SCHEDULED_EXPORTS_IMAGE"),
+            "--job-image-pull-policy",
+            "Never",
+            "--artifact-store",
+            &fixture.artifact_store,
+            "--artifact-store-secret",
+            ARTIFACT_STORE_SECRET,
+            "--leader-election",
+            "false",
+            "--listen-address",
+            "127.0.0.1:0",
+        ])
+        .env_clear()
+        .envs(binary_env())
+        .stdout(operator_log.reopen().expect("log"))
+        .stderr(operator_log.reopen().expect("log"))
+        .spawn()
+        .expect("start the operator");
+    let mut operator = Stopped(operator);
+    let mut failures = Vec::new();
+
+    let run_now = |token: &'static str| {
+        let api = fixture.api();
+        async move {
+            let patch = json_patch(token);
+            api.patch("daily", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("annotate");
+        }
+    };
+    let pods: Api<Pod> = Api::namespaced(fixture.client.clone(), &fixture.namespace);
+    let mut collected = Vec::new();
+
+    run_now("unencoded").await;
+    let failed_pod = eventually(
+        std::time::Duration::from_secs(120),
+        "an export Pod that failed",
+        || {
+            let pods = pods.clone();
+            async move {
+                pods.list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .find(|pod| {
+                        pod.status
+                            .as_ref()
+                            .and_then(|s| s.container_statuses.as_ref())
+                            .is_some_and(|statuses| {
+                                statuses.iter().any(|c| {
+                                    c.state
+                                        .as_ref()
+                                        .and_then(|s| s.terminated.as_ref())
+                                        .is_some_and(|t| t.exit_code != 0)
+                                })
+                            })
+                    })
+            }
+        },
+    )
+    .await;
+    let object = fixture.object("daily").await;
+    let exported = object
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Exported"))
+        .map(|c| c.reason.clone());
+    if exported.as_deref() != Some("SecretInvalid") {
+        failures.push(format!(
+            "Exported reason {exported:?}, expected SecretInvalid"
+        ));
+    }
+    let termination = serde_json::to_string(&failed_pod.status).expect("json");
+    if !termination.contains("percent-encode") {
+        failures.push("the termination message does not say to percent-encode".to_string());
+    }
+    let job_name = failed_pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get("batch.kubernetes.io/job-name").cloned())
+        .expect("the Pod's Job");
+    collected.push(format!("--- failed Pod {termination}"));
+    collected.push(job_pod_logs(&fixture.client, &fixture.namespace, &job_name).await);
+    // The failed run's Job goes, so the next run need not wait for its retries.
+    let jobs: Api<Job> = Api::namespaced(fixture.client.clone(), &fixture.namespace);
+    jobs.delete(&job_name, &DeleteParams::background())
+        .await
+        .expect("delete the failed Job");
+
+    set_secret(
+        &fixture,
+        "crm-database",
+        &[("url", url(&percent_encode(&password)))],
+    )
+    .await;
+    run_now("encoded").await;
+    // The run of this token, once it ended: whether it delivered.
+    let delivered = eventually(
+        std::time::Duration::from_secs(120),
+        "the encoded run to end",
+        || async {
+            let run = fixture.object("daily").await.status?.last_run?;
+            let phase = run.phase?;
+            (run.job_name.as_deref() != Some(job_name.as_str()) && phase.as_str() != "Running")
+                .then(|| phase.as_str() == "Succeeded")
+        },
+    )
+    .await;
+    if !delivered {
+        failures.push("the run with the password encoded did not deliver".to_string());
+    }
+    for pod in pods.list(&ListParams::default()).await.expect("pods").items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let log = pods
+            .logs(&name, &LogParams::default())
+            .await
+            .unwrap_or_default();
+        collected.push(format!(
+            "--- Pod {name} {}\n{log}",
+            serde_json::to_string(&pod.status).expect("json")
+        ));
+    }
+    let events: Api<Event> = Api::namespaced(fixture.client.clone(), &fixture.namespace);
+    for event in events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+    {
+        collected.push(format!(
+            "--- Event {}",
+            serde_json::to_string(&event).expect("json")
+        ));
+    }
+    collected.push(format!(
+        "--- status {}",
+        serde_json::to_string(&fixture.object("daily").await.status).expect("json")
+    ));
+    let _ = operator.0.kill();
+    let _ = operator.0.wait();
+    collected.push(format!(
+        "--- operator\n{}",
+        std::fs::read_to_string(operator_log.path()).expect("operator log")
+    ));
+    let everything = collected.join("\n");
+
+    let found = fragments_in(&password, &everything);
+    if !found.is_empty() {
+        failures.push(format!("fragments of the password appear: {found:?}"));
+    }
+    for secret in secret_values() {
+        if everything.contains(&secret) {
+            failures.push("a credential of the test bed appears".to_string());
+        }
+    }
+    if !everything.contains("--- Event") {
+        failures.push("the operator published no Event to search".to_string());
+    }
+    fixture.cleanup().await;
+    admin_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
+    admin_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+    assert!(
+        failures.is_empty(),
+        "{}\n\n{everything}",
+        failures.join("\n")
+    );
+}
+
+/// A child process of this test, killed when the test ends however it ends.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json_patch(token: &str) -> serde_json::Value {
+    serde_json::json!({"metadata": {"annotations": {
+        scheduled_exports::resource::RUN_NOW_ANNOTATION: token
+    }}})
+}
