@@ -448,7 +448,9 @@ async fn export_pods_and_the_operator_show_no_fragment_of_a_password() {
             "--namespace",
             &fixture.namespace,
             "--image",
-            &env_var("SCHEDULED_EXPORTS_IMAGE"),
+            // An image of this tree when the environment names one, else the test bed's.
+            &std::env::var("SCHEDULED_EXPORTS_IMAGE")
+                .unwrap_or_else(|_| env_var("SCHEDULED_EXPORTS_IMAGE")),
             "--job-image-pull-policy",
             "Never",
             "--artifact-store",
@@ -553,13 +555,21 @@ async fn export_pods_and_the_operator_show_no_fragment_of_a_password() {
         || async {
             let run = fixture.object("daily").await.status?.last_run?;
             let phase = run.phase?;
-            (run.job_name.as_deref() != Some(job_name.as_str()) && phase.as_str() != "Running")
-                .then(|| phase.as_str() == "Succeeded")
+            (run.job_name.as_deref() != Some(job_name.as_str())
+                && matches!(phase.as_str(), "Succeeded" | "Failed"))
+            .then(|| phase.as_str() == "Succeeded")
         },
     )
     .await;
     if !delivered {
-        failures.push("the run with the password encoded did not deliver".to_string());
+        failures.push(format!(
+            "the run with the password encoded did not deliver: {:?}",
+            fixture
+                .object("daily")
+                .await
+                .status
+                .and_then(|s| s.last_run)
+        ));
     }
     for pod in pods.list(&ListParams::default()).await.expect("pods").items {
         let name = pod.metadata.name.clone().unwrap_or_default();
