@@ -62,6 +62,7 @@ pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
         object_uid: args.uid.filter(|uid| !uid.is_empty()),
         timeout: args.timeout,
         spool_dir: args.spool_dir,
+        secrets_dir: args.secrets_dir,
     };
     match crate::export::run_export(client, &request).await {
         Ok(ExportOutcome::Delivered(run)) => {
@@ -123,7 +124,6 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
         job: JobSettings {
             image: args.image,
             image_pull_policy: args.job_image_pull_policy,
-            service_account: args.job_service_account,
             artifact_store_url: args.artifact_store,
             artifact_store_secret: args.artifact_store_secret,
             artifact_store_claim: args.artifact_store_claim,

@@ -64,13 +64,6 @@ pub struct ControllerArgs {
     /// of 100m CPU, 64Mi memory and 1Gi ephemeral storage, limits of 256Mi memory and 11Gi.
     #[arg(long, env = "EXPORT_RESOURCES", value_parser = parse_resources)]
     pub job_resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
-    /// ServiceAccount of the export Jobs: reads its object and Secrets, writes its status.
-    #[arg(
-        long,
-        env = "EXPORT_SERVICE_ACCOUNT",
-        default_value = "scheduled-exports-export"
-    )]
-    pub job_service_account: String,
     /// Where delivered files are kept for recopies: file:///path or s3://bucket/prefix.
     #[arg(long, env = "ARTIFACT_STORE_URL")]
     pub artifact_store: String,
@@ -122,6 +115,10 @@ pub struct ExportArgs {
     /// Directory for the file while it is written (an emptyDir in a Job).
     #[arg(long, env = "SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
     pub spool_dir: std::path::PathBuf,
+    /// Read the object's Secrets from files instead of the API server: the source Secret's keys
+    /// under DIR/source, the SFTP Secret's under DIR/sftp (the operator's Jobs mount them there).
+    #[arg(long, env = "SECRETS_DIR", value_name = "DIR")]
+    pub secrets_dir: Option<std::path::PathBuf>,
     /// Name of the Job running this export (set by the operator).
     #[arg(long, env = "JOB_NAME", hide = true)]
     pub job_name: Option<String>,

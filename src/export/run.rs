@@ -13,13 +13,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
 use tracing::{info, warn};
 
 use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
-use crate::adapters::kubernetes::secrets::{self, SecretError};
+use crate::adapters::kubernetes::secrets::{self, SecretError, SecretReader};
 use crate::adapters::kubernetes::status::{
     StatusError, StatusWriter, check_incarnation, update_status, update_status_of,
 };
@@ -51,6 +50,9 @@ pub struct ExportRequest {
     pub timeout: Duration,
     /// Where the file is spooled before delivery.
     pub spool_dir: PathBuf,
+    /// Where the Pod's volumes hold the object's Secrets (see [`SecretReader::Mounted`]); `None`
+    /// reads them from the API server.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -272,7 +274,13 @@ async fn deliver(
     file_name: &str,
     started: DateTime<Utc>,
 ) -> Result<DeliveredRun, ExportError> {
-    let secrets: Api<Secret> = Api::namespaced(client, &request.namespace);
+    let secrets = match &request.secrets_dir {
+        Some(root) => SecretReader::Mounted {
+            root: root.clone(),
+            namespace: request.namespace.clone(),
+        },
+        None => SecretReader::Api(Api::namespaced(client, &request.namespace)),
+    };
     let source = secrets::database_source(&secrets, object).await?;
     let sftp_spec = &object.spec.destination.sftp;
     let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;

@@ -30,6 +30,8 @@ use crate::status;
 /// Annotations the controller puts on a Job once its `Started` and outcome Events are published.
 const STARTED_ANNOTATION: &str = "exports.crm.dev/reported-started";
 const REPORTED_ANNOTATION: &str = "exports.crm.dev/reported";
+/// Field manager of what the controller applies.
+const FIELD_MANAGER: &str = "scheduled-exports-controller";
 /// Finished Jobs kept per object, like a CronJob's history limits.
 const KEEP_SUCCEEDED_JOBS: usize = 3;
 const KEEP_FAILED_JOBS: usize = 1;
@@ -356,6 +358,9 @@ async fn start_run(
 ) -> Result<Option<Job>, ReconcileError> {
     let job = job::build_job(object, run.slot, &run.kind, &ctx.config.job)?;
     let job_name = job.name_any();
+    // Before the Job: its Pod runs as this identity, and a Pod whose ServiceAccount does not
+    // exist yet is refused.
+    apply_export_identity(ctx, object).await?;
     match jobs_api.create(&PostParams::default(), &job).await {
         Ok(created) => {
             info!(job = %job_name, slot = %run.slot, "export Job created");
@@ -408,6 +413,31 @@ async fn start_run(
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Creates or updates the object's export identity (ServiceAccount, Role, RoleBinding) by
+/// server-side apply, so a hand edit of its Role is put back at the next run. The operator holds
+/// every right the Role grants, which is what lets it create that Role at all.
+pub async fn apply_export_identity(
+    ctx: &Context,
+    object: &ScheduledExport,
+) -> Result<(), ReconcileError> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let identity = job::export_identity(object)?;
+    let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = job::export_identity_name(&object.name_any());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Apply(&identity.service_account))
+        .await?;
+    Api::<Role>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Apply(&identity.role))
+        .await?;
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Apply(&identity.role_binding))
+        .await?;
+    Ok(())
 }
 
 /// One `Started` Event when a Job's export is running and one `Succeeded` or `Failed` Event when

@@ -14,8 +14,8 @@ use tracing::{Instrument, info, warn};
 
 use super::decide::{self, CheckOutcome, Failure, ListedFile, PruneOutcome};
 use super::{CheckerState, Destination, Item, ItemResult};
-use crate::adapters::artifacts::{ArtifactKey, ArtifactStore};
-use crate::adapters::kubernetes::secrets::{self, SecretError};
+use crate::adapters::artifacts::{ArtifactKey, ArtifactStore, S3Options};
+use crate::adapters::kubernetes::secrets::{self, SecretError, SecretReader};
 use crate::adapters::kubernetes::status::{StatusWriter, update_status_of};
 use crate::adapters::sftp::{
     Expected, Listing, RemoteFile, SftpCredentials, SftpError, SftpSession, SftpTarget,
@@ -67,6 +67,9 @@ pub(super) async fn run_round(
     let results = match credentials(ctx, &destination).await {
         Ok(credentials) => {
             let settings = ctx.config.delivery.clone();
+            let store = store_options(ctx, &destination.namespace)
+                .await
+                .map_err(|err| Failure::from(&err));
             let store_url = ctx.config.job.artifact_store_url.clone();
             let work = items.clone();
             let target = destination.target.clone();
@@ -80,6 +83,7 @@ pub(super) async fn run_round(
                     handle: &handle,
                     settings: &settings,
                     store_url: &store_url,
+                    s3: &store,
                     stopped: &stop,
                 };
                 blocking_round(&env, &target, &credentials, &work, now)
@@ -139,8 +143,22 @@ async fn credentials(
     ctx: &Context,
     destination: &Destination,
 ) -> Result<SftpCredentials, SecretError> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &destination.namespace);
+    let secrets = SecretReader::Api(Api::namespaced(ctx.client.clone(), &destination.namespace));
     secrets::sftp_credentials(&secrets, &destination.secret).await
+}
+
+/// The S3 settings the objects of `namespace` use: with an `s3://` store and a credentials Secret
+/// configured, that namespace's own Secret, as its export Jobs get it (no tenant's recopy runs
+/// with another's or the operator's keys); otherwise the operator's environment.
+async fn store_options(ctx: &Context, namespace: &str) -> Result<S3Options, SecretError> {
+    let defaults = &ctx.config.delivery.s3;
+    match &ctx.config.job.artifact_store_secret {
+        Some(secret) if ctx.config.job.artifact_store_url.starts_with("s3://") => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            secrets::artifact_store_options(&SecretReader::Api(secrets), secret, defaults).await
+        }
+        _ => Ok(defaults.clone()),
+    }
 }
 
 /// What every step of a blocking round needs besides the session.
@@ -148,6 +166,8 @@ struct RoundEnv<'a> {
     handle: &'a tokio::runtime::Handle,
     settings: &'a DeliverySettings,
     store_url: &'a str,
+    /// S3 settings of the artifact store for this destination's namespace, or why there are none.
+    s3: &'a Result<S3Options, Failure>,
     /// Set once the round ran past its deadline: from then on nothing more is changed.
     stopped: &'a AtomicBool,
 }
@@ -247,7 +267,11 @@ fn recopy(
             "the delivered file's size and sha256 are not recorded",
         ));
     };
-    let store = match ArtifactStore::from_url_with(env.store_url, &env.settings.s3) {
+    let s3 = match env.s3 {
+        Ok(s3) => s3,
+        Err(failure) => return CheckOutcome::RecopyFailed(failure.clone()),
+    };
+    let store = match ArtifactStore::from_url_with(env.store_url, s3) {
         Ok(store) => store,
         Err(err) => return CheckOutcome::RecopyFailed(artifact_failure(&err)),
     };
@@ -533,11 +557,14 @@ async fn prune_artifacts(ctx: &Context, object: &ScheduledExport) {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
     let pruned = async {
-        let store = ArtifactStore::from_url_with(
-            &ctx.config.job.artifact_store_url,
-            &ctx.config.delivery.s3,
-        )?;
-        prune_older_artifacts(&store, &namespace, &name, object.spec.file_type, &kept).await
+        let s3 = store_options(ctx, &namespace)
+            .await
+            .map_err(|err| err.to_string())?;
+        let store = ArtifactStore::from_url_with(&ctx.config.job.artifact_store_url, &s3)
+            .map_err(|err| err.to_string())?;
+        prune_older_artifacts(&store, &namespace, &name, object.spec.file_type, &kept)
+            .await
+            .map_err(|err| err.to_string())
     };
     if let Err(err) = pruned.await {
         warn!(namespace, name, error = %err, "could not remove artifacts no longer needed");

@@ -6,11 +6,13 @@
 //! deterministic name) or safe (Pod security, failure policy) is unit-tested without a cluster.
 
 mod build;
+mod identity;
 mod state;
 #[cfg(test)]
 mod tests;
 
 pub use build::*;
+pub use identity::*;
 pub use state::*;
 
 use std::collections::BTreeMap;
@@ -45,6 +47,9 @@ pub const CONTAINER_NAME: &str = "export";
 /// Where the spool `emptyDir` is mounted; `SPOOL_DIR` and `TMPDIR` point here because the root
 /// filesystem is read-only.
 pub const SPOOL_MOUNT_PATH: &str = "/spool";
+/// Where the export container finds the Secrets its object names (`SECRETS_DIR`): each Secret's
+/// keys as files under `{SECRETS_MOUNT_PATH}/{secret name}/`.
+pub const SECRETS_MOUNT_PATH: &str = "/secrets";
 /// Environment variable of the export container holding the owning object's UID.
 pub const ENV_OBJECT_UID: &str = "EXPORT_OBJECT_UID";
 /// Exit status of `scheduled-exports` for bad input: a retry cannot help.
@@ -74,9 +79,6 @@ pub struct JobSettings {
     pub image: String,
     /// `imagePullPolicy`; `None` leaves the Kubernetes default (IfNotPresent for a tagged image).
     pub image_pull_policy: Option<String>,
-    /// The Job ServiceAccount: may read its ScheduledExport and the Secrets it names, and write its
-    /// status. Distinct from the controller's, so a Job holds only what one export needs.
-    pub service_account: String,
     /// Where delivered files are kept for recopies (`ARTIFACT_STORE_URL`). No default: a Job
     /// without it could only fail.
     pub artifact_store_url: String,
@@ -123,7 +125,6 @@ impl Default for JobSettings {
                 env!("CARGO_PKG_VERSION")
             ),
             image_pull_policy: None,
-            service_account: "scheduled-exports-export".to_string(),
             artifact_store_url: String::new(),
             artifact_store_secret: None,
             artifact_store_claim: None,

@@ -275,15 +275,16 @@ fn build_job_pod_runs_the_export_command_with_its_environment() {
             ("JOB_NAME", job_name.as_str()),
             ("EXPORT_OBJECT_UID", "0b7c5f4e-1d2a-4c3b-9e8f-123456789abc"),
             ("EXPORT_TIMEOUT", "30s"),
+            ("SECRETS_DIR", "/secrets"),
             ("LOG_FORMAT", "json"),
         ])
     );
     let mounts = container.volume_mounts.as_ref().unwrap();
-    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts.len(), 3, "the spool and the two Secrets: {mounts:?}");
     assert_eq!(mounts[0].name, "spool");
     assert_eq!(mounts[0].mount_path, "/spool");
     let volumes = pod.volumes.as_ref().unwrap();
-    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes.len(), 3);
     assert_eq!(volumes[0].name, "spool");
     assert_eq!(
         volumes[0].empty_dir.as_ref().unwrap().size_limit,
@@ -299,7 +300,7 @@ fn build_job_pod_runs_the_export_command_with_its_environment() {
     );
     assert_eq!(
         pod.service_account_name.as_deref(),
-        Some("scheduled-exports-export")
+        Some("scheduled-export-interactions-daily")
     );
     assert_eq!(pod.automount_service_account_token, Some(true));
     assert_eq!(pod.enable_service_links, Some(false));
