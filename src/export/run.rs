@@ -279,7 +279,7 @@ async fn deliver(
             root: root.clone(),
             namespace: request.namespace.clone(),
         },
-        None => SecretReader::Api(Api::namespaced(client, &request.namespace)),
+        None => SecretReader::Api(Box::new(Api::namespaced(client, &request.namespace))),
     };
     let source = secrets::database_source(&secrets, object).await?;
     let sftp_spec = &object.spec.destination.sftp;

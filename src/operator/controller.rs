@@ -418,7 +418,7 @@ async fn start_run(
 /// Creates or updates the object's export identity (ServiceAccount, Role, RoleBinding) by
 /// server-side apply, so a hand edit of its Role is put back at the next run. The operator holds
 /// every right the Role grants, which is what lets it create that Role at all.
-pub async fn apply_export_identity(
+async fn apply_export_identity(
     ctx: &Context,
     object: &ScheduledExport,
 ) -> Result<(), ReconcileError> {

@@ -83,8 +83,9 @@ impl SecretError {
 
 /// Where an export finds the Secrets its object names.
 pub enum SecretReader {
-    /// From the API server (the checker, or an export started by hand).
-    Api(Api<Secret>),
+    /// From the API server (the checker, or an export started by hand). Boxed: a client is far
+    /// larger than the other variant.
+    Api(Box<Api<Secret>>),
     /// From the volumes of an export Pod: each Secret under `{root}/{secret name}`, one file per
     /// key (a Secret's name is a DNS subdomain, so it is one plain path segment). The volumes are
     /// optional, so a Secret that is missing (or lacks a key) is reported by the export with its
@@ -380,8 +381,7 @@ mod tests {
         let err = mounted(&root)
             .read("sftp-credentials", SFTP_SECRET_FIELD)
             .await
-            .err()
-            .expect("not found");
+            .expect_err("not found");
         assert!(matches!(err, SecretError::NotFound { .. }), "{err:?}");
         let message = err.to_string();
         assert!(

@@ -143,7 +143,10 @@ async fn credentials(
     ctx: &Context,
     destination: &Destination,
 ) -> Result<SftpCredentials, SecretError> {
-    let secrets = SecretReader::Api(Api::namespaced(ctx.client.clone(), &destination.namespace));
+    let secrets = SecretReader::Api(Box::new(Api::namespaced(
+        ctx.client.clone(),
+        &destination.namespace,
+    )));
     secrets::sftp_credentials(&secrets, &destination.secret).await
 }
 
@@ -155,7 +158,8 @@ async fn store_options(ctx: &Context, namespace: &str) -> Result<S3Options, Secr
     match &ctx.config.job.artifact_store_secret {
         Some(secret) if ctx.config.job.artifact_store_url.starts_with("s3://") => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-            secrets::artifact_store_options(&SecretReader::Api(secrets), secret, defaults).await
+            let secrets = SecretReader::Api(Box::new(secrets));
+            secrets::artifact_store_options(&secrets, secret, defaults).await
         }
         _ => Ok(defaults.clone()),
     }
