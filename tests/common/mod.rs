@@ -28,7 +28,14 @@ pub fn testbed_env() -> &'static HashMap<String, String> {
     ENV.get_or_init(|| {
         let path = repo_root().join("target/testbed/env");
         match std::fs::read_to_string(&path) {
-            Ok(text) => parse_env_file(&text),
+            Ok(text) => {
+                let mut env = parse_env_file(&text);
+                // An image built from a branch (tests/testbed/image/build) replaces the bed's.
+                if let Ok(image) = std::env::var("SCHEDULED_EXPORTS_IMAGE") {
+                    env.insert("SCHEDULED_EXPORTS_IMAGE".to_string(), image);
+                }
+                env
+            }
             // tests/run sets SCHEDULED_EXPORTS_REQUIRE_TESTBED, so there a missing bed fails.
             Err(err) if std::env::var_os("SCHEDULED_EXPORTS_REQUIRE_TESTBED").is_some() => {
                 panic!(
