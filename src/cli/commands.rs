@@ -62,6 +62,7 @@ pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
         object_uid: args.uid.filter(|uid| !uid.is_empty()),
         timeout: args.timeout,
         spool_dir: args.spool_dir,
+        full_export: args.full,
     };
     match crate::export::run_export(client, &request).await {
         Ok(ExportOutcome::Delivered(run)) => {

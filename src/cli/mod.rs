@@ -129,6 +129,10 @@ pub struct ExportArgs {
     /// deleted and created again under the same name stops without touching the new one.
     #[arg(long, env = "EXPORT_OBJECT_UID", hide = true)]
     pub uid: Option<String>,
+    /// Ignore the stored watermark: the file holds every row, and later runs continue from this
+    /// one (what a full-export Job sets).
+    #[arg(long, env = "EXPORT_FULL")]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,8 @@ pub struct ExportRequest {
     pub timeout: Duration,
     /// Where the file is spooled before delivery.
     pub spool_dir: PathBuf,
+    /// Ignore the stored watermark: the file holds every row (a full-export run).
+    pub full_export: bool,
 }
 
 /// What a run did.
@@ -289,7 +291,12 @@ async fn deliver(
     })
     .await??;
 
-    let previous = crate::export::window::stored_watermark(object.status.as_ref());
+    // A full export starts from nothing; its watermark is stored as any other, so the next
+    // window continues from it.
+    let previous = match request.full_export {
+        true => None,
+        false => crate::export::window::stored_watermark(object.status.as_ref()),
+    };
     let (mut database, connection) =
         postgres::connect_with_ca(&source.url, source.ca_cert.as_deref(), request.timeout).await?;
     let spool = tempfile::Builder::new()
@@ -390,10 +397,14 @@ async fn deliver(
         sha256,
         watermark: window.watermark,
         watermark_source: crate::export::window::watermark_source(&window.source),
-        full_export: window
-            .full_export
-            .as_ref()
-            .map(crate::export::window::full_export_note),
+        window_start: window.after.clone(),
+        full_export: match request.full_export {
+            true => Some(crate::export::window::requested_full_export_note()),
+            false => window
+                .full_export
+                .as_ref()
+                .map(crate::export::window::full_export_note),
+        },
         destination: object.spec.destination.sftp.url(),
     })
 }

@@ -108,6 +108,14 @@ pub fn full_export_note(full_export: &FullExport) -> (ConditionReason, String) {
     (reason, full_export.to_string())
 }
 
+/// The Exported condition's reason for a run that was asked to hold every row, and why.
+pub fn requested_full_export_note() -> (ConditionReason, String) {
+    (
+        ConditionReason::FullExportRequested,
+        "the exports.crm.dev/full-export annotation asked for it".to_string(),
+    )
+}
+
 impl<W: Write> RowSink for CsvFileWriter<W> {
     fn write_row(&mut self, cells: &[Option<&[u8]>]) -> std::io::Result<()> {
         CsvFileWriter::write_row(self, cells)

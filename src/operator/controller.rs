@@ -381,6 +381,12 @@ async fn start_run(
                     EventReason::RunNow,
                     format!("created Job {job_name} for run-now token {token:?}"),
                 ),
+                RunKind::FullExport { token } => (
+                    EventReason::FullExport,
+                    format!(
+                        "created Job {job_name} for full-export token {token:?}: its file holds every row"
+                    ),
+                ),
             };
             publish(ctx, object, EventType::Normal, reason, &note).await;
             Ok(Some(created))

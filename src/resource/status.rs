@@ -36,6 +36,9 @@ pub struct ScheduledExportStatus {
     /// The last `exports.crm.dev/run-now` token honoured; a token runs once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_now_token: Option<String>,
+    /// The last `exports.crm.dev/full-export` token honoured; a token runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_export_token: Option<String>,
     /// Opaque upper bound of the last delivered window. The next file holds every row written after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
@@ -141,6 +144,17 @@ pub struct LastRun {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `true` when the file holds every row: a full export asked for with the
+    /// `exports.crm.dev/full-export` annotation, the first run, or a watermark of another database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_row: Option<bool>,
+    /// The watermark the window started after: the file holds the rows written since. Absent when
+    /// the file holds every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// The watermark the window ended at, which the next run starts after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end: Option<String>,
 }
 
 /// The most recently delivered file.

@@ -65,6 +65,8 @@ pub struct DeliveredRun {
     pub bytes: u64,
     pub sha256: String,
     pub watermark: String,
+    /// The watermark the window started after; `None` when the file holds every row.
+    pub window_start: Option<String>,
     /// The database the watermark was taken in.
     pub watermark_source: WatermarkSource,
     /// Set when the file holds every row although a watermark was stored: the reason
@@ -114,6 +116,9 @@ pub fn run_delivered(
         bytes: Some(run.bytes),
         sha256: Some(run.sha256.clone()),
         error: None,
+        every_row: Some(run.window_start.is_none()),
+        window_start: run.window_start.clone(),
+        window_end: Some(run.watermark.clone()),
     });
     status.delivery = Some(DeliveryStatus {
         file: Some(run.file_name.clone()),
@@ -185,6 +190,9 @@ pub fn run_failed(
         bytes: None,
         sha256: None,
         error: Some(message.to_string()),
+        every_row: None,
+        window_start: None,
+        window_end: None,
         ..previous
     });
     set_condition(
@@ -221,6 +229,7 @@ mod tests {
             bytes: 10,
             sha256: "ab".into(),
             watermark: watermark.into(),
+            window_start: Some("5:5:".into()),
             watermark_source: WatermarkSource {
                 system_identifier: Some("7".into()),
                 database: Some("crm".into()),

@@ -127,6 +127,9 @@ impl SourceError {
 pub struct WindowOutcome {
     /// Data rows written to the file.
     pub rows: u64,
+    /// The snapshot the window started after (its rows are those written since); `None` when the
+    /// window held every row.
+    pub after: Option<String>,
     /// The new watermark, to store in `status.watermark` once the file is delivered: the export's
     /// own snapshot on a primary, the conservative end of the window on a standby.
     pub watermark: String,

@@ -288,6 +288,7 @@ pub async fn copy_window(
     transaction.commit().await.map_err(classify)?;
     Ok(WindowOutcome {
         rows,
+        after: plan.after.as_ref().map(Snapshot::to_string),
         watermark: plan.watermark.to_string(),
         source,
         full_export: plan.full_export,

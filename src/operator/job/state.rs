@@ -113,6 +113,9 @@ pub fn job_run_kind(job: &Job) -> Option<RunKind> {
         RUN_KIND_RUN_NOW => Some(RunKind::RunNow {
             token: annotations.get(ANNOTATION_RUN_NOW_TOKEN)?.clone(),
         }),
+        RUN_KIND_FULL_EXPORT => Some(RunKind::FullExport {
+            token: annotations.get(ANNOTATION_FULL_EXPORT_TOKEN)?.clone(),
+        }),
         _ => None,
     }
 }
