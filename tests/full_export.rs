@@ -7,6 +7,7 @@ mod common;
 use common::fixture::{Fixture, read_csv};
 use common::*;
 use scheduled_exports::resource::ScheduledExport;
+use sha2::Digest;
 
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -134,5 +135,92 @@ async fn a_full_export_delivers_every_row_and_the_next_file_continues_from_it() 
         last_run.window_start, full_window_end,
         "the next window starts where the full export ended"
     );
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_history_lists_what_each_run_sent_or_why_it_failed_newest_first() {
+    let fixture = Fixture::new("sx-history", 6).await;
+    let db = connect_database(&fixture.database_url).await;
+    let first = fixture.export("daily", "2026-11-28T12:00:00Z");
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    // A run that fails: the source's password is wrong. Neither it nor any other secret may
+    // reach the history.
+    let wrong_password = format!("wrong-{}", random_suffix());
+    let mut bad_url = url::Url::parse(&fixture.database_url).expect("url");
+    bad_url
+        .set_password(Some(&wrong_password))
+        .expect("password");
+    fixture.set_database_url(bad_url.as_str()).await;
+    let failed = fixture.export("daily", "2026-11-29T12:00:00Z");
+    assert!(
+        !failed.status.success(),
+        "the run with a wrong password fails"
+    );
+    fixture.set_database_url(&fixture.database_url).await;
+
+    db.batch_execute("UPDATE interactions SET summary = 'changed' WHERE interaction_id IN (SELECT interaction_id FROM interactions ORDER BY 1 LIMIT 2)")
+        .await
+        .expect("edit rows");
+    let third = fixture.export("daily", "2026-11-30T12:00:00Z");
+    assert!(third.status.success(), "{}", stderr(&third));
+
+    // Read it as the institution would: kubectl get sx -o json.
+    let (ok, out, err) = kubectl(&["-n", &fixture.namespace, "get", "sx", "daily", "-o", "json"]);
+    assert!(ok, "{err}");
+    let object: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let history = object["status"]["history"]
+        .as_array()
+        .expect("status.history");
+    let slots: Vec<&str> = history
+        .iter()
+        .map(|entry| entry["slot"].as_str().expect("slot"))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            "2026-11-30T12:00:00Z",
+            "2026-11-29T12:00:00Z",
+            "2026-11-28T12:00:00Z"
+        ],
+        "newest first"
+    );
+    // Each delivered entry describes the very file on the server.
+    for (entry, rows, every_row) in [(&history[0], 2, false), (&history[2], 6, true)] {
+        assert_eq!(entry["phase"], "Succeeded", "{entry}");
+        let name = entry["fileName"].as_str().expect("fileName");
+        let bytes = std::fs::read(fixture.local_dir.join(name)).expect("the delivered file");
+        let (_, file_rows) = read_csv(&fixture.local_dir.join(name));
+        assert_eq!(file_rows.len(), rows, "{name}");
+        assert_eq!(entry["rows"], rows);
+        assert_eq!(entry["bytes"], bytes.len());
+        assert_eq!(
+            entry["sha256"],
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            "{name}"
+        );
+        assert_eq!(entry["everyRow"], every_row);
+        assert!(entry["windowEnd"].is_string());
+        assert_eq!(entry["windowStart"].is_string(), !every_row, "{entry}");
+    }
+    assert_eq!(
+        history[0]["windowStart"], history[2]["windowEnd"],
+        "the failed run moved nothing: the next window starts where the last delivered one ended"
+    );
+    let failure = &history[1];
+    assert_eq!(failure["phase"], "Failed");
+    assert_eq!(failure["reason"], "DatabaseFailed", "{failure}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("authentication failed")),
+        "{failure}"
+    );
+    assert!(failure.get("fileName").is_none() && failure.get("sha256").is_none());
+    let text = serde_json::to_string(history).expect("text");
+    for secret in secret_values().into_iter().chain([wrong_password]) {
+        assert!(!text.contains(&secret), "a secret in status.history");
+    }
     fixture.cleanup().await;
 }

@@ -386,13 +386,16 @@ fn observe_latest_job(
                 "Job {} failed ({reason}): {message}",
                 job_name.as_deref().unwrap_or_default()
             );
-            let mut failed =
-                status::run_failed(status, ConditionReason::JobFailed, &error, generation, now);
-            if let Some(last_run) = failed.last_run.as_mut() {
-                last_run.slot = Some(slot);
-                last_run.job_name = job_name;
+            // `lastRun` names this Job before the failure is recorded, so its history entry does.
+            let mut run = status.last_run.clone().unwrap_or_default();
+            if !same_run {
+                run = LastRun::default();
             }
-            *status = failed;
+            run.slot = Some(slot);
+            run.job_name = job_name;
+            status.last_run = Some(run);
+            *status =
+                status::run_failed(status, ConditionReason::JobFailed, &error, generation, now);
         }
         _ => {}
     }
@@ -831,6 +834,51 @@ mod tests {
                 token: "all-2".into()
             })
         );
+    }
+
+    #[test]
+    fn a_job_that_failed_without_the_export_saying_so_enters_the_history() {
+        let object = object("2026-11-01T00:00:00Z", json!({}));
+        let failed = job(
+            &object,
+            "2026-11-30T12:00:00Z",
+            RunKind::Scheduled,
+            Some("Failed"),
+        );
+        let plan = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &object,
+            std::slice::from_ref(&failed),
+            chrono_tz::UTC,
+            None,
+        );
+        let current = object.status.clone().unwrap_or_default();
+        let merged = merge_status(
+            &current,
+            &plan.schedule_status,
+            std::slice::from_ref(&failed),
+            utc("2026-11-30T13:00:00Z"),
+        );
+        let entry = merged.history.first().expect("a history entry");
+        assert_eq!(entry.slot, Some(utc("2026-11-30T12:00:00Z")));
+        assert_eq!(entry.job_name, failed.metadata.name);
+        assert_eq!(entry.phase, Some(RunPhase::Failed));
+        assert_eq!(entry.reason.as_deref(), Some("JobFailed"));
+        assert!(
+            entry
+                .message
+                .as_deref()
+                .is_some_and(|message| message.starts_with("Job daily-202611301200 failed")),
+            "{entry:?}"
+        );
+        // Observed again, the same failure is not recorded twice.
+        let again = merge_status(
+            &merged,
+            &plan.schedule_status,
+            std::slice::from_ref(&failed),
+            utc("2026-11-30T13:01:00Z"),
+        );
+        assert_eq!(again.history, merged.history);
     }
 
     #[test]
