@@ -814,7 +814,7 @@ mod tests {
         let again = plan(
             utc("2026-11-30T13:00:00Z"),
             &recorded,
-            &[slot_job.clone()],
+            std::slice::from_ref(&slot_job),
             chrono_tz::UTC,
             None,
         );

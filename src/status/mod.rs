@@ -92,7 +92,9 @@ fn record_history(status: &mut ScheduledExportStatus, reason: Option<ConditionRe
         .retain(|kept| (kept.slot, &kept.job_name) != (entry.slot, &entry.job_name));
     status.history.insert(0, entry);
     // Stable: entries of one slot keep the order they were recorded in.
-    status.history.sort_by(|a, b| b.slot.cmp(&a.slot));
+    status
+        .history
+        .sort_by_key(|entry| std::cmp::Reverse(entry.slot));
     status.history.truncate(HISTORY_LIMIT);
 }
 
