@@ -85,14 +85,16 @@ pub async fn sample_data(args: SampleDataArgs) -> Result<(), CommandError> {
         &args.database_url,
         args.interactions,
         args.proposals,
+        args.constituents,
         args.seed,
     )
     .await
     .map_err(|err| CommandError::Failed(err.to_string()))?;
     println!(
-        "schema applied; added {} interactions and {} proposals in {:.1}s",
+        "schema applied; added {} interactions, {} proposals and {} constituents in {:.1}s",
         summary.interactions,
         summary.proposals,
+        summary.constituents,
         summary.elapsed.as_secs_f64()
     );
     Ok(())

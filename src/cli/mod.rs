@@ -162,6 +162,9 @@ pub struct SampleDataArgs {
     /// Synthetic proposals to add (0 applies the schema alone).
     #[arg(long, default_value_t = 100)]
     pub proposals: u64,
+    /// Synthetic constituents to add.
+    #[arg(long, default_value_t = 0)]
+    pub constituents: u64,
     /// Seed of the generator, for reproducible data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -6,6 +6,7 @@ pub mod columns;
 pub mod csv;
 pub mod file_name;
 pub mod run;
+pub mod view;
 pub mod window;
 
 pub use run::{ExportOutcome, ExportRequest, run_export};

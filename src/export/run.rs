@@ -23,12 +23,15 @@ use crate::adapters::kubernetes::secrets::{self, SecretError};
 use crate::adapters::kubernetes::status::{
     StatusError, StatusWriter, check_incarnation, update_status, update_status_of,
 };
+use crate::adapters::postgres::WindowQuery;
 use crate::adapters::postgres::{self, SourceError};
 use crate::adapters::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
 use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
+use crate::export::columns::{self, ColumnKind};
 use crate::export::csv::CsvFileWriter;
 use crate::export::file_name::export_file_name;
+use crate::export::view::ViewError;
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
@@ -78,6 +81,8 @@ pub enum ExportError {
     ArtifactStore(#[from] ArtifactError),
     #[error("{0}")]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    View(#[from] ViewError),
     #[error("SFTP delivery failed: {0}")]
     Sftp(#[from] SftpError),
     #[error("cannot spool the file locally: {0}")]
@@ -118,6 +123,7 @@ impl ExportError {
                 ConditionReason::SecretInvalid
             }
             ExportError::Source(_) => ConditionReason::DatabaseFailed,
+            ExportError::View(_) => ConditionReason::ViewInvalid,
             ExportError::Sftp(err) => err.reason(),
             ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
             ExportError::Kube(_) => ConditionReason::KubernetesApiFailed,
@@ -125,12 +131,13 @@ impl ExportError {
         }
     }
 
-    /// Bad input (a name that does not exist, or is another object now) exits 2, which the Job's
+    /// Bad input (a name that does not exist, or is another object now, or a view that cannot
+    /// be exported losslessly) exits 2, which the Job's
     /// failure policy does not retry; everything else 1.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            ExportError::NotFound { .. } | ExportError::Replaced(_)
+            ExportError::NotFound { .. } | ExportError::Replaced(_) | ExportError::View(_)
         )
     }
 }
@@ -303,14 +310,15 @@ async fn deliver(
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;
     let counter = HashingWriter::new(spool.reopen()?);
-    let mut csv = CsvFileWriter::new(
+    let (query, header) = source_query(&database, object).await?;
+    let mut csv = CsvFileWriter::with_header(
         BufWriter::with_capacity(1 << 20, counter),
-        object.spec.file_type,
+        header.iter().map(|(name, kind)| (name.as_str(), *kind)),
         &object.spec.csv,
     )?;
     let window = crate::export::window::export_window_within(
         &mut database,
-        object.spec.file_type,
+        query,
         previous.as_ref(),
         &mut csv,
         crate::export::window::copy_stall_timeout(request.timeout),
@@ -407,6 +415,32 @@ async fn deliver(
         },
         destination: object.spec.destination.sftp.url(),
     })
+}
+
+/// The query of the object's rows and the file's columns: the file type's table, or the view
+/// `spec.source.view` names, checked before any row is read.
+async fn source_query(
+    database: &tokio_postgres::Client,
+    object: &ScheduledExport,
+) -> Result<(WindowQuery, Vec<(String, ColumnKind)>), ExportError> {
+    let file_type = object.spec.file_type;
+    let Some(view) = &object.spec.source.view else {
+        let header = columns::columns(file_type)
+            .iter()
+            .map(|column| (column.name.to_string(), column.kind))
+            .collect();
+        return Ok((crate::export::window::query_of(file_type), header));
+    };
+    let found = postgres::relation_columns(database, &crate::export::view::quote_relation(view))
+        .await?
+        .ok_or_else(|| ViewError::Missing { view: view.clone() })?;
+    let shape = crate::export::view::shape(view, &found)?;
+    let header = shape
+        .columns
+        .iter()
+        .map(|column| (column.name.clone(), column.kind))
+        .collect();
+    Ok((crate::export::window::view_query(&shape), header))
 }
 
 /// What to do about the final name on the server.

@@ -57,7 +57,8 @@ use super::ScheduledExportStatus;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledExportSpec {
-    /// Which CRM records the file holds: `interactions` or `proposals`. Immutable once created,
+    /// Which CRM records the file holds: `interactions`, `proposals` or `constituents`; it names the
+    /// file and, without `source.view`, the table its rows come from. Immutable once created,
     /// because the watermark and the files already delivered belong to one file type; create a
     /// new ScheduledExport for another.
     #[x_kube(validation = Rule::new("self == oldSelf").message(
@@ -115,21 +116,31 @@ pub struct ScheduledExportSpec {
 }
 
 /// The CRM record type a file holds, which fixes its columns and name prefix: `interactions` (calls,
-/// meetings, emails with constituents) or `proposals` (fundraising proposals).
+/// meetings, emails with constituents), `proposals` (fundraising proposals) or `constituents`
+/// (the people and organisations: names, contact details, address, affiliations).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FileType {
     // Variant docs would turn the schema into a oneOf; the enum doc above says it all.
     Interactions,
     Proposals,
+    Constituents,
 }
 
 impl FileType {
+    /// Every file type.
+    pub const ALL: [FileType; 3] = [
+        FileType::Interactions,
+        FileType::Proposals,
+        FileType::Constituents,
+    ];
+
     /// The name used in the spec, the file name and the source table.
     pub fn as_str(self) -> &'static str {
         match self {
             FileType::Interactions => "interactions",
             FileType::Proposals => "proposals",
+            FileType::Constituents => "constituents",
         }
     }
 }
@@ -140,14 +151,35 @@ impl std::fmt::Display for FileType {
     }
 }
 
-/// The PostgreSQL database that holds the `interactions` and `proposals` tables (or views).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The PostgreSQL database that holds the file type's table (`interactions`, `proposals`,
+/// `constituents`, or views of those names), or the view `view` names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(has(self.view) ? self.view : '') == (has(oldSelf.view) ? oldSelf.view : '')"
+).message(
+    "source.view is immutable: the watermark belongs to the rows of one view; create a new ScheduledExport for another view (after redefining the view itself, annotate exports.crm.dev/full-export)"
+))]
 pub struct Source {
     /// Secret in this namespace whose key `url` holds a `postgres://` URL (a read-only role is enough;
     /// `?sslmode=verify-full` for TLS with the host name checked). Optional key `caCert`: the PEM CA
     /// that `sslmode=verify-ca` and `verify-full` trust; without it, the system's CAs.
     pub secret_ref: SecretReference,
+
+    /// A saved search: the name of a view (or table) the institution defines over its own tables,
+    /// `name` or `schema.name`, case-sensitive. The file then holds the view's columns in the
+    /// view's order (named after `fileType`), under the same no-loss windows: the view must expose
+    /// `txid xid8`, the id of the transaction that last changed each row (see the design document
+    /// for views that join several tables). A view without it fails the run with reason
+    /// `ViewInvalid`. Omitted: the table named after `fileType`. Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 127))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^[A-Za-z_][A-Za-z0-9_$]{0,62}([.][A-Za-z_][A-Za-z0-9_$]{0,62})?$')"
+    ).message(Message::Expression(
+        "'view \"' + self + '\" must be a PostgreSQL name such as major_donors or crm.major_donors: letters, digits, _ and $, not starting with a digit, at most 63 characters per part'".into()
+    )))]
+    pub view: Option<String>,
 }
 
 /// Delivery target of the files.

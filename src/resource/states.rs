@@ -135,6 +135,8 @@ pub enum ConditionReason {
     DatabaseFailed,
     DatabaseTlsFailed,
     RecoveryConflict,
+    /// `spec.source.view` names no view, or one without a `txid xid8` column.
+    ViewInvalid,
     SpoolFailed,
     KubernetesApiFailed,
     DestinationInvalid,
@@ -185,6 +187,7 @@ state_names!(ConditionReason {
     DatabaseFailed => "DatabaseFailed",
     DatabaseTlsFailed => "DatabaseTlsFailed",
     RecoveryConflict => "RecoveryConflict",
+    ViewInvalid => "ViewInvalid",
     SpoolFailed => "SpoolFailed",
     KubernetesApiFailed => "KubernetesApiFailed",
     DestinationInvalid => "DestinationInvalid",

@@ -289,7 +289,7 @@ pub fn prune_may_concern(name: &str) -> bool {
         .strip_prefix('.')
         .and_then(|rest| rest.rsplit_once(".partial-"))
         .map_or(name, |(final_name, _)| final_name);
-    [FileType::Interactions, FileType::Proposals]
+    FileType::ALL
         .into_iter()
         .any(|file_type| parse_export_file_name(file_type, final_name).is_some())
 }
