@@ -224,3 +224,99 @@ async fn the_history_lists_what_each_run_sent_or_why_it_failed_newest_first() {
     }
     fixture.cleanup().await;
 }
+
+/// The annotation end to end: the controller (in this process, on a manual clock) creates the
+/// full-export Job, whose Pod runs the project's image on the test bed's node and delivers every
+/// row although the watermark says nothing changed.
+#[tokio::test]
+async fn the_full_export_annotation_runs_one_job_whose_file_holds_every_row() {
+    use std::sync::Arc;
+
+    use common::running::{RunningController, TEST_PERIODS};
+    use kube::api::{Patch, PatchParams};
+    use scheduled_exports::clock::ManualClock;
+    use scheduled_exports::operator::job::{RunKind, job_name};
+    use scheduled_exports::operator::{Context, ControllerConfig, DeliverySettings};
+
+    let fixture = Fixture::new("sx-full-job", 8).await;
+    // A delivered file first, so the watermark says nothing is new.
+    let first = fixture.export("daily", "2026-11-30T13:00:00Z");
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T15:00:00Z")
+        .expect("instant")
+        .with_timezone(&chrono::Utc);
+    let clock = ManualClock::new(now);
+    let config = ControllerConfig {
+        namespace: Some(fixture.namespace.clone()),
+        default_zone: chrono_tz::UTC,
+        job: scheduled_exports::operator::job::JobSettings {
+            // An image built from this tree, when given, for the Pod runs what this tree's
+            // export reads (EXPORT_FULL); the bed's own image is main's.
+            image: std::env::var("SCHEDULED_EXPORTS_IMAGE")
+                .unwrap_or_else(|_| env_var("SCHEDULED_EXPORTS_IMAGE")),
+            ..export_job_settings(&fixture.artifact_store)
+        },
+        delivery: DeliverySettings {
+            s3: testbed_s3_options(),
+            ..DeliverySettings::default()
+        },
+        instance: "tests".to_string(),
+        periods: TEST_PERIODS,
+    };
+    let controller = RunningController::spawn(Arc::new(Context::new(
+        fixture.client.clone(),
+        Arc::new(clock.clone()),
+        config,
+    )));
+    fixture
+        .wait_for("daily", "the first reconcile", |o| {
+            o.status.as_ref()?.next_run_time
+        })
+        .await;
+
+    let patch = serde_json::json!({"metadata": {"annotations": {"exports.crm.dev/full-export": "everything-1"}}});
+    fixture
+        .api()
+        .patch("daily", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate");
+    let job = job_name(
+        "daily",
+        now,
+        &RunKind::FullExport {
+            token: "everything-1".into(),
+        },
+    );
+    wait_for_job_complete(
+        &fixture.client,
+        &fixture.namespace,
+        &job,
+        std::time::Duration::from_secs(120),
+    )
+    .await;
+    let object = fixture
+        .wait_for("daily", "the full export recorded", |o| {
+            let status = o.status.as_ref()?;
+            (status.last_full_export_token.as_deref() == Some("everything-1")
+                && status.last_run.as_ref()?.job_name.as_deref() == Some(job.as_str())
+                && status.last_run.as_ref()?.phase.map(|p| p.as_str()) == Some("Succeeded"))
+            .then(|| o.clone())
+        })
+        .await;
+    assert_eq!(
+        file_ids(&fixture, "interactions-20261130T150000Z.csv").len(),
+        8,
+        "every row, although none changed since the last file"
+    );
+    let (_, reason, _) = exported(&object);
+    assert_eq!(reason, "FullExportRequested");
+    let status = object.status.expect("status");
+    assert_eq!(status.history[0].job_name.as_deref(), Some(job.as_str()));
+    assert_eq!(status.history[0].every_row, Some(true));
+    let events = event_messages(&fixture.client, &fixture.namespace, "daily").await;
+    assert!(events.contains("FullExport: created Job"), "{events}");
+
+    controller.stop().await;
+    fixture.cleanup().await;
+}
