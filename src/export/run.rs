@@ -28,7 +28,10 @@ use crate::adapters::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget}
 use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::csv::CsvFileWriter;
-use crate::export::file_name::export_file_name;
+use crate::export::encode::FileEncoder;
+use crate::export::file_name::{
+    FileFormat, checksum_file_name, export_file_name, parse_export_file_name,
+};
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
@@ -173,8 +176,8 @@ pub async fn run_export(
         check_incarnation(&object, uid)?;
     }
     let slot = request.slot.unwrap_or_else(Utc::now).trunc_subsecs(0);
-    let file_name = export_file_name(object.spec.file_type, slot);
-    if already_delivered(&object, slot, &file_name) {
+    let file_name = export_file_name(object.spec.file_type, FileFormat::of(&object.spec), slot);
+    if already_delivered(&object, slot) {
         info!(file = %file_name, "slot already delivered; nothing to do");
         return Ok(ExportOutcome::AlreadyDelivered { file_name });
     }
@@ -246,22 +249,23 @@ async fn prune_artifacts(request: &ExportRequest, object: &ScheduledExport, keep
 }
 
 /// Whether this object delivered this slot's file before: its last run did, or its record of
-/// delivered files holds the name (a slot run again after later runs). Delivering again would put
-/// other rows under a name that was already delivered.
-fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>, file_name: &str) -> bool {
+/// delivered files holds a file of the slot (a slot run again after later runs), in whichever
+/// format it was delivered. Delivering again would put other rows under a slot already delivered.
+fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>) -> bool {
     let Some(status) = object.status.as_ref() else {
         return false;
     };
+    let of_slot = |name: &str| parse_export_file_name(object.spec.file_type, name) == Some(slot);
     let last_run_delivered_it = status.last_run.as_ref().is_some_and(|run| {
         run.slot == Some(slot)
             && run.phase == Some(RunPhase::Succeeded)
-            && run.file_name.as_deref() == Some(file_name)
+            && run.file_name.as_deref().is_some_and(of_slot)
     });
     last_run_delivered_it
         || status
             .delivered_files
             .iter()
-            .any(|file| file.name == file_name)
+            .any(|file| of_slot(&file.name))
 }
 
 async fn deliver(
@@ -295,9 +299,11 @@ async fn deliver(
     let spool = tempfile::Builder::new()
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;
+    // The digest is of the bytes delivered, so it is taken after the encoding.
     let counter = HashingWriter::new(spool.reopen()?);
+    let encoder = FileEncoder::new(counter, object.spec.compression);
     let mut csv = CsvFileWriter::new(
-        BufWriter::with_capacity(1 << 20, counter),
+        BufWriter::with_capacity(1 << 20, encoder),
         object.spec.file_type,
         &object.spec.csv,
     )?;
@@ -316,6 +322,7 @@ async fn deliver(
         .finish()?
         .into_inner()
         .map_err(|err| err.into_error())?
+        .finish()?
         .finish()?;
     info!(file = %file_name, rows = window.rows, bytes, "window exported");
     if let Some(full_export) = &window.full_export {
@@ -334,6 +341,12 @@ async fn deliver(
         sha256: sha256.clone(),
     };
     let placement = placement(&target, &credentials, timeout, &store, &key, &content).await?;
+    let checksum = match object.spec.checksum_file {
+        true => {
+            Some(checksum_placement(&target, &credentials, timeout, &store, &key, &content).await?)
+        }
+        false => None,
+    };
     // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
     // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
     let local = spool.path().to_path_buf();
@@ -348,6 +361,7 @@ async fn deliver(
             &local,
             &remote_name,
             placement,
+            checksum,
             tag,
         )
     });
@@ -367,8 +381,9 @@ async fn deliver(
         (Err(err), delivered) => {
             if delivered.is_ok() {
                 let name = file_name.to_string();
+                let with_checksum = object.spec.checksum_file;
                 let removed = tokio::task::spawn_blocking(move || {
-                    remove_delivered(&target, &credentials, timeout, &name)
+                    remove_delivered(&target, &credentials, timeout, &name, with_checksum)
                 })
                 .await;
                 if !matches!(removed, Ok(Ok(()))) {
@@ -422,17 +437,8 @@ async fn placement(
     key: &ArtifactKey,
     content: &Content,
 ) -> Result<Placement, ExportError> {
-    let (look_target, look_credentials, name) =
-        (target.clone(), credentials.clone(), key.file_name.clone());
-    let existing = tokio::task::spawn_blocking(move || {
-        let session = SftpSession::connect(&look_target, &look_credentials, timeout)?;
-        match session.stat_file(&name)? {
-            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
-            None => Ok(None),
-        }
-    })
-    .await??;
-    let Some(existing) = existing else {
+    let Some(existing) = existing_content(target, credentials, timeout, &key.file_name).await?
+    else {
         return Ok(Placement::New);
     };
     if content.matches(existing.bytes, &existing.sha256) {
@@ -445,17 +451,86 @@ async fn placement(
     }) {
         return Ok(Placement::ReplaceEarlierAttempt);
     }
-    Err(ExportError::ForeignFile {
-        file: key.file_name.clone(),
-        directory: target.directory.clone(),
-        bytes: existing.bytes,
+    Err(foreign_file(target, &key.file_name, existing.bytes))
+}
+
+/// The checksum file to publish beside the data file, and what to do about its name: decided like
+/// [`placement`], its content being the line for this run's file or for an earlier attempt's.
+async fn checksum_placement(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    content: &Content,
+) -> Result<ChecksumFile, ExportError> {
+    let name = checksum_file_name(&key.file_name);
+    let (line, ours) = ownership::checksum_file_content(&key.file_name, content);
+    let checksum = |placement| ChecksumFile {
+        name: name.clone(),
+        line: line.clone(),
+        placement,
+    };
+    let Some(existing) = existing_content(target, credentials, timeout, &name).await? else {
+        return Ok(checksum(Placement::New));
+    };
+    if ours.matches(existing.bytes, &existing.sha256) {
+        return Ok(checksum(Placement::Adopt));
+    }
+    let earlier = store.digest(key).await?.map(|artifact| {
+        let earlier = Content {
+            bytes: artifact.bytes,
+            sha256: artifact.sha256,
+        };
+        ownership::checksum_file_content(&key.file_name, &earlier).1
+    });
+    if earlier.is_some_and(|earlier| earlier.matches(existing.bytes, &existing.sha256)) {
+        return Ok(checksum(Placement::ReplaceEarlierAttempt));
+    }
+    Err(foreign_file(target, &name, existing.bytes))
+}
+
+/// The size and sha256 of the file of this name directly in the target directory, if any.
+async fn existing_content(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    name: &str,
+) -> Result<Option<ContentDigest>, ExportError> {
+    let (target, credentials, name) = (target.clone(), credentials.clone(), name.to_string());
+    Ok(tokio::task::spawn_blocking(move || {
+        let session = SftpSession::connect(&target, &credentials, timeout)?;
+        match session.stat_file(&name)? {
+            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
+            None => Ok(None),
+        }
     })
+    .await??)
+}
+
+fn foreign_file(target: &SftpTarget, name: &str, bytes: u64) -> ExportError {
+    ExportError::ForeignFile {
+        file: name.to_string(),
+        directory: target.directory.clone(),
+        bytes,
+    }
+}
+
+/// The `NAME.sha256` file published after the data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChecksumFile {
+    name: String,
+    line: String,
+    placement: Placement,
 }
 
 /// Uploads under a temporary name and renames (`upload` verifies the size on the server), unless
 /// `placement` says the file is there already. A file under the final name is removed first only
 /// for [`Placement::ReplaceEarlierAttempt`] (what `placement` found there moments before); in
-/// every other case a file there makes the upload fail, so a file is never overwritten.
+/// every other case a file there makes the upload fail, so a file is never overwritten. The
+/// checksum file follows the same rules once the data file is in place; when it cannot be
+/// published, the data file this call put there is taken back, so the run leaves neither.
+#[allow(clippy::too_many_arguments)]
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
@@ -463,6 +538,7 @@ fn deliver_file(
     local: &std::path::Path,
     file_name: &str,
     placement: Placement,
+    checksum: Option<ChecksumFile>,
     upload_tag: u32,
 ) -> Result<u64, SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
@@ -473,17 +549,48 @@ fn deliver_file(
             source,
         })?
         .len();
+    place(&session, file_name, placement, |session| {
+        session.upload(local, file_name)
+    })?;
+    if let Some(checksum) = checksum {
+        let published = place(&session, &checksum.name, checksum.placement, |session| {
+            session.upload_from(
+                &mut checksum.line.as_bytes(),
+                checksum.line.len() as u64,
+                &checksum.name,
+            )
+        });
+        if let Err(err) = published {
+            if placement != Placement::Adopt
+                && let Ok(Some(delivered)) = session.stat_file(file_name)
+                && session.remove(&delivered).is_err()
+            {
+                warn!(file = %file_name, "could not remove the file whose checksum file failed");
+            }
+            return Err(err);
+        }
+    }
+    Ok(size)
+}
+
+/// Puts one file under its final name as `placement` decided.
+fn place(
+    session: &SftpSession,
+    name: &str,
+    placement: Placement,
+    upload: impl FnOnce(&SftpSession) -> Result<u64, SftpError>,
+) -> Result<(), SftpError> {
     match placement {
-        Placement::Adopt => return Ok(size),
+        Placement::Adopt => return Ok(()),
         Placement::ReplaceEarlierAttempt => {
-            if let Some(existing) = session.stat_file(file_name)? {
-                warn!(file = %file_name, "replacing the file of an earlier attempt of this object at this slot");
+            if let Some(existing) = session.stat_file(name)? {
+                warn!(file = %name, "replacing the file of an earlier attempt of this object at this slot");
                 session.remove(&existing)?;
             }
         }
         Placement::New => {}
     }
-    session.upload(local, file_name)
+    upload(session).map(drop)
 }
 
 /// Takes back a delivered file (only when the run as a whole failed).
@@ -492,10 +599,16 @@ fn remove_delivered(
     credentials: &SftpCredentials,
     timeout: Duration,
     file_name: &str,
+    with_checksum: bool,
 ) -> Result<(), SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
-    if let Some(found) = session.stat_file(file_name)? {
-        session.remove(&found)?;
+    // The checksum file first (only when this run published one): while the data file is still
+    // there, nothing vouches for it.
+    let checksum = with_checksum.then(|| checksum_file_name(file_name));
+    for name in checksum.into_iter().chain([file_name.to_string()]) {
+        if let Some(found) = session.stat_file(&name)? {
+            session.remove(&found)?;
+        }
     }
     Ok(())
 }

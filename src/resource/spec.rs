@@ -112,6 +112,19 @@ pub struct ScheduledExportSpec {
     /// CSV dialect of the delivered files.
     #[serde(default)]
     pub csv: CsvOptions,
+
+    /// Compression of the delivered files: `none` (the default) or `gzip`, which names them
+    /// `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv.gz` (`gunzip` restores the CSV). Changing it applies from
+    /// the next run; files already delivered keep their names and are still rechecked and pruned.
+    #[serde(default)]
+    pub compression: Compression,
+
+    /// Publish `NAME.sha256` beside each delivered file, one line in `sha256sum` form, so
+    /// `sha256sum -c NAME.sha256` verifies the file. It appears only after the data file is in place,
+    /// so its presence means the data file is complete; rechecks, recopies and retention treat the
+    /// two as one delivery.
+    #[serde(default)]
+    pub checksum_file: bool,
 }
 
 /// The CRM record type a file holds, which fixes its columns and name prefix: `interactions` (calls,
@@ -249,6 +262,15 @@ impl Default for CsvOptions {
             escape_formulas: false,
         }
     }
+}
+
+/// Compression of delivered files: `none` or `gzip`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
 }
 
 /// Line terminator of CSV records: `CRLF` (RFC 4180) or `LF`.
