@@ -1392,6 +1392,7 @@ async fn a_gzip_file_and_its_checksum_file_are_delivered_rechecked_and_pruned_as
         .await;
     let gzip = FileFormat {
         compression: scheduled_exports::resource::Compression::Gzip,
+        encrypted: false,
     };
     let old_slot = Utc::now().trunc_subsecs(0) - TimeDelta::days(100);
     let old = export_file_name(FileType::Interactions, gzip, old_slot);

@@ -1,50 +1,92 @@
-//! The encoding between the CSV writer and the bytes delivered: as written, or gzip-compressed on
-//! the way through (one pass over the data, no second file).
+//! The encoding between the CSV writer and the bytes delivered: as written, gzip-compressed,
+//! OpenPGP-encrypted, or compressed then encrypted, all on the way through (one pass over the
+//! data, no second file).
 
 use std::io::{self, Write};
 
 use flate2::write::GzEncoder;
+use sequoia_openpgp::serialize::stream::Message;
 
+use crate::export::encrypt::RecipientKey;
 use crate::resource::Compression;
 
-/// A writer that compresses what it is given when the spec asks for it.
-pub enum FileEncoder<W: Write> {
+/// A writer that compresses and encrypts what it is given as the spec asks, into `W` (which the
+/// caller keeps owning through a `&mut`, to read its digest afterwards).
+pub struct FileEncoder<'a, W: Write + Send + Sync + 'a> {
+    inner: Compressing<Encrypting<'a, W>>,
+}
+
+enum Compressing<W: Write> {
     Plain(W),
     Gzip(GzEncoder<W>),
 }
 
-impl<W: Write> FileEncoder<W> {
-    pub fn new(out: W, compression: Compression) -> Self {
-        match compression {
-            Compression::None => FileEncoder::Plain(out),
+enum Encrypting<'a, W: Write> {
+    Plain(W),
+    Pgp(Message<'a>),
+}
+
+impl<'a, W: Write + Send + Sync + 'a> FileEncoder<'a, W> {
+    pub fn new(
+        out: W,
+        compression: Compression,
+        recipient: Option<&'a RecipientKey>,
+    ) -> io::Result<Self> {
+        let encrypting = match recipient {
+            None => Encrypting::Plain(out),
+            Some(key) => Encrypting::Pgp(key.encrypting_writer(out)?),
+        };
+        let inner = match compression {
+            Compression::None => Compressing::Plain(encrypting),
             // Level 6, gzip's own default: most of the size gain of level 9 at a fraction of the CPU.
             Compression::Gzip => {
-                FileEncoder::Gzip(GzEncoder::new(out, flate2::Compression::new(6)))
+                Compressing::Gzip(GzEncoder::new(encrypting, flate2::Compression::new(6)))
             }
-        }
+        };
+        Ok(Self { inner })
     }
 
-    /// Writes what is still buffered (the gzip trailer included) and returns the inner writer.
-    pub fn finish(self) -> io::Result<W> {
-        match self {
-            FileEncoder::Plain(out) => Ok(out),
-            FileEncoder::Gzip(encoder) => encoder.finish(),
+    /// Writes what is still buffered: the gzip trailer, then the end of the OpenPGP message.
+    pub fn finish(self) -> io::Result<()> {
+        let encrypting = match self.inner {
+            Compressing::Plain(encrypting) => encrypting,
+            Compressing::Gzip(encoder) => encoder.finish()?,
+        };
+        match encrypting {
+            Encrypting::Plain(mut out) => out.flush(),
+            Encrypting::Pgp(message) => message.finalize().map_err(io::Error::other),
         }
     }
 }
 
-impl<W: Write> Write for FileEncoder<W> {
+impl<W: Write> Write for Encrypting<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            FileEncoder::Plain(out) => out.write(buf),
-            FileEncoder::Gzip(encoder) => encoder.write(buf),
+            Encrypting::Plain(out) => out.write(buf),
+            Encrypting::Pgp(message) => message.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            FileEncoder::Plain(out) => out.flush(),
-            FileEncoder::Gzip(encoder) => encoder.flush(),
+            Encrypting::Plain(out) => out.flush(),
+            Encrypting::Pgp(message) => message.flush(),
+        }
+    }
+}
+
+impl<'a, W: Write + Send + Sync + 'a> Write for FileEncoder<'a, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Compressing::Plain(out) => out.write(buf),
+            Compressing::Gzip(encoder) => encoder.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Compressing::Plain(out) => out.flush(),
+            Compressing::Gzip(encoder) => encoder.flush(),
         }
     }
 }
@@ -58,11 +100,13 @@ mod tests {
     use super::*;
 
     fn encode(compression: Compression, parts: &[&[u8]]) -> Vec<u8> {
-        let mut encoder = FileEncoder::new(Vec::new(), compression);
+        let mut out = Vec::new();
+        let mut encoder = FileEncoder::new(&mut out, compression, None).unwrap();
         for part in parts {
             encoder.write_all(part).unwrap();
         }
-        encoder.finish().unwrap()
+        encoder.finish().unwrap();
+        out
     }
 
     #[test]

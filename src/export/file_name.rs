@@ -16,17 +16,29 @@ const CHECKSUM_SUFFIX: &str = ".sha256";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileFormat {
     pub compression: Compression,
+    /// OpenPGP-encrypted (after compression).
+    pub encrypted: bool,
 }
 
 impl FileFormat {
-    /// Every format a file of ours may have been delivered in, longest suffix first. A file keeps
-    /// its name when the spec changes, so recognizing our files means knowing every suffix.
-    const ALL: [FileFormat; 2] = [
+    /// Every format a file of ours may have been delivered in. A file keeps its name when the spec
+    /// changes, so recognizing our files means knowing every suffix.
+    const ALL: [FileFormat; 4] = [
+        FileFormat {
+            compression: Compression::None,
+            encrypted: false,
+        },
         FileFormat {
             compression: Compression::Gzip,
+            encrypted: false,
         },
         FileFormat {
             compression: Compression::None,
+            encrypted: true,
+        },
+        FileFormat {
+            compression: Compression::Gzip,
+            encrypted: true,
         },
     ];
 
@@ -34,13 +46,16 @@ impl FileFormat {
     pub fn of(spec: &ScheduledExportSpec) -> Self {
         Self {
             compression: spec.compression,
+            encrypted: spec.encryption.is_some(),
         }
     }
 
     pub fn suffix(self) -> &'static str {
-        match self.compression {
-            Compression::None => ".csv",
-            Compression::Gzip => ".csv.gz",
+        match (self.compression, self.encrypted) {
+            (Compression::None, false) => ".csv",
+            (Compression::Gzip, false) => ".csv.gz",
+            (Compression::None, true) => ".csv.pgp",
+            (Compression::Gzip, true) => ".csv.gz.pgp",
         }
     }
 }
@@ -143,6 +158,7 @@ mod tests {
         let slot = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
         let gzip = FileFormat {
             compression: Compression::Gzip,
+            encrypted: false,
         };
         let name = export_file_name(FileType::Interactions, gzip, slot);
         assert_eq!(name, "interactions-20261130T120000Z.csv.gz");
@@ -162,6 +178,29 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn encrypted_files_end_in_pgp_after_any_compression_suffix() {
+        let slot = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        for (compression, name) in [
+            (Compression::None, "proposals-20261130T120000Z.csv.pgp"),
+            (Compression::Gzip, "proposals-20261130T120000Z.csv.gz.pgp"),
+        ] {
+            let format = FileFormat {
+                compression,
+                encrypted: true,
+            };
+            assert_eq!(export_file_name(FileType::Proposals, format, slot), name);
+            assert_eq!(
+                parse_export_file_name(FileType::Proposals, name),
+                Some(slot)
+            );
+        }
+        assert_eq!(
+            parse_export_file_name(FileType::Proposals, "proposals-20261130T120000Z.pgp"),
+            None
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod columns;
 pub mod csv;
 pub mod encode;
+pub mod encrypt;
 pub mod file_name;
 pub mod run;
 pub mod window;

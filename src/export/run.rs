@@ -29,6 +29,7 @@ use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::csv::CsvFileWriter;
 use crate::export::encode::FileEncoder;
+use crate::export::encrypt::{EncryptionKeyError, RecipientKey};
 use crate::export::file_name::{
     FileFormat, checksum_file_name, export_file_name, parse_export_file_name,
 };
@@ -88,6 +89,15 @@ pub enum ExportError {
     #[error("the delivery task stopped unexpectedly: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error(
+        "the OpenPGP key in Secret {secret} (key \"{key}\", referenced by \
+         spec.encryption.pgp.publicKeySecretRef) {problem}"
+    )]
+    EncryptionKey {
+        secret: String,
+        key: String,
+        problem: EncryptionKeyError,
+    },
+    #[error(
         "another file named {file} already exists in {directory} ({bytes} bytes) and is not this \
          object's delivery: its size and sha256 match neither this run's file nor an earlier attempt \
          of this object kept in the artifact store. It was left untouched and nothing was delivered. \
@@ -123,6 +133,7 @@ impl ExportError {
             ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
             ExportError::Kube(_) => ConditionReason::KubernetesApiFailed,
             ExportError::ForeignFile { .. } => ConditionReason::FileExists,
+            ExportError::EncryptionKey { .. } => ConditionReason::EncryptionKeyInvalid,
         }
     }
 
@@ -281,6 +292,23 @@ async fn deliver(
     let sftp_spec = &object.spec.destination.sftp;
     let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
     let target = SftpTarget::of(sftp_spec);
+    // A key that cannot encrypt fails the run before anything is read or written.
+    let recipient = match &object.spec.encryption {
+        Some(encryption) => {
+            let reference = &encryption.pgp.public_key_secret_ref;
+            let key = secrets::pgp_public_key(&secrets, reference).await?;
+            let recipient = RecipientKey::parse(&key, started).map_err(|problem| {
+                ExportError::EncryptionKey {
+                    secret: reference.name.clone(),
+                    key: reference.key.clone(),
+                    problem,
+                }
+            })?;
+            info!(fingerprint = %recipient.fingerprint(), "encrypting to the OpenPGP key");
+            Some(recipient)
+        }
+        None => None,
+    };
 
     // Fail before touching the database when the store that makes recopies possible, or the
     // server itself (host key, credentials, directory), is not usable.
@@ -300,8 +328,8 @@ async fn deliver(
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;
     // The digest is of the bytes delivered, so it is taken after the encoding.
-    let counter = HashingWriter::new(spool.reopen()?);
-    let encoder = FileEncoder::new(counter, object.spec.compression);
+    let mut counter = HashingWriter::new(spool.reopen()?);
+    let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
     let mut csv = CsvFileWriter::new(
         BufWriter::with_capacity(1 << 20, encoder),
         object.spec.file_type,
@@ -318,12 +346,11 @@ async fn deliver(
     drop(database);
     connection.abort();
     let window = window?;
-    let (_, ContentDigest { sha256, bytes }) = csv
-        .finish()?
+    csv.finish()?
         .into_inner()
         .map_err(|err| err.into_error())?
-        .finish()?
         .finish()?;
+    let (_, ContentDigest { sha256, bytes }) = counter.finish()?;
     info!(file = %file_name, rows = window.rows, bytes, "window exported");
     if let Some(full_export) = &window.full_export {
         warn!(file = %file_name, cause = %full_export, "the watermark belongs to another database; the file holds every row");
