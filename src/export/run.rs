@@ -29,6 +29,7 @@ use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::csv::CsvFileWriter;
 use crate::export::file_name::export_file_name;
+use crate::progress::Progress;
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
@@ -51,6 +52,8 @@ pub struct ExportRequest {
     pub timeout: Duration,
     /// Where the file is spooled before delivery.
     pub spool_dir: PathBuf,
+    /// Show rows exported and bytes sent on standard error (a person at a terminal).
+    pub progress: bool,
 }
 
 /// What a run did.
@@ -300,7 +303,12 @@ async fn deliver(
         BufWriter::with_capacity(1 << 20, counter),
         object.spec.file_type,
         &object.spec.csv,
-    )?;
+    )?
+    .with_progress(Progress::on_stderr(
+        request.progress,
+        format!("{file_name}: exported"),
+        None,
+    ));
     let window = crate::export::window::export_window_within(
         &mut database,
         object.spec.file_type,
@@ -340,6 +348,7 @@ async fn deliver(
     let remote_name = file_name.to_string();
     let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
     let tag = ownership::upload_tag(object.metadata.uid.as_deref().unwrap_or_default());
+    let progress = Progress::on_stderr(request.progress, format!("{file_name}: sent"), Some(bytes));
     let upload = tokio::task::spawn_blocking(move || {
         deliver_file(
             &upload_target,
@@ -349,6 +358,7 @@ async fn deliver(
             &remote_name,
             placement,
             tag,
+            progress,
         )
     });
     let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
@@ -456,6 +466,7 @@ async fn placement(
 /// `placement` says the file is there already. A file under the final name is removed first only
 /// for [`Placement::ReplaceEarlierAttempt`] (what `placement` found there moments before); in
 /// every other case a file there makes the upload fail, so a file is never overwritten.
+#[allow(clippy::too_many_arguments)] // each is one fact of this delivery; a struct would only rename them
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
@@ -464,6 +475,7 @@ fn deliver_file(
     file_name: &str,
     placement: Placement,
     upload_tag: u32,
+    mut progress: Progress,
 ) -> Result<u64, SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
     session.set_upload_tag(upload_tag);
@@ -483,7 +495,11 @@ fn deliver_file(
         }
         Placement::New => {}
     }
-    session.upload(local, file_name)
+    let sent = session.upload_observed(local, file_name, &mut |sent, _| {
+        progress.update(None, sent);
+    })?;
+    progress.finish(None, sent);
+    Ok(sent)
 }
 
 /// Takes back a delivered file (only when the run as a whole failed).
