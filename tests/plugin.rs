@@ -171,6 +171,16 @@ async fn status_next_and_files_work_as_a_user_types_them() {
         "{table}"
     );
 
+    // status -A: every namespace, each row naming its namespace.
+    let output = kubectl_sx(plugins.path(), &["status", "-A"], &[]);
+    let table = ok(&output, "status -A");
+    assert!(table.starts_with("NAMESPACE "), "{table}");
+    assert_eq!(
+        row(&table, &ns)[1..3],
+        ["daily", "America/New_York"],
+        "{table}"
+    );
+
     // status -o json: the same, exactly.
     let output = kubectl_sx(
         plugins.path(),

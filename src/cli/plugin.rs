@@ -137,11 +137,17 @@ async fn run_command(args: SxArgs) -> Result<(), PluginError> {
     let clock = SystemClock;
     match args.command {
         SxCommand::Status(status) => {
-            let objects = if status.all_namespaces {
-                plugin::objects(&Api::all(client.clone()), None).await?
-            } else {
-                plugin::objects(&api, status.name.as_deref()).await?
+            let scope = (!status.all_namespaces).then_some(namespace.as_str());
+            let (objects, unreadable) = match &status.name {
+                Some(name) => (
+                    vec![plugin::object(&client, &namespace, name).await?],
+                    vec![],
+                ),
+                None => plugin::objects(&client, scope, None).await?,
             };
+            for object in unreadable {
+                eprintln!("warning: {}", PluginError::Unreadable(object));
+            }
             let now = clock.now();
             let summaries: Vec<ObjectSummary> = objects
                 .iter()
@@ -168,7 +174,7 @@ async fn run_command(args: SxArgs) -> Result<(), PluginError> {
             }
         }
         SxCommand::Next(next) => {
-            let object = one(&api, &next.name).await?;
+            let object = plugin::object(&client, &namespace, &next.name).await?;
             let runs = render::next_runs(&object, clock.now(), next.count as usize)?;
             if object.spec.suspend {
                 eprintln!(
@@ -179,7 +185,7 @@ async fn run_command(args: SxArgs) -> Result<(), PluginError> {
             print!("{}", render::next_lines(&runs));
         }
         SxCommand::Files(files) => {
-            let object = one(&api, &files.name).await?;
+            let object = plugin::object(&client, &namespace, &files.name).await?;
             let (entries, incomplete) =
                 plugin::files::list_files(&client, &object, files.timeout).await?;
             match files.output {
@@ -223,13 +229,6 @@ async fn run_command(args: SxArgs) -> Result<(), PluginError> {
         }
     }
     Ok(())
-}
-
-async fn one(api: &Api<ScheduledExport>, name: &str) -> Result<ScheduledExport, PluginError> {
-    let mut objects = plugin::objects(api, Some(name)).await?;
-    objects
-        .pop()
-        .ok_or_else(|| PluginError::BadInput(format!("ScheduledExport {name} not found")))
 }
 
 #[cfg(test)]

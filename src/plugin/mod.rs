@@ -11,7 +11,7 @@ pub mod run;
 
 use std::path::PathBuf;
 
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -36,6 +36,12 @@ pub enum PluginError {
     Api(#[source] kube::Error),
     #[error("{0}")]
     NotServed(String),
+    #[error(
+        "ScheduledExport {}/{} cannot be read by this version of kubectl-sx ({}); is it older than \
+         the operator?",
+        .0.namespace, .0.name, .0.reason
+    )]
+    Unreadable(Unreadable),
     #[error("{0}")]
     Secret(#[from] crate::adapters::kubernetes::secrets::SecretError),
     #[error("{0}")]
@@ -60,13 +66,10 @@ impl PluginError {
     }
 
     /// An API error about object `name`: a missing object is the user's input.
-    pub(crate) fn from_api(err: kube::Error, api: &Api<ScheduledExport>, name: &str) -> Self {
+    pub(crate) fn from_api(err: kube::Error, namespace: &str, name: &str) -> Self {
         match &err {
             kube::Error::Api(status) if status.code == 404 && status.reason == "NotFound" => {
-                PluginError::BadInput(format!(
-                    "ScheduledExport {}/{name} not found",
-                    api.namespace().unwrap_or_default()
-                ))
+                PluginError::BadInput(format!("ScheduledExport {namespace}/{name} not found"))
             }
             _ => Self::from_list(err),
         }
@@ -122,28 +125,72 @@ pub async fn connect(connection: &Connection) -> Result<(Client, String), Plugin
     Ok((client, namespace))
 }
 
-/// One object, or every object of the namespace sorted by name.
+/// An object this version cannot read (most likely written for a newer CRD than the plugin's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub namespace: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// One object, or every object of `namespace` (of every namespace when `None`), sorted by
+/// namespace and name. Each object is read on its own, so one this version cannot read is
+/// reported beside the others instead of failing the whole listing.
 pub async fn objects(
-    api: &Api<ScheduledExport>,
+    client: &Client,
+    namespace: Option<&str>,
     name: Option<&str>,
-) -> Result<Vec<ScheduledExport>, PluginError> {
-    match name {
-        Some(name) => Ok(vec![
+) -> Result<(Vec<ScheduledExport>, Vec<Unreadable>), PluginError> {
+    let resource = ApiResource::erase::<ScheduledExport>(&());
+    let api: Api<DynamicObject> = match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let items = match name {
+        Some(name) => vec![
             api.get(name)
                 .await
-                .map_err(|err| PluginError::from_api(err, api, name))?,
-        ]),
+                .map_err(|err| PluginError::from_api(err, namespace.unwrap_or_default(), name))?,
+        ],
         None => {
-            let mut items = api
-                .list(&ListParams::default())
+            api.list(&ListParams::default())
                 .await
                 .map_err(PluginError::from_list)?
-                .items;
-            items.sort_by(|a, b| {
-                (&a.metadata.namespace, &a.metadata.name)
-                    .cmp(&(&b.metadata.namespace, &b.metadata.name))
-            });
-            Ok(items)
+                .items
         }
+    };
+    let mut readable = Vec::new();
+    let mut unreadable = Vec::new();
+    for item in items {
+        let parsed =
+            serde_json::to_value(&item).and_then(serde_json::from_value::<ScheduledExport>);
+        match parsed {
+            Ok(object) => readable.push(object),
+            Err(err) => unreadable.push(Unreadable {
+                namespace: item.metadata.namespace.clone().unwrap_or_default(),
+                name: item.metadata.name.clone().unwrap_or_default(),
+                reason: err.to_string(),
+            }),
+        }
+    }
+    readable.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    Ok((readable, unreadable))
+}
+
+/// The one object `name` of `namespace`.
+pub async fn object(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<ScheduledExport, PluginError> {
+    let (mut readable, unreadable) = objects(client, Some(namespace), Some(name)).await?;
+    match (readable.pop(), unreadable.first()) {
+        (Some(object), _) => Ok(object),
+        (None, Some(unreadable)) => Err(PluginError::Unreadable(unreadable.clone())),
+        (None, None) => Err(PluginError::BadInput(format!(
+            "ScheduledExport {namespace}/{name} not found"
+        ))),
     }
 }

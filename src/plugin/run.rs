@@ -92,6 +92,17 @@ pub fn run_progress(
     }
 }
 
+/// What a run whose Job has not finished is doing, for a person: the status may already hold the
+/// outcome of an attempt the Job has not acted on yet.
+fn describe_running(phase: RunPhase) -> &'static str {
+    match phase {
+        RunPhase::Failed => "an attempt failed; waiting for the Job to try again or give up",
+        RunPhase::Succeeded => "delivered; waiting for the Job to complete",
+        RunPhase::Pending => "Pending",
+        RunPhase::Running | RunPhase::Unknown => "Running",
+    }
+}
+
 /// Sets a fresh run-now token on the object; the operator starts the run at its next look.
 pub async fn request_run(
     api: &Api<ScheduledExport>,
@@ -102,7 +113,7 @@ pub async fn request_run(
     let patch = serde_json::json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: token}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|err| PluginError::from_api(err, api, name))?;
+        .map_err(|err| PluginError::from_api(err, &namespace_of(api), name))?;
     Ok(RunRequest {
         job_name: job_name(
             name,
@@ -113,6 +124,10 @@ pub async fn request_run(
         ),
         token,
     })
+}
+
+fn namespace_of(api: &Api<ScheduledExport>) -> String {
+    api.namespace().unwrap_or_default().to_string()
 }
 
 /// Polls until the run ends or `timeout` passes.
@@ -131,7 +146,7 @@ pub async fn wait_for_run(
         let object = api
             .get(name)
             .await
-            .map_err(|err| PluginError::from_api(err, api, name))?;
+            .map_err(|err| PluginError::from_api(err, &namespace_of(api), name))?;
         let job = jobs
             .get_opt(&request.job_name)
             .await
@@ -145,7 +160,7 @@ pub async fn wait_for_run(
         }
         if progress != last_seen {
             if let RunProgress::Running(phase) = &progress {
-                eprintln!("Job {}: {phase}", request.job_name);
+                eprintln!("Job {}: {}", request.job_name, describe_running(*phase));
             }
             last_seen = progress.clone();
         }
