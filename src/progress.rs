@@ -112,6 +112,8 @@ struct Shown {
     started: Instant,
     throttle: Throttle,
     out: Box<dyn Write + Send>,
+    /// Something is on the line.
+    drawn: bool,
     finished: bool,
 }
 
@@ -144,6 +146,7 @@ impl Progress {
                 started,
                 throttle: Throttle::new(started, REDRAW_EVERY),
                 out,
+                drawn: false,
                 finished: false,
             }),
         }
@@ -178,8 +181,23 @@ impl Progress {
     }
 }
 
+/// A step that ends early (an error) ends its line, so what is written next starts on its own.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(shown) = self
+            .shown
+            .as_mut()
+            .filter(|shown| shown.drawn && !shown.finished)
+        {
+            let _ = writeln!(shown.out);
+            let _ = shown.out.flush();
+        }
+    }
+}
+
 impl Shown {
     fn draw(&mut self, rows: Option<u64>, bytes: u64, now: Instant, end: &str) {
+        self.drawn = true;
         let line = progress_line(
             &self.label,
             rows,
@@ -338,6 +356,23 @@ mod tests {
         );
         assert_eq!(text.matches('\n').count(), 1, "{text:?}");
         assert!(text.ends_with(" rows/s\n"), "{text:?}");
+
+        // A step dropped midway ends the line it drew; one that drew nothing writes nothing.
+        let out = Shared::default();
+        let mut progress = Progress::to_writer("sent", Some(100), Box::new(out.clone()));
+        progress.shown.as_mut().unwrap().throttle =
+            Throttle::new(Instant::now() - REDRAW_EVERY, REDRAW_EVERY);
+        progress.update(None, 10);
+        drop(progress);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.starts_with("\r\x1b[Ksent: 10B of 100B (10%), "),
+            "{text:?}"
+        );
+        assert!(text.ends_with("/s\n"), "{text:?}");
+        let out = Shared::default();
+        drop(Progress::to_writer("sent", None, Box::new(out.clone())));
+        assert!(out.0.lock().unwrap().is_empty());
 
         let mut hidden = Progress::on_stderr(false, "exported", None);
         assert!(!hidden.is_shown());

@@ -495,7 +495,7 @@ fn deliver_file(
         }
         Placement::New => {}
     }
-    let sent = session.upload_observed(local, file_name, &mut |sent, _| {
+    let sent = session.upload_observed(local, file_name, &mut |sent| {
         progress.update(None, sent);
     })?;
     progress.finish(None, sent);

@@ -46,15 +46,14 @@ const FILE_MODE: i32 = 0o640;
 struct ObservedRead<'a, R> {
     inner: R,
     read: u64,
-    size: u64,
-    observe: &'a mut dyn FnMut(u64, u64),
+    observe: &'a mut dyn FnMut(u64),
 }
 
 impl<R: Read> Read for ObservedRead<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let count = self.inner.read(buf)?;
         self.read += count as u64;
-        (self.observe)(self.read, self.size);
+        (self.observe)(self.read);
         Ok(count)
     }
 }
@@ -90,16 +89,16 @@ impl SftpSession {
     /// Uploads `local` as `file_name` in the target directory and returns the number of bytes delivered; see
     /// [`SftpSession::upload_from`].
     pub fn upload(&self, local: &Path, file_name: &str) -> Result<u64, SftpError> {
-        self.upload_observed(local, file_name, &mut |_, _| {})
+        self.upload_observed(local, file_name, &mut |_| {})
     }
 
     /// [`SftpSession::upload`], telling `observe` the bytes read for sending so far (at most one buffer ahead of
-    /// the server) and the file's size as the upload goes, for a progress line.
+    /// the server) as the upload goes, for a progress line.
     pub fn upload_observed(
         &self,
         local: &Path,
         file_name: &str,
-        observe: &mut dyn FnMut(u64, u64),
+        observe: &mut dyn FnMut(u64),
     ) -> Result<u64, SftpError> {
         let local_error = |source| SftpError::LocalFile {
             path: local.to_path_buf(),
@@ -110,7 +109,6 @@ impl SftpSession {
         let mut observed = ObservedRead {
             inner: local_file,
             read: 0,
-            size: local_size,
             observe,
         };
         self.upload_from(&mut observed, local_size, file_name)
