@@ -33,6 +33,7 @@ use crate::export::encrypt::{EncryptionKeyError, RecipientKey};
 use crate::export::file_name::{
     FileFormat, checksum_file_name, export_file_name, parse_export_file_name,
 };
+use crate::progress::Progress;
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
@@ -55,6 +56,8 @@ pub struct ExportRequest {
     pub timeout: Duration,
     /// Where the file is spooled before delivery.
     pub spool_dir: PathBuf,
+    /// Show rows exported and bytes sent on standard error (a person at a terminal).
+    pub progress: bool,
 }
 
 /// What a run did.
@@ -334,7 +337,12 @@ async fn deliver(
         BufWriter::with_capacity(1 << 20, encoder),
         object.spec.file_type,
         &object.spec.csv,
-    )?;
+    )?
+    .with_progress(Progress::on_stderr(
+        request.progress,
+        format!("{file_name}: exported"),
+        None,
+    ));
     let window = crate::export::window::export_window_within(
         &mut database,
         object.spec.file_type,
@@ -380,6 +388,7 @@ async fn deliver(
     let remote_name = file_name.to_string();
     let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
     let tag = ownership::upload_tag(object.metadata.uid.as_deref().unwrap_or_default());
+    let progress = Progress::on_stderr(request.progress, format!("{file_name}: sent"), Some(bytes));
     let upload = tokio::task::spawn_blocking(move || {
         deliver_file(
             &upload_target,
@@ -390,6 +399,7 @@ async fn deliver(
             placement,
             checksum,
             tag,
+            progress,
         )
     });
     let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
@@ -557,7 +567,7 @@ struct ChecksumFile {
 /// every other case a file there makes the upload fail, so a file is never overwritten. The
 /// checksum file follows the same rules once the data file is in place; when it cannot be
 /// published, the data file this call put there is taken back, so the run leaves neither.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // each is one fact of this delivery; a struct would only rename them
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
@@ -567,6 +577,7 @@ fn deliver_file(
     placement: Placement,
     checksum: Option<ChecksumFile>,
     upload_tag: u32,
+    mut progress: Progress,
 ) -> Result<u64, SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
     session.set_upload_tag(upload_tag);
@@ -577,7 +588,11 @@ fn deliver_file(
         })?
         .len();
     place(&session, file_name, placement, |session| {
-        session.upload(local, file_name)
+        let sent = session.upload_observed(local, file_name, &mut |sent| {
+            progress.update(None, sent);
+        })?;
+        progress.finish(None, sent);
+        Ok(sent)
     })?;
     if let Some(checksum) = checksum {
         let published = place(&session, &checksum.name, checksum.placement, |session| {
