@@ -484,11 +484,7 @@ async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) {
         }
     }
     .filter(|run| run.job_name == job.metadata.name);
-    let seconds = job.status.as_ref().and_then(|status| {
-        let started = status.start_time.as_ref()?.0;
-        let completed = status.completion_time.as_ref()?.0;
-        Some(completed.duration_since(started).as_secs_f64())
-    });
+    let seconds = job::succeeded_job_seconds(job);
     if let Some(run) = last_run {
         ctx.metrics.record_delivery(
             file_type,
