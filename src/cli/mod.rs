@@ -1,6 +1,7 @@
 //! Command-line interface: subcommands and their arguments.
 
 pub mod commands;
+pub mod plugin;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -42,6 +43,8 @@ pub enum Command {
     /// Apply the reference schema to a database and add synthetic rows.
     #[cfg(feature = "sample-data")]
     SampleData(SampleDataArgs),
+    /// The kubectl plugin's commands (`kubectl sx ...` when linked as `kubectl-sx` on the PATH).
+    Sx(plugin::SxArgs),
 }
 
 #[derive(Debug, Args)]

@@ -14,12 +14,16 @@
 use std::io::{self, BufWriter, Write};
 
 use crate::export::columns::{self, ColumnKind};
+use crate::progress::Progress;
 use crate::resource::{CsvOptions, FileType, LineTerminator};
 
 /// The UTF-8 byte order mark some spreadsheet programs need to read UTF-8.
 pub const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 const BUFFER_CAPACITY: usize = 256 * 1024;
+
+/// Rows between two looks at the progress clock: cheap next to writing the rows themselves.
+const ROWS_PER_PROGRESS_UPDATE: u64 = 1024;
 
 /// Writes one export file: optional byte order mark, the header row, then data rows.
 pub struct CsvFileWriter<W: Write> {
@@ -30,6 +34,7 @@ pub struct CsvFileWriter<W: Write> {
     escape_formulas: bool,
     rows: u64,
     bytes: u64,
+    progress: Progress,
 }
 
 impl<W: Write> CsvFileWriter<W> {
@@ -62,6 +67,7 @@ impl<W: Write> CsvFileWriter<W> {
             escape_formulas: options.escape_formulas,
             rows: 0,
             bytes: 0,
+            progress: Progress::hidden(),
         };
         if options.byte_order_mark {
             writer.put(BYTE_ORDER_MARK)?;
@@ -76,6 +82,12 @@ impl<W: Write> CsvFileWriter<W> {
         }
         writer.put(writer.terminator)?;
         Ok(writer)
+    }
+
+    /// Shows rows and bytes written on `progress` (a terminal's), ended by `finish`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// How many columns the file has; `write_row` expects one cell per column.
@@ -109,6 +121,9 @@ impl<W: Write> CsvFileWriter<W> {
         }
         self.put(self.terminator)?;
         self.rows += 1;
+        if self.rows.is_multiple_of(ROWS_PER_PROGRESS_UPDATE) {
+            self.progress.update(Some(self.rows), self.bytes);
+        }
         Ok(())
     }
 
@@ -123,7 +138,8 @@ impl<W: Write> CsvFileWriter<W> {
     }
 
     /// Flushes everything and returns the output, so the caller can sync or upload it.
-    pub fn finish(self) -> Result<W, io::Error> {
+    pub fn finish(mut self) -> Result<W, io::Error> {
+        self.progress.finish(Some(self.rows), self.bytes);
         self.out.into_inner().map_err(|err| err.into_error())
     }
 

@@ -30,8 +30,13 @@ use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::columns::{self, ColumnKind};
 use crate::export::csv::CsvFileWriter;
-use crate::export::file_name::export_file_name;
+use crate::export::encode::FileEncoder;
+use crate::export::encrypt::{EncryptionKeyError, RecipientKey};
+use crate::export::file_name::{
+    FileFormat, checksum_file_name, export_file_name, parse_export_file_name,
+};
 use crate::export::view::ViewError;
+use crate::progress::Progress;
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
@@ -56,6 +61,8 @@ pub struct ExportRequest {
     pub spool_dir: PathBuf,
     /// Ignore the stored watermark: the file holds every row (a full-export run).
     pub full_export: bool,
+    /// Show rows exported and bytes sent on standard error (a person at a terminal).
+    pub progress: bool,
 }
 
 /// What a run did.
@@ -91,6 +98,15 @@ pub enum ExportError {
     Kube(#[from] kube::Error),
     #[error("the delivery task stopped unexpectedly: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "the OpenPGP key in Secret {secret} (key \"{key}\", referenced by \
+         spec.encryption.pgp.publicKeySecretRef) {problem}"
+    )]
+    EncryptionKey {
+        secret: String,
+        key: String,
+        problem: EncryptionKeyError,
+    },
     #[error(
         "another file named {file} already exists in {directory} ({bytes} bytes) and is not this \
          object's delivery: its size and sha256 match neither this run's file nor an earlier attempt \
@@ -128,6 +144,7 @@ impl ExportError {
             ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
             ExportError::Kube(_) => ConditionReason::KubernetesApiFailed,
             ExportError::ForeignFile { .. } => ConditionReason::FileExists,
+            ExportError::EncryptionKey { .. } => ConditionReason::EncryptionKeyInvalid,
         }
     }
 
@@ -182,8 +199,8 @@ pub async fn run_export(
         check_incarnation(&object, uid)?;
     }
     let slot = request.slot.unwrap_or_else(Utc::now).trunc_subsecs(0);
-    let file_name = export_file_name(object.spec.file_type, slot);
-    if already_delivered(&object, slot, &file_name) {
+    let file_name = export_file_name(object.spec.file_type, FileFormat::of(&object.spec), slot);
+    if already_delivered(&object, slot) {
         info!(file = %file_name, "slot already delivered; nothing to do");
         return Ok(ExportOutcome::AlreadyDelivered { file_name });
     }
@@ -255,22 +272,23 @@ async fn prune_artifacts(request: &ExportRequest, object: &ScheduledExport, keep
 }
 
 /// Whether this object delivered this slot's file before: its last run did, or its record of
-/// delivered files holds the name (a slot run again after later runs). Delivering again would put
-/// other rows under a name that was already delivered.
-fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>, file_name: &str) -> bool {
+/// delivered files holds a file of the slot (a slot run again after later runs), in whichever
+/// format it was delivered. Delivering again would put other rows under a slot already delivered.
+fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>) -> bool {
     let Some(status) = object.status.as_ref() else {
         return false;
     };
+    let of_slot = |name: &str| parse_export_file_name(object.spec.file_type, name) == Some(slot);
     let last_run_delivered_it = status.last_run.as_ref().is_some_and(|run| {
         run.slot == Some(slot)
             && run.phase == Some(RunPhase::Succeeded)
-            && run.file_name.as_deref() == Some(file_name)
+            && run.file_name.as_deref().is_some_and(of_slot)
     });
     last_run_delivered_it
         || status
             .delivered_files
             .iter()
-            .any(|file| file.name == file_name)
+            .any(|file| of_slot(&file.name))
 }
 
 async fn deliver(
@@ -286,6 +304,23 @@ async fn deliver(
     let sftp_spec = &object.spec.destination.sftp;
     let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
     let target = SftpTarget::of(sftp_spec);
+    // A key that cannot encrypt fails the run before anything is read or written.
+    let recipient = match &object.spec.encryption {
+        Some(encryption) => {
+            let reference = &encryption.pgp.public_key_secret_ref;
+            let key = secrets::pgp_public_key(&secrets, reference).await?;
+            let recipient = RecipientKey::parse(&key, started).map_err(|problem| {
+                ExportError::EncryptionKey {
+                    secret: reference.name.clone(),
+                    key: reference.key.clone(),
+                    problem,
+                }
+            })?;
+            info!(fingerprint = %recipient.fingerprint(), "encrypting to the OpenPGP key");
+            Some(recipient)
+        }
+        None => None,
+    };
 
     // Fail before touching the database when the store that makes recopies possible, or the
     // server itself (host key, credentials, directory), is not usable.
@@ -309,13 +344,20 @@ async fn deliver(
     let spool = tempfile::Builder::new()
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;
-    let counter = HashingWriter::new(spool.reopen()?);
+    // The digest is of the bytes delivered, so it is taken after the encoding.
+    let mut counter = HashingWriter::new(spool.reopen()?);
     let (query, header) = source_query(&database, object).await?;
+    let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
     let mut csv = CsvFileWriter::with_header(
-        BufWriter::with_capacity(1 << 20, counter),
+        BufWriter::with_capacity(1 << 20, encoder),
         header.iter().map(|(name, kind)| (name.as_str(), *kind)),
         &object.spec.csv,
-    )?;
+    )?
+    .with_progress(Progress::on_stderr(
+        request.progress,
+        format!("{file_name}: exported"),
+        None,
+    ));
     let window = crate::export::window::export_window_within(
         &mut database,
         query,
@@ -327,11 +369,11 @@ async fn deliver(
     drop(database);
     connection.abort();
     let window = window?;
-    let (_, ContentDigest { sha256, bytes }) = csv
-        .finish()?
+    csv.finish()?
         .into_inner()
         .map_err(|err| err.into_error())?
         .finish()?;
+    let (_, ContentDigest { sha256, bytes }) = counter.finish()?;
     info!(file = %file_name, rows = window.rows, bytes, "window exported");
     if let Some(full_export) = &window.full_export {
         warn!(file = %file_name, cause = %full_export, "the watermark belongs to another database; the file holds every row");
@@ -349,12 +391,19 @@ async fn deliver(
         sha256: sha256.clone(),
     };
     let placement = placement(&target, &credentials, timeout, &store, &key, &content).await?;
+    let checksum = match object.spec.checksum_file {
+        true => {
+            Some(checksum_placement(&target, &credentials, timeout, &store, &key, &content).await?)
+        }
+        false => None,
+    };
     // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
     // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
     let local = spool.path().to_path_buf();
     let remote_name = file_name.to_string();
     let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
     let tag = ownership::upload_tag(object.metadata.uid.as_deref().unwrap_or_default());
+    let progress = Progress::on_stderr(request.progress, format!("{file_name}: sent"), Some(bytes));
     let upload = tokio::task::spawn_blocking(move || {
         deliver_file(
             &upload_target,
@@ -363,7 +412,9 @@ async fn deliver(
             &local,
             &remote_name,
             placement,
+            checksum,
             tag,
+            progress,
         )
     });
     let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
@@ -382,8 +433,9 @@ async fn deliver(
         (Err(err), delivered) => {
             if delivered.is_ok() {
                 let name = file_name.to_string();
+                let with_checksum = object.spec.checksum_file;
                 let removed = tokio::task::spawn_blocking(move || {
-                    remove_delivered(&target, &credentials, timeout, &name)
+                    remove_delivered(&target, &credentials, timeout, &name, with_checksum)
                 })
                 .await;
                 if !matches!(removed, Ok(Ok(()))) {
@@ -467,17 +519,8 @@ async fn placement(
     key: &ArtifactKey,
     content: &Content,
 ) -> Result<Placement, ExportError> {
-    let (look_target, look_credentials, name) =
-        (target.clone(), credentials.clone(), key.file_name.clone());
-    let existing = tokio::task::spawn_blocking(move || {
-        let session = SftpSession::connect(&look_target, &look_credentials, timeout)?;
-        match session.stat_file(&name)? {
-            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
-            None => Ok(None),
-        }
-    })
-    .await??;
-    let Some(existing) = existing else {
+    let Some(existing) = existing_content(target, credentials, timeout, &key.file_name).await?
+    else {
         return Ok(Placement::New);
     };
     if content.matches(existing.bytes, &existing.sha256) {
@@ -490,17 +533,86 @@ async fn placement(
     }) {
         return Ok(Placement::ReplaceEarlierAttempt);
     }
-    Err(ExportError::ForeignFile {
-        file: key.file_name.clone(),
-        directory: target.directory.clone(),
-        bytes: existing.bytes,
+    Err(foreign_file(target, &key.file_name, existing.bytes))
+}
+
+/// The checksum file to publish beside the data file, and what to do about its name: decided like
+/// [`placement`], its content being the line for this run's file or for an earlier attempt's.
+async fn checksum_placement(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    content: &Content,
+) -> Result<ChecksumFile, ExportError> {
+    let name = checksum_file_name(&key.file_name);
+    let (line, ours) = ownership::checksum_file_content(&key.file_name, content);
+    let checksum = |placement| ChecksumFile {
+        name: name.clone(),
+        line: line.clone(),
+        placement,
+    };
+    let Some(existing) = existing_content(target, credentials, timeout, &name).await? else {
+        return Ok(checksum(Placement::New));
+    };
+    if ours.matches(existing.bytes, &existing.sha256) {
+        return Ok(checksum(Placement::Adopt));
+    }
+    let earlier = store.digest(key).await?.map(|artifact| {
+        let earlier = Content {
+            bytes: artifact.bytes,
+            sha256: artifact.sha256,
+        };
+        ownership::checksum_file_content(&key.file_name, &earlier).1
+    });
+    if earlier.is_some_and(|earlier| earlier.matches(existing.bytes, &existing.sha256)) {
+        return Ok(checksum(Placement::ReplaceEarlierAttempt));
+    }
+    Err(foreign_file(target, &name, existing.bytes))
+}
+
+/// The size and sha256 of the file of this name directly in the target directory, if any.
+async fn existing_content(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    name: &str,
+) -> Result<Option<ContentDigest>, ExportError> {
+    let (target, credentials, name) = (target.clone(), credentials.clone(), name.to_string());
+    Ok(tokio::task::spawn_blocking(move || {
+        let session = SftpSession::connect(&target, &credentials, timeout)?;
+        match session.stat_file(&name)? {
+            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
+            None => Ok(None),
+        }
     })
+    .await??)
+}
+
+fn foreign_file(target: &SftpTarget, name: &str, bytes: u64) -> ExportError {
+    ExportError::ForeignFile {
+        file: name.to_string(),
+        directory: target.directory.clone(),
+        bytes,
+    }
+}
+
+/// The `NAME.sha256` file published after the data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChecksumFile {
+    name: String,
+    line: String,
+    placement: Placement,
 }
 
 /// Uploads under a temporary name and renames (`upload` verifies the size on the server), unless
 /// `placement` says the file is there already. A file under the final name is removed first only
 /// for [`Placement::ReplaceEarlierAttempt`] (what `placement` found there moments before); in
-/// every other case a file there makes the upload fail, so a file is never overwritten.
+/// every other case a file there makes the upload fail, so a file is never overwritten. The
+/// checksum file follows the same rules once the data file is in place; when it cannot be
+/// published, the data file this call put there is taken back, so the run leaves neither.
+#[allow(clippy::too_many_arguments)] // each is one fact of this delivery; a struct would only rename them
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
@@ -508,7 +620,9 @@ fn deliver_file(
     local: &std::path::Path,
     file_name: &str,
     placement: Placement,
+    checksum: Option<ChecksumFile>,
     upload_tag: u32,
+    mut progress: Progress,
 ) -> Result<u64, SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
     session.set_upload_tag(upload_tag);
@@ -518,17 +632,52 @@ fn deliver_file(
             source,
         })?
         .len();
+    place(&session, file_name, placement, |session| {
+        let sent = session.upload_observed(local, file_name, &mut |sent| {
+            progress.update(None, sent);
+        })?;
+        progress.finish(None, sent);
+        Ok(sent)
+    })?;
+    if let Some(checksum) = checksum {
+        let published = place(&session, &checksum.name, checksum.placement, |session| {
+            session.upload_from(
+                &mut checksum.line.as_bytes(),
+                checksum.line.len() as u64,
+                &checksum.name,
+            )
+        });
+        if let Err(err) = published {
+            if placement != Placement::Adopt
+                && let Ok(Some(delivered)) = session.stat_file(file_name)
+                && session.remove(&delivered).is_err()
+            {
+                warn!(file = %file_name, "could not remove the file whose checksum file failed");
+            }
+            return Err(err);
+        }
+    }
+    Ok(size)
+}
+
+/// Puts one file under its final name as `placement` decided.
+fn place(
+    session: &SftpSession,
+    name: &str,
+    placement: Placement,
+    upload: impl FnOnce(&SftpSession) -> Result<u64, SftpError>,
+) -> Result<(), SftpError> {
     match placement {
-        Placement::Adopt => return Ok(size),
+        Placement::Adopt => return Ok(()),
         Placement::ReplaceEarlierAttempt => {
-            if let Some(existing) = session.stat_file(file_name)? {
-                warn!(file = %file_name, "replacing the file of an earlier attempt of this object at this slot");
+            if let Some(existing) = session.stat_file(name)? {
+                warn!(file = %name, "replacing the file of an earlier attempt of this object at this slot");
                 session.remove(&existing)?;
             }
         }
         Placement::New => {}
     }
-    session.upload(local, file_name)
+    upload(session).map(drop)
 }
 
 /// Takes back a delivered file (only when the run as a whole failed).
@@ -537,10 +686,16 @@ fn remove_delivered(
     credentials: &SftpCredentials,
     timeout: Duration,
     file_name: &str,
+    with_checksum: bool,
 ) -> Result<(), SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
-    if let Some(found) = session.stat_file(file_name)? {
-        session.remove(&found)?;
+    // The checksum file first (only when this run published one): while the data file is still
+    // there, nothing vouches for it.
+    let checksum = with_checksum.then(|| checksum_file_name(file_name));
+    for name in checksum.into_iter().chain([file_name.to_string()]) {
+        if let Some(found) = session.stat_file(&name)? {
+            session.remove(&found)?;
+        }
     }
     Ok(())
 }

@@ -113,6 +113,26 @@ pub struct ScheduledExportSpec {
     /// CSV dialect of the delivered files.
     #[serde(default)]
     pub csv: CsvOptions,
+
+    /// Compression of the delivered files: `none` (the default) or `gzip`, which names them
+    /// `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv.gz` (`gunzip` restores the CSV). Changing it applies from
+    /// the next run; files already delivered keep their names and are still rechecked and pruned.
+    #[serde(default)]
+    pub compression: Compression,
+
+    /// Encrypt each file to the institution's OpenPGP key, after compression. The files are then
+    /// named `.csv.pgp` (or `.csv.gz.pgp`) and `gpg --decrypt` with the institution's private key
+    /// restores them. A key that cannot encrypt (expired, revoked, without an encryption subkey) fails
+    /// the run before any row is read, with reason `EncryptionKeyInvalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+
+    /// Publish `NAME.sha256` beside each delivered file, one line in `sha256sum` form, so
+    /// `sha256sum -c NAME.sha256` verifies the file. It appears only after the data file is in place,
+    /// so its presence means the data file is complete; rechecks, recopies and retention treat the
+    /// two as one delivery.
+    #[serde(default)]
+    pub checksum_file: bool,
 }
 
 /// The CRM record type a file holds, which fixes its columns and name prefix: `interactions` (calls,
@@ -281,6 +301,48 @@ impl Default for CsvOptions {
             escape_formulas: false,
         }
     }
+}
+
+/// How delivered files are encrypted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Encryption {
+    /// OpenPGP encryption to one public key (every valid encryption subkey of it).
+    pub pgp: PgpEncryption,
+}
+
+/// OpenPGP encryption of delivered files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PgpEncryption {
+    /// Secret in this namespace holding the institution's ASCII-armoured public key (only the
+    /// public key: the operator never needs the private one).
+    pub public_key_secret_ref: KeySecretReference,
+}
+
+/// A key of a Secret in the object's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct KeySecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret; `publicKey` when omitted.
+    #[serde(default = "default_public_key_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_public_key_key() -> String {
+    "publicKey".to_string()
+}
+
+/// Compression of delivered files: `none` or `gzip`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
 }
 
 /// Line terminator of CSV records: `CRLF` (RFC 4180) or `LF`.

@@ -134,6 +134,7 @@ pub enum ConditionReason {
     ArtifactStoreFailed,
     DatabaseFailed,
     DatabaseTlsFailed,
+    EncryptionKeyInvalid,
     RecoveryConflict,
     /// `spec.source.view` names no view, or one without a `txid xid8` column.
     ViewInvalid,
@@ -186,6 +187,7 @@ state_names!(ConditionReason {
     ArtifactStoreFailed => "ArtifactStoreFailed",
     DatabaseFailed => "DatabaseFailed",
     DatabaseTlsFailed => "DatabaseTlsFailed",
+    EncryptionKeyInvalid => "EncryptionKeyInvalid",
     RecoveryConflict => "RecoveryConflict",
     ViewInvalid => "ViewInvalid",
     SpoolFailed => "SpoolFailed",

@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use tokio_postgres::Client;
 
 use crate::adapters::postgres::SourceError;
+use crate::progress::Progress;
 
 /// The reference schema: the two tables, their `txid` index and the trigger that stamps writes.
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
@@ -62,11 +63,31 @@ pub async fn run_sample_data(
     constituents: u64,
     seed: u64,
 ) -> Result<SampleDataSummary, SourceError> {
+    run_sample_data_with_progress(
+        database_url,
+        interactions,
+        proposals,
+        constituents,
+        seed,
+        false,
+    )
+    .await
+}
+
+/// [`run_sample_data`], showing rows and bytes loaded on standard error when `show_progress`.
+pub async fn run_sample_data_with_progress(
+    database_url: &str,
+    interactions: u64,
+    proposals: u64,
+    constituents: u64,
+    seed: u64,
+    show_progress: bool,
+) -> Result<SampleDataSummary, SourceError> {
     let started = Instant::now();
     let (client, connection) =
         crate::adapters::postgres::connect(database_url, CONNECT_TIMEOUT).await?;
     apply_schema(&client).await?;
-    generate(&client, interactions, proposals, seed).await?;
+    generate_with_progress(&client, interactions, proposals, seed, show_progress).await?;
     generate_constituents(&client, constituents, seed).await?;
     drop(client);
     // The connection task ends once the client is gone; its error, if any, was logged.
@@ -88,6 +109,19 @@ pub async fn generate(
     proposals: u64,
     seed: u64,
 ) -> Result<(), SourceError> {
+    generate_with_progress(client, interactions, proposals, seed, false).await
+}
+
+/// [`generate`], showing each table's rows and bytes loaded on standard error when `show_progress`.
+pub async fn generate_with_progress(
+    client: &Client,
+    interactions: u64,
+    proposals: u64,
+    seed: u64,
+    show_progress: bool,
+) -> Result<(), SourceError> {
+    let progress =
+        |table: &str| Progress::on_stderr(show_progress, format!("{table}: loaded"), None);
     if proposals > 0 {
         // Separate streams per table, so the interactions do not change when only the number of
         // proposals does.
@@ -99,6 +133,7 @@ pub async fn generate(
              funded_date, solicitors, created_at, updated_at, deleted) FROM STDIN",
             proposals,
             |buffer| generator.proposal(buffer),
+            progress("proposals"),
         )
         .await?;
     }
@@ -128,6 +163,7 @@ pub async fn generate(
              FROM STDIN",
             interactions,
             |buffer| generator.interaction(buffer, proposal_ids),
+            progress("interactions"),
         )
         .await?;
     }
@@ -152,6 +188,7 @@ pub async fn generate_constituents(
          region, postal_code, country, affiliations, created_at, updated_at, deleted) FROM STDIN",
         count,
         |buffer| generator.constituent(buffer),
+        Progress::hidden(),
     )
     .await
 }
@@ -161,6 +198,7 @@ async fn copy_rows<F>(
     statement: &str,
     count: u64,
     mut row: F,
+    mut progress: Progress,
 ) -> Result<(), SourceError>
 where
     F: FnMut(&mut Vec<u8>),
@@ -171,23 +209,28 @@ where
         .map_err(SourceError::query("cannot start loading sample data"))?;
     futures::pin_mut!(sink);
     let mut buffer = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
-    for _ in 0..count {
+    let mut sent: u64 = 0;
+    for done in 1..=count {
         row(&mut buffer);
         if buffer.len() >= BATCH_BYTES {
             let batch = Bytes::from(std::mem::replace(
                 &mut buffer,
                 Vec::with_capacity(BATCH_BYTES + 64 * 1024),
             ));
+            sent += batch.len() as u64;
             sink.send(batch)
                 .await
                 .map_err(SourceError::query("cannot load sample data"))?;
+            progress.update(Some(done), sent);
         }
     }
     if !buffer.is_empty() {
+        sent += buffer.len() as u64;
         sink.send(Bytes::from(buffer))
             .await
             .map_err(SourceError::query("cannot load sample data"))?;
     }
+    progress.finish(Some(count), sent);
     sink.as_mut()
         .finish()
         .await

@@ -9,11 +9,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use crate::adapters::sftp::{SftpCredentials, SftpError};
-use crate::resource::{ConditionReason, ScheduledExport};
+use crate::resource::{ConditionReason, KeySecretReference, ScheduledExport};
 
 /// The spec fields that reference Secrets, as named in messages.
 pub const SOURCE_SECRET_FIELD: &str = "spec.source.secretRef";
 pub const SFTP_SECRET_FIELD: &str = "spec.destination.sftp.secretRef";
+pub const PGP_KEY_SECRET_FIELD: &str = "spec.encryption.pgp.publicKeySecretRef";
 /// Key of the source Secret that holds the PostgreSQL URL.
 pub const DATABASE_URL_KEY: &str = "url";
 /// Optional key of the source Secret: the PEM CA that `sslmode=verify-ca`/`verify-full` trust.
@@ -34,6 +35,11 @@ pub enum SecretError {
         key: &'static str,
         hint: &'static str,
     },
+    #[error(
+        "Secret {secret} (referenced by spec.encryption.pgp.publicKeySecretRef) has no key \
+         \"{key}\": add the ASCII-armoured public key there (`gpg --armor --export KEY-ID`)"
+    )]
+    PublicKeyMissing { secret: String, key: String },
     #[error("Secret {secret} (referenced by {field}): key \"{key}\" {problem}")]
     KeyInvalid {
         secret: String,
@@ -58,6 +64,7 @@ impl SecretError {
         match self {
             SecretError::NotFound { .. }
             | SecretError::KeyMissing { .. }
+            | SecretError::PublicKeyMissing { .. }
             | SecretError::KeyInvalid { .. } => ConditionReason::SecretInvalid,
             SecretError::Api { .. } => ConditionReason::KubernetesApiFailed,
             SecretError::Sftp(err) => err.reason(),
@@ -149,6 +156,21 @@ pub async fn sftp_credentials(
 ) -> Result<SftpCredentials, SecretError> {
     let data = read_secret(secrets, name, SFTP_SECRET_FIELD).await?;
     Ok(SftpCredentials::from_secret_data(name, &data)?)
+}
+
+/// The institution's OpenPGP public key (`spec.encryption.pgp.publicKeySecretRef`).
+pub async fn pgp_public_key(
+    secrets: &Api<Secret>,
+    reference: &KeySecretReference,
+) -> Result<Vec<u8>, SecretError> {
+    let data = read_secret(secrets, &reference.name, PGP_KEY_SECRET_FIELD).await?;
+    data.get(&reference.key)
+        .filter(|value| !value.is_empty())
+        .cloned()
+        .ok_or_else(|| SecretError::PublicKeyMissing {
+            secret: reference.name.clone(),
+            key: reference.key.clone(),
+        })
 }
 
 fn secrets_namespace(secrets: &Api<Secret>) -> String {

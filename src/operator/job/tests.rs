@@ -524,6 +524,24 @@ fn job_with_status(status: serde_json::Value) -> Job {
 }
 
 #[test]
+fn a_succeeded_job_lasts_until_completion_or_until_success_criteria_were_met() {
+    let completed = job_with_status(json!({
+        "startTime": "2026-12-01T07:00:00Z",
+        "completionTime": "2026-12-01T07:00:42Z",
+        "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-12-01T07:00:42Z"}],
+    }));
+    assert_eq!(succeeded_job_seconds(&completed), Some(42.0));
+    // Seen between the two conditions: no completionTime yet.
+    let criteria_met = job_with_status(json!({
+        "startTime": "2026-12-01T07:00:00Z",
+        "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": "2026-12-01T07:00:40Z"}],
+    }));
+    assert_eq!(succeeded_job_seconds(&criteria_met), Some(40.0));
+    let running = job_with_status(json!({"startTime": "2026-12-01T07:00:00Z", "active": 1}));
+    assert_eq!(succeeded_job_seconds(&running), None);
+}
+
+#[test]
 fn job_state_follows_conditions_and_counts() {
     assert_eq!(job_state(&job_with_status(json!({}))), JobState::Pending);
     assert_eq!(
