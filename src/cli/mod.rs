@@ -1,6 +1,7 @@
 //! Command-line interface: subcommands and their arguments.
 
 pub mod commands;
+pub mod plugin;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -42,6 +43,8 @@ pub enum Command {
     /// Apply the reference schema to a database and add synthetic rows.
     #[cfg(feature = "sample-data")]
     SampleData(SampleDataArgs),
+    /// The kubectl plugin's commands (`kubectl sx ...` when linked as `kubectl-sx` on the PATH).
+    Sx(plugin::SxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +129,10 @@ pub struct ExportArgs {
     /// deleted and created again under the same name stops without touching the new one.
     #[arg(long, env = "EXPORT_OBJECT_UID", hide = true)]
     pub uid: Option<String>,
+    /// Ignore the stored watermark: the file holds every row, and later runs continue from this
+    /// one (what a full-export Job sets).
+    #[arg(long, env = "EXPORT_FULL")]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +162,9 @@ pub struct SampleDataArgs {
     /// Synthetic proposals to add (0 applies the schema alone).
     #[arg(long, default_value_t = 100)]
     pub proposals: u64,
+    /// Synthetic constituents to add.
+    #[arg(long, default_value_t = 0)]
+    pub constituents: u64,
     /// Seed of the generator, for reproducible data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -16,7 +16,9 @@ use kube::runtime::events::EventType;
 use tracing::{Instrument, info, warn};
 
 use crate::adapters::kubernetes::client;
-use crate::adapters::kubernetes::secrets::{SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD};
+use crate::adapters::kubernetes::secrets::{
+    PGP_KEY_SECRET_FIELD, SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD,
+};
 use crate::adapters::kubernetes::status::{StatusError, StatusWriter, update_status_from};
 use crate::operator::checker;
 use crate::operator::context::Context;
@@ -386,6 +388,12 @@ async fn start_run(
                     EventReason::RunNow,
                     format!("created Job {job_name} for run-now token {token:?}"),
                 ),
+                RunKind::FullExport { token } => (
+                    EventReason::FullExport,
+                    format!(
+                        "created Job {job_name} for full-export token {token:?}: its file holds every row"
+                    ),
+                ),
             };
             publish(ctx, object, EventType::Normal, reason, &note).await;
             Ok(Some(created))
@@ -512,11 +520,7 @@ async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) {
         }
     }
     .filter(|run| run.job_name == job.metadata.name);
-    let seconds = job.status.as_ref().and_then(|status| {
-        let started = status.start_time.as_ref()?.0;
-        let completed = status.completion_time.as_ref()?.0;
-        Some(completed.duration_since(started).as_secs_f64())
-    });
+    let seconds = job::succeeded_job_seconds(job);
     if let Some(run) = last_run {
         ctx.metrics.record_delivery(
             file_type,
@@ -534,13 +538,22 @@ async fn missing_secret(
     namespace: &str,
 ) -> Result<Option<String>, ReconcileError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let key_secret = object.spec.encryption.as_ref().map(|encryption| {
+        (
+            PGP_KEY_SECRET_FIELD,
+            &encryption.pgp.public_key_secret_ref.name,
+        )
+    });
     for (field, name) in [
         (SOURCE_SECRET_FIELD, &object.spec.source.secret_ref.name),
         (
             SFTP_SECRET_FIELD,
             &object.spec.destination.sftp.secret_ref.name,
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(key_secret)
+    {
         if secrets.get_metadata_opt(name).await?.is_none() {
             return Ok(Some(format!(
                 "Secret {name} referenced by {field} does not exist in namespace {namespace}"

@@ -15,11 +15,12 @@ use kube::api::Api;
 
 use crate::adapters::artifacts::S3Options;
 use crate::adapters::sftp::{SftpCredentials, SftpError};
-use crate::resource::{ConditionReason, ScheduledExport};
+use crate::resource::{ConditionReason, KeySecretReference, ScheduledExport};
 
 /// The spec fields that reference Secrets, as named in messages.
 pub const SOURCE_SECRET_FIELD: &str = "spec.source.secretRef";
 pub const SFTP_SECRET_FIELD: &str = "spec.destination.sftp.secretRef";
+pub const PGP_KEY_SECRET_FIELD: &str = "spec.encryption.pgp.publicKeySecretRef";
 /// The operator's setting that names the artifact store's credentials Secret of each namespace.
 pub const ARTIFACT_STORE_SECRET_FIELD: &str = "the operator's artifact store credentials setting";
 /// Key of the source Secret that holds the PostgreSQL URL.
@@ -42,6 +43,11 @@ pub enum SecretError {
         key: &'static str,
         hint: &'static str,
     },
+    #[error(
+        "Secret {secret} (referenced by spec.encryption.pgp.publicKeySecretRef) has no key \
+         \"{key}\": add the ASCII-armoured public key there (`gpg --armor --export KEY-ID`)"
+    )]
+    PublicKeyMissing { secret: String, key: String },
     #[error("Secret {secret} (referenced by {field}): key \"{key}\" {problem}")]
     KeyInvalid {
         secret: String,
@@ -73,6 +79,7 @@ impl SecretError {
         match self {
             SecretError::NotFound { .. }
             | SecretError::KeyMissing { .. }
+            | SecretError::PublicKeyMissing { .. }
             | SecretError::KeyInvalid { .. }
             | SecretError::Unreadable { .. } => ConditionReason::SecretInvalid,
             SecretError::Api { .. } => ConditionReason::KubernetesApiFailed,
@@ -267,6 +274,21 @@ fn s3_options_of(data: &BTreeMap<String, Vec<u8>>, defaults: &S3Options) -> S3Op
         options.region = defaults.region.clone();
     }
     options
+}
+
+/// The institution's OpenPGP public key (`spec.encryption.pgp.publicKeySecretRef`).
+pub async fn pgp_public_key(
+    secrets: &SecretReader,
+    reference: &KeySecretReference,
+) -> Result<Vec<u8>, SecretError> {
+    let data = secrets.read(&reference.name, PGP_KEY_SECRET_FIELD).await?;
+    data.get(&reference.key)
+        .filter(|value| !value.is_empty())
+        .cloned()
+        .ok_or_else(|| SecretError::PublicKeyMissing {
+            secret: reference.name.clone(),
+            key: reference.key.clone(),
+        })
 }
 
 fn secrets_namespace(secrets: &Api<Secret>) -> String {

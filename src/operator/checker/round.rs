@@ -21,6 +21,7 @@ use crate::adapters::sftp::{
     Expected, Listing, RemoteFile, SftpCredentials, SftpError, SftpSession, SftpTarget,
 };
 use crate::export::artifacts::prune_older_artifacts;
+use crate::export::file_name::checksum_file_name;
 use crate::operator::config::DeliverySettings;
 use crate::operator::context::Context;
 use crate::operator::events::publish;
@@ -242,6 +243,16 @@ fn check_file(
         sha256: &content.sha256,
     });
     match session.locate(file, expected) {
+        // In place, its checksum file must be too; once moved, the customer has both.
+        Ok(Some(found)) if found.relative == file => {
+            match ensure_checksum_file(session, object, file, delivered.as_ref()) {
+                Ok(false) => CheckOutcome::Found {
+                    relative: found.relative,
+                },
+                Ok(true) => CheckOutcome::Recopied,
+                Err(failure) => CheckOutcome::RecopyFailed(failure),
+            }
+        }
         Ok(Some(found)) => CheckOutcome::Found {
             relative: found.relative,
         },
@@ -303,13 +314,48 @@ fn recopy(
         ));
     }
     match session.upload_from(&mut artifact, delivered.bytes, file) {
-        Ok(_) => CheckOutcome::Recopied,
+        Ok(_) => match ensure_checksum_file(session, object, file, Some(&delivered)) {
+            Ok(_) => CheckOutcome::Recopied,
+            Err(failure) => CheckOutcome::RecopyFailed(failure),
+        },
         // Put back by someone between the check and the upload: it is there.
         Err(SftpError::AlreadyExists { .. }) => CheckOutcome::Found {
             relative: file.to_string(),
         },
         Err(err) if err.is_transient() => CheckOutcome::Unreachable(Failure::from(&err)),
         Err(err) => CheckOutcome::RecopyFailed(Failure::from(&err)),
+    }
+}
+
+/// Publishes the checksum file beside `file` when the spec asks for one and it is missing; true
+/// when it was published. Its line comes from the record, so a checksum file always vouches for
+/// the bytes that were delivered. A file under its name is left as it is, whatever it holds.
+fn ensure_checksum_file(
+    session: &SftpSession,
+    object: &ScheduledExport,
+    file: &str,
+    delivered: Option<&ownership::Content>,
+) -> Result<bool, Failure> {
+    if !object.spec.checksum_file {
+        return Ok(false);
+    }
+    let Some(delivered) = delivered else {
+        return Err(Failure::new(
+            ConditionReason::RecopyFailed,
+            "the delivered file's sha256 is not recorded, so its checksum file cannot be written",
+        ));
+    };
+    let name = checksum_file_name(file);
+    match session.stat_file(&name) {
+        Ok(Some(_)) => return Ok(false),
+        Ok(None) => {}
+        Err(err) => return Err(Failure::from(&err)),
+    }
+    let (line, _) = ownership::checksum_file_content(file, delivered);
+    match session.upload_from(&mut line.as_bytes(), line.len() as u64, &name) {
+        Ok(_) => Ok(true),
+        Err(SftpError::AlreadyExists { .. }) => Ok(false),
+        Err(err) => Err(Failure::from(&err)),
     }
 }
 

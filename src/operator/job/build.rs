@@ -23,7 +23,7 @@ use crate::resource::ScheduledExport;
 use super::*;
 
 /// The volumes and mounts of the Secrets the object names, each at
-/// `{SECRETS_MOUNT_PATH}/{secret name}` (once, when both references name the same Secret).
+/// `{SECRETS_MOUNT_PATH}/{secret name}` (once, when two references name the same Secret).
 /// Optional, so a missing Secret or key does not hold the Pod in `CreateContainerConfigError`
 /// until the Job's deadline: the export starts and fails at once with a reason naming the Secret
 /// and the key.
@@ -33,6 +33,12 @@ fn secret_volumes(object: &ScheduledExport) -> Vec<(Volume, VolumeMount)> {
     let mut secrets = vec![("source-secret", source)];
     if sftp != source {
         secrets.push(("sftp-secret", sftp));
+    }
+    if let Some(encryption) = &object.spec.encryption {
+        let key = &encryption.pgp.public_key_secret_ref.name;
+        if key != source && key != sftp {
+            secrets.push(("encryption-key-secret", key));
+        }
     }
     secrets
         .into_iter()
@@ -109,17 +115,19 @@ fn artifact_claim_volume(
 ///
 /// The result is a DNS-1123 label of at most 63 characters (the Job's Pods carry the name in their
 /// `job-name` label): `{base}-{YYYYMMDDHHMM}` (the slot's UTC minute) for a scheduled run,
-/// `{base}-now-{8 hex of SHA-256(token)}` for run-now. `{base}` is the object name when it is at
-/// most 50 characters of `[a-z0-9-]`; otherwise (too long, or holding a '.') it is the name with
-/// every other character replaced by '-', cut to 41 characters, then `-{8 hex of SHA-256(name)}`, so
-/// two names that differ only after the cut, or only in '.' versus '-', still get distinct Jobs.
-/// Both suffixes are 13 characters, and a scheduled suffix ends in 12 digits while a run-now one
-/// ends in `now-` and 8 hex digits, so Jobs of different objects or kinds never share a name.
+/// `{base}-now-{8 hex of SHA-256(token)}` for run-now, `{base}-all-{8 hex of SHA-256(token)}` for
+/// a full export. `{base}` is the object name when it is at most 50 characters of `[a-z0-9-]`;
+/// otherwise (too long, or holding a '.') it is the name with every other character replaced by
+/// '-', cut to 41 characters, then `-{8 hex of SHA-256(name)}`, so two names that differ only after
+/// the cut, or only in '.' versus '-', still get distinct Jobs. All suffixes are 13 characters,
+/// and a scheduled suffix ends in 12 digits while a token's ends in `now-` or `all-` and 8 hex
+/// digits, so Jobs of different objects or kinds never share a name.
 pub fn job_name(object_name: &str, slot: DateTime<Utc>, kind: &RunKind) -> String {
     let base = name_base(object_name);
     match kind {
         RunKind::Scheduled => format!("{base}-{}", slot.format("%Y%m%d%H%M")),
         RunKind::RunNow { token } => format!("{base}-now-{}", short_hash(token)),
+        RunKind::FullExport { token } => format!("{base}-all-{}", short_hash(token)),
     }
 }
 
@@ -232,6 +240,13 @@ pub fn build_job(
             );
             annotations.insert(ANNOTATION_RUN_NOW_TOKEN.to_string(), token.clone());
         }
+        RunKind::FullExport { token } => {
+            annotations.insert(
+                ANNOTATION_RUN_KIND.to_string(),
+                RUN_KIND_FULL_EXPORT.to_string(),
+            );
+            annotations.insert(ANNOTATION_FULL_EXPORT_TOKEN.to_string(), token.clone());
+        }
     }
 
     let env_var = |name: &str, value: &str| EnvVar {
@@ -253,6 +268,9 @@ pub fn build_job(
         // The object's Secrets are read from the Pod's volumes: the Job's identity cannot read any.
         env_var("SECRETS_DIR", SECRETS_MOUNT_PATH),
     ];
+    if matches!(kind, RunKind::FullExport { .. }) {
+        env.push(env_var(ENV_FULL_EXPORT, "true"));
+    }
     if let Some(format) = &settings.log_format {
         env.push(env_var("LOG_FORMAT", format));
     }

@@ -37,6 +37,8 @@ pub const ANNOTATION_SLOT: &str = "exports.crm.dev/slot";
 pub const ANNOTATION_RUN_KIND: &str = "exports.crm.dev/run-kind";
 /// The run-now token a Job honours; the Job name only carries a hash of it.
 pub const ANNOTATION_RUN_NOW_TOKEN: &str = "exports.crm.dev/run-now-token";
+/// The full-export token a Job honours; the Job name only carries a hash of it.
+pub const ANNOTATION_FULL_EXPORT_TOKEN: &str = "exports.crm.dev/full-export-token";
 
 /// Value of [`LABEL_APP_NAME`].
 pub const APP_NAME: &str = "scheduled-exports";
@@ -52,11 +54,14 @@ pub const SPOOL_MOUNT_PATH: &str = "/spool";
 pub const SECRETS_MOUNT_PATH: &str = "/secrets";
 /// Environment variable of the export container holding the owning object's UID.
 pub const ENV_OBJECT_UID: &str = "EXPORT_OBJECT_UID";
+/// Environment variable of the export container that makes the run ignore the watermark.
+pub const ENV_FULL_EXPORT: &str = "EXPORT_FULL";
 /// Exit status of `scheduled-exports` for bad input: a retry cannot help.
 pub const EXIT_BAD_INPUT: i32 = 2;
 
 const RUN_KIND_SCHEDULED: &str = "scheduled";
 const RUN_KIND_RUN_NOW: &str = "run-now";
+const RUN_KIND_FULL_EXPORT: &str = "full-export";
 const SPOOL_VOLUME: &str = "spool";
 /// UID and GID of the export process: the conventional non-root "nonroot" user of distroless
 /// images, so the restricted Pod Security level admits the Pod whatever the image's USER says.
@@ -65,7 +70,7 @@ const NON_ROOT_ID: i64 = 65532;
 /// Longest DNS-1123 label, and so the longest Job name whose Pods can carry it in their
 /// `job-name` label.
 const MAX_JOB_NAME: usize = 63;
-/// Length of `-{YYYYMMDDHHMM}` and of `-now-{8 hex}`; both suffixes have the same length.
+/// Length of `-{YYYYMMDDHHMM}`, `-now-{8 hex}` and `-all-{8 hex}`; the suffixes have one length.
 const SUFFIX_LEN: usize = 13;
 /// Longest object-name part of a Job name.
 const MAX_BASE: usize = MAX_JOB_NAME - SUFFIX_LEN;
@@ -149,6 +154,9 @@ pub enum RunKind {
     Scheduled,
     /// One extra run asked for through the run-now annotation; the token is honoured once.
     RunNow { token: String },
+    /// One extra run whose file holds every row, asked for through the full-export annotation;
+    /// the token is honoured once.
+    FullExport { token: String },
 }
 
 /// Why no Job could be built.
