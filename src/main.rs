@@ -1,4 +1,5 @@
 //! `scheduled-exports`: one binary for the operator, the export Job and the tools around them.
+//! Started as `kubectl-sx` (a link on the PATH), it is the kubectl plugin `kubectl sx`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -6,14 +7,54 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use scheduled_exports::cli::commands::{self, CommandError};
+use scheduled_exports::cli::plugin::{self, KubectlSx};
 use scheduled_exports::cli::{Cli, Command, LogFormat};
+use scheduled_exports::progress::Surroundings;
 
 fn main() -> ExitCode {
     // Before anything can fail: the credentials the environment hands this process are never
     // written out, in any message.
     scheduled_exports::redact::register_env_secrets();
-    let cli = match Cli::try_parse() {
+    let as_plugin = std::env::args_os()
+        .next()
+        .is_some_and(|argv0| plugin::invoked_as_plugin(&argv0));
+    if as_plugin {
+        let kubectl_sx = match parse::<KubectlSx>() {
+            Ok(parsed) => parsed,
+            Err(exit) => return exit,
+        };
+        init_tracing(LogFormat::Text, "warn");
+        return exit_with(block_on(plugin::run(kubectl_sx.args)));
+    }
+    let cli = match parse::<Cli>() {
         Ok(cli) => cli,
+        Err(exit) => return exit,
+    };
+    // The plugin's commands print for a person; only warnings go with them.
+    let default_level = if matches!(cli.command, Command::Sx(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_tracing(cli.log_format, default_level);
+    let show_progress =
+        Surroundings::of_this_process(cli.log_format == LogFormat::Json).show_progress();
+    let result = match cli.command {
+        Command::Crd => commands::print_crd(),
+        Command::Next(args) => commands::print_next_runs(&args),
+        Command::Export(args) => block_on(commands::export(args, show_progress)),
+        #[cfg(feature = "sample-data")]
+        Command::SampleData(args) => block_on(commands::sample_data(args, show_progress)),
+        Command::Controller(args) => block_on(commands::controller(*args)),
+        Command::Sx(args) => block_on(plugin::run(args)),
+    };
+    exit_with(result)
+}
+
+/// The command line, or the exit status when it is `--help`, `--version` or wrong.
+fn parse<T: Parser>() -> Result<T, ExitCode> {
+    match T::try_parse() {
+        Ok(parsed) => Ok(parsed),
         Err(err)
             if matches!(
                 err.kind(),
@@ -21,19 +62,15 @@ fn main() -> ExitCode {
             ) =>
         {
             let _ = err.print();
-            return ExitCode::SUCCESS;
+            Err(ExitCode::SUCCESS)
         }
-        Err(err) => return fail(&CommandError::BadInput(one_line(&err.render().to_string()))),
-    };
-    init_tracing(cli.log_format);
-    let result = match cli.command {
-        Command::Crd => commands::print_crd(),
-        Command::Next(args) => commands::print_next_runs(&args),
-        Command::Export(args) => block_on(commands::export(args)),
-        #[cfg(feature = "sample-data")]
-        Command::SampleData(args) => block_on(commands::sample_data(args)),
-        Command::Controller(args) => block_on(commands::controller(*args)),
-    };
+        Err(err) => Err(fail(&CommandError::BadInput(one_line(
+            &err.render().to_string(),
+        )))),
+    }
+}
+
+fn exit_with(result: Result<(), CommandError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
@@ -76,9 +113,9 @@ fn one_line(rendered: &str) -> String {
         .to_string()
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(scheduled_exports::redact::ScrubbingStderr)

@@ -166,6 +166,7 @@ fn delivered(object: ScheduledExport) -> ScheduledExport {
         bytes: 412_345,
         sha256: "9f2c".repeat(16),
         watermark: "1500:1502:1501".into(),
+        window_start: Some("1400:1402:".into()),
         watermark_source: scheduled_exports::resource::WatermarkSource {
             system_identifier: Some("7714411962619384506".into()),
             database: Some("crm".into()),

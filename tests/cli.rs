@@ -178,6 +178,36 @@ fn help_is_available_for_every_subcommand() {
 }
 
 #[test]
+fn the_kubectl_plugin_commands_are_also_a_subcommand() {
+    for command in [
+        vec!["sx"],
+        vec!["sx", "status"],
+        vec!["sx", "run"],
+        vec!["sx", "next"],
+        vec!["sx", "files"],
+    ] {
+        let mut args = command.clone();
+        args.push("--help");
+        let output = run(&args);
+        assert!(output.status.success(), "{command:?}: {}", stderr(&output));
+        let usage = format!("Usage: scheduled-exports {}", command.join(" "));
+        assert!(
+            stdout(&output).contains(&usage),
+            "{command:?}: {}",
+            stdout(&output)
+        );
+    }
+    let output = run(&["sx", "next", "daily", "--count", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output).trim_end().lines().count(),
+        1,
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn crd_prints_the_committed_file() {
     let output = run(&["crd"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -18,7 +18,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use scheduled_exports::clock::{Clock, ManualClock};
-use scheduled_exports::export::file_name::export_file_name;
+use scheduled_exports::export::file_name::{FileFormat, export_file_name};
 use scheduled_exports::operator::DeliverySettings;
 use scheduled_exports::operator::{Context, ControllerConfig};
 use scheduled_exports::resource::{
@@ -76,7 +76,7 @@ fn export(fixture: &Fixture, name: &str, slot: DateTime<Utc>, store: &str) -> St
     } else {
         FileType::Interactions
     };
-    export_file_name(file_type, slot)
+    export_file_name(file_type, FileFormat::default(), slot)
 }
 
 /// Moves the object's daily slot about twelve hours away from `from`, so advancing the clock by
@@ -395,7 +395,11 @@ async fn a_server_that_is_down_is_reported_and_the_file_recopied_on_the_first_ch
     schedule_far_from(&fixture, "daily", clock.now()).await;
     let local = fixture.local_dir.join(&file);
     // An old file of ours that retention should delete, but only once the server answers.
-    let old = export_file_name(FileType::Interactions, clock.now() - TimeDelta::days(91));
+    let old = export_file_name(
+        FileType::Interactions,
+        FileFormat::default(),
+        clock.now() - TimeDelta::days(91),
+    );
     std::fs::write(fixture.local_dir.join(&old), "old\r\n").expect("old file");
     record_as_delivered(&fixture, "daily", &[(old.clone(), b"old\r\n")]).await;
 
@@ -484,8 +488,20 @@ async fn retention_deletes_only_this_objects_old_files_and_stale_uploads() {
     let clock = clock_after_delivery(&fixture, "daily").await;
     schedule_far_from(&fixture, "daily", clock.now()).await;
     let now = clock.now();
-    let ours = |days: i64| export_file_name(FileType::Interactions, now - TimeDelta::days(days));
-    let theirs = |days: i64| export_file_name(FileType::Proposals, now - TimeDelta::days(days));
+    let ours = |days: i64| {
+        export_file_name(
+            FileType::Interactions,
+            FileFormat::default(),
+            now - TimeDelta::days(days),
+        )
+    };
+    let theirs = |days: i64| {
+        export_file_name(
+            FileType::Proposals,
+            FileFormat::default(),
+            now - TimeDelta::days(days),
+        )
+    };
 
     // Another object's directory below ours: its files are never ours to prune.
     fixture
@@ -660,7 +676,7 @@ async fn checks_of_a_file_end_once_a_newer_file_is_delivered() {
     })
     .await;
     std::fs::remove_file(fixture.local_dir.join(&first)).expect("delete the first file");
-    let second = export_file_name(FileType::Interactions, next_slot);
+    let second = export_file_name(FileType::Interactions, FileFormat::default(), next_slot);
     fixture
         .wait_for("daily", "the next run's delivery", |o| {
             let delivery = o.status.as_ref()?.delivery.as_ref()?;
@@ -1011,7 +1027,11 @@ async fn two_objects_in_one_directory_each_prune_only_their_own_files_and_never_
     // retention, and it is still the file the customer has.
     let daily_current = export(&fixture, "daily", now - TimeDelta::days(200), &store);
     // And an older file it delivered before, past retention.
-    let daily_old = export_file_name(FileType::Interactions, now - TimeDelta::days(100));
+    let daily_old = export_file_name(
+        FileType::Interactions,
+        FileFormat::default(),
+        now - TimeDelta::days(100),
+    );
     std::fs::write(fixture.local_dir.join(&daily_old), "old rows\r\n").expect("old file");
     record_as_delivered(&fixture, "daily", &[(daily_old.clone(), b"old rows\r\n")]).await;
     let clock = ManualClock::new(Utc::now());
@@ -1221,7 +1241,11 @@ async fn a_round_that_runs_past_its_deadline_is_ended_and_the_next_one_starts() 
     }
     let mut sluggish = fixture.object("sluggish").await;
     let mut status = fixture.object("daily").await.status.expect("status");
-    let gone = export_file_name(FileType::Interactions, clock.now() - TimeDelta::hours(1));
+    let gone = export_file_name(
+        FileType::Interactions,
+        FileFormat::default(),
+        clock.now() - TimeDelta::hours(1),
+    );
     let delivery = status.delivery.as_mut().expect("delivery");
     delivery.file = Some(gone.clone());
     delivery.destination = None;
@@ -1325,5 +1349,141 @@ async fn a_file_delivered_before_the_record_existed_becomes_provably_ours_at_the
             (second.clone(), sha256_of(&fixture.local_dir.join(&second)))
         ]
     );
+    fixture.cleanup().await;
+}
+
+/// The institution's own tools on the delivered directory: `sha256sum -c` on the checksum file,
+/// then `gunzip -c` on the data file; returns the CSV.
+fn read_as_the_institution_does(dir: &Path, file: &str) -> String {
+    let verified = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg(format!("{file}.sha256"))
+        .current_dir(dir)
+        .output()
+        .expect("run sha256sum");
+    assert!(
+        verified.status.success(),
+        "sha256sum -c: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let unzipped = std::process::Command::new("gunzip")
+        .arg("-c")
+        .arg(dir.join(file))
+        .output()
+        .expect("run gunzip");
+    assert!(
+        unzipped.status.success(),
+        "gunzip: {}",
+        String::from_utf8_lossy(&unzipped.stderr)
+    );
+    String::from_utf8(unzipped.stdout).expect("UTF-8 CSV")
+}
+
+#[tokio::test]
+async fn a_gzip_file_and_its_checksum_file_are_delivered_rechecked_and_pruned_as_one() {
+    let fixture = Fixture::new("sx-feed", 12).await;
+    let store = fixture.artifact_store.clone();
+    fixture
+        .patch_spec(
+            "daily",
+            json!({"compression": "gzip", "checksumFile": true}),
+        )
+        .await;
+    let gzip = FileFormat {
+        compression: scheduled_exports::resource::Compression::Gzip,
+        encrypted: false,
+    };
+    let old_slot = Utc::now().trunc_subsecs(0) - TimeDelta::days(100);
+    let old = export_file_name(FileType::Interactions, gzip, old_slot);
+    let output = fixture.export_with_store("daily", &old_slot.to_rfc3339(), &store);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let slot = Utc::now().trunc_subsecs(0);
+    let file = export_file_name(FileType::Interactions, gzip, slot);
+    let output = fixture.export_with_store("daily", &slot.to_rfc3339(), &store);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = fixture.local_dir.clone();
+    let mut expected = vec![
+        old.clone(),
+        format!("{old}.sha256"),
+        file.clone(),
+        format!("{file}.sha256"),
+    ];
+    expected.sort();
+    assert_eq!(
+        files_in(&dir),
+        expected,
+        "each file with its checksum file, nothing else"
+    );
+
+    // The first file holds every row, the second (nothing written since) only the header.
+    let first = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(first.path(), read_as_the_institution_does(&dir, &old)).expect("write CSV");
+    let (headers, rows) = common::fixture::read_csv(first.path());
+    assert_eq!(headers, INTERACTION_COLUMNS);
+    assert_eq!(rows.len(), 12);
+    let second = read_as_the_institution_does(&dir, &file);
+    assert_eq!(second, format!("{}\r\n", INTERACTION_COLUMNS.join(",")));
+    // Status records the delivered (compressed) bytes.
+    let status = fixture.object("daily").await.status.expect("status");
+    let delivered = std::fs::read(dir.join(&file)).expect("delivered file");
+    let last_run = status.last_run.expect("lastRun");
+    assert_eq!(last_run.bytes, Some(delivered.len() as u64));
+    assert_eq!(
+        last_run.sha256.as_deref(),
+        Some(sha256_of(&dir.join(&file)).as_str())
+    );
+
+    // Rechecks: a missing checksum file is published again; a missing pair comes back whole.
+    let clock = clock_after_delivery(&fixture, "daily").await;
+    schedule_far_from(&fixture, "daily", clock.now()).await;
+    let controller = start_controller(&fixture, &clock, &store, Duration::from_secs(10));
+    fixture
+        .wait_for("daily", "the first prune", |o| {
+            o.status.as_ref()?.retention.as_ref()?.last_prune_time
+        })
+        .await;
+    let mut expected = vec![file.clone(), format!("{file}.sha256")];
+    expected.sort();
+    assert_eq!(
+        files_in(&dir),
+        expected,
+        "the old file went with its checksum file"
+    );
+
+    std::fs::remove_file(dir.join(format!("{file}.sha256"))).expect("delete the checksum file");
+    clock.advance(TimeDelta::minutes(10));
+    let (_, recopies, _) = fixture
+        .wait_for("daily", "the checksum file published again", |o| {
+            check_result(o).filter(|(result, ..)| result == "recopied")
+        })
+        .await;
+    assert_eq!(recopies, 1);
+    assert_eq!(read_as_the_institution_does(&dir, &file), second);
+
+    for name in [&file, &format!("{file}.sha256")] {
+        std::fs::remove_file(dir.join(name)).expect("delete the delivered pair");
+    }
+    clock.advance(TimeDelta::minutes(10));
+    fixture
+        .wait_for("daily", "the pair copied again", |o| {
+            check_result(o).filter(|(result, recopies, _)| result == "recopied" && *recopies == 2)
+        })
+        .await;
+    assert_eq!(read_as_the_institution_does(&dir, &file), second);
+    assert_eq!(
+        std::fs::read(dir.join(&file)).expect("recopied file"),
+        delivered
+    );
+
+    controller.stop().await;
     fixture.cleanup().await;
 }

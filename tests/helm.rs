@@ -202,6 +202,7 @@ fn rule_set(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
+/// What the operator may do wherever it watches (cluster-wide with watchAllNamespaces): no Secret.
 fn controller_rules() -> BTreeMap<String, BTreeSet<String>> {
     rule_set(&[
         (
@@ -216,20 +217,32 @@ fn controller_rules() -> BTreeMap<String, BTreeSet<String>> {
             "batch/jobs",
             &["get", "list", "watch", "create", "delete", "patch"],
         ),
-        ("/secrets", &["get"]),
         ("events.k8s.io/events", &["create", "patch"]),
     ])
 }
 
-fn export_rules() -> BTreeMap<String, BTreeSet<String>> {
+/// What the operator may do only in the namespaces whose objects run: read their Secrets and
+/// make each object's export identity.
+fn namespaced_rules() -> BTreeMap<String, BTreeSet<String>> {
     rule_set(&[
-        ("exports.crm.dev/scheduledexports", &["get"]),
-        (
-            "exports.crm.dev/scheduledexports/status",
-            &["get", "update", "patch"],
-        ),
         ("/secrets", &["get"]),
+        ("/serviceaccounts", &["create", "get", "patch"]),
+        (
+            "rbac.authorization.k8s.io/roles",
+            &["create", "get", "patch"],
+        ),
+        (
+            "rbac.authorization.k8s.io/rolebindings",
+            &["create", "get", "patch"],
+        ),
     ])
+}
+
+/// The Role of an operator that watches only its own namespace.
+fn namespace_operator_rules() -> BTreeMap<String, BTreeSet<String>> {
+    let mut rules = controller_rules();
+    rules.extend(namespaced_rules());
+    rules
 }
 
 fn lease_rules() -> BTreeMap<String, BTreeSet<String>> {
@@ -386,12 +399,13 @@ fn default_values_render_a_namespaced_operator() {
             ("Lease", 1),
             ("PersistentVolumeClaim", 1),
             ("PodDisruptionBudget", 1),
-            ("Role", 3),
-            ("RoleBinding", 3),
+            ("Role", 2),
+            ("RoleBinding", 2),
             ("Service", 1),
-            ("ServiceAccount", 2),
+            ("ServiceAccount", 1),
         ]),
-        "default values and a file:// store: no ClusterRole, no Secret, no ScheduledExport, no optional extras"
+        "default values and a file:// store: no ClusterRole, no Secret, no ScheduledExport, no \
+         optional extras, and no shared export identity (each object gets its own from the operator)"
     );
     assert_standard_metadata(&objects, "univ-a", &[]);
     for object in &objects {
@@ -405,23 +419,17 @@ fn default_values_render_a_namespaced_operator() {
 
     // RBAC: least privilege, in the release namespace.
     let name = "acme-scheduled-exports";
-    let export = "acme-scheduled-exports-export";
     let leases = "acme-scheduled-exports-leader-election";
-    assert_eq!(rules(find(&objects, "Role", name)), controller_rules());
-    assert_eq!(rules(find(&objects, "Role", export)), export_rules());
+    assert_eq!(
+        rules(find(&objects, "Role", name)),
+        namespace_operator_rules()
+    );
     assert_eq!(rules(find(&objects, "Role", leases)), lease_rules());
     assert_binding(
         find(&objects, "RoleBinding", name),
         "Role",
         name,
         name,
-        "univ-a",
-    );
-    assert_binding(
-        find(&objects, "RoleBinding", export),
-        "Role",
-        export,
-        export,
         "univ-a",
     );
     assert_binding(
@@ -432,7 +440,6 @@ fn default_values_render_a_namespaced_operator() {
         "univ-a",
     );
     find(&objects, "ServiceAccount", name);
-    find(&objects, "ServiceAccount", export);
     // The leader Lease is the release's (so uninstall removes it); its holder is the operator's.
     let lease = find(&objects, "Lease", "scheduled-exports-controller");
     assert_eq!(lease["apiVersion"], "coordination.k8s.io/v1");
@@ -505,7 +512,6 @@ fn default_values_render_a_namespaced_operator() {
         ("WATCH_NAMESPACE", "univ-a"),
         ("DEFAULT_TIME_ZONE", "UTC"),
         ("EXPORT_IMAGE", "scheduled-exports:0.1.0"),
-        ("EXPORT_SERVICE_ACCOUNT", export),
         (
             "ARTIFACT_STORE_URL",
             "file:///var/lib/scheduled-exports/artifacts",
@@ -694,14 +700,15 @@ fn watching_all_namespaces_takes_a_cluster_role() {
         "exportNamespaces={univ-b}",
     ]);
     let kinds = kinds(&objects);
-    assert_eq!(kinds.get("ClusterRole"), Some(&1), "{kinds:?}");
+    assert_eq!(kinds.get("ClusterRole"), Some(&2), "{kinds:?}");
     assert_eq!(kinds.get("ClusterRoleBinding"), Some(&1), "{kinds:?}");
     assert_standard_metadata(&objects, "univ-a", &["ClusterRole", "ClusterRoleBinding"]);
     // Cluster-scoped names carry the release namespace: releases in two namespaces don't clash.
     let cluster = "univ-a-acme-scheduled-exports";
     assert_eq!(
         rules(find(&objects, "ClusterRole", cluster)),
-        controller_rules()
+        controller_rules(),
+        "cluster-wide: no Secret, no ServiceAccount, no RBAC object"
     );
     assert_binding(
         find(&objects, "ClusterRoleBinding", cluster),
@@ -710,43 +717,55 @@ fn watching_all_namespaces_takes_a_cluster_role() {
         "acme-scheduled-exports",
         "univ-a",
     );
-    // The Lease stays namespaced; the export identity exists in both namespaces.
-    let roles: Vec<(String, String)> = objects
+    // Secrets and the export identities: granted by RoleBindings in the listed namespaces only.
+    let namespaced = format!("{cluster}-namespaced");
+    assert_eq!(
+        rules(find(&objects, "ClusterRole", &namespaced)),
+        namespaced_rules()
+    );
+    let bindings: BTreeSet<(String, String)> = objects
         .iter()
-        .filter(|o| kind_of(o) == "Role")
+        .filter(|o| kind_of(o) == "RoleBinding")
         .map(|o| {
             let namespace = o["metadata"]["namespace"].as_str().expect("namespace");
             (namespace.to_string(), name_of(o).to_string())
         })
         .collect();
-    let export = "acme-scheduled-exports-export";
+    let binding = "acme-scheduled-exports-namespaced";
+    let leases = "acme-scheduled-exports-leader-election";
     assert_eq!(
-        roles.iter().cloned().collect::<BTreeSet<_>>(),
+        bindings,
         BTreeSet::from([
-            (
-                "univ-a".into(),
-                "acme-scheduled-exports-leader-election".into()
-            ),
-            ("univ-a".into(), export.into()),
-            ("univ-b".into(), export.into()),
+            ("univ-a".into(), leases.into()),
+            ("univ-a".into(), binding.into()),
+            ("univ-b".into(), binding.into()),
         ])
     );
-    for object in objects.iter().filter(|o| name_of(o) == export) {
-        let namespace = object["metadata"]["namespace"].as_str().expect("namespace");
-        match kind_of(object) {
-            "Role" => assert_eq!(rules(object), export_rules()),
-            "RoleBinding" => assert_binding(object, "Role", export, export, namespace),
-            "ServiceAccount" => {}
-            other => panic!("unexpected {other} {export}"),
-        }
+    for object in objects
+        .iter()
+        .filter(|o| kind_of(o) == "RoleBinding" && name_of(o) == binding)
+    {
+        assert_binding(
+            object,
+            "ClusterRole",
+            &namespaced,
+            "acme-scheduled-exports",
+            "univ-a",
+        );
     }
-    assert_eq!(
-        objects
-            .iter()
-            .filter(|o| kind_of(o) == "ServiceAccount" && name_of(o) == export)
-            .count(),
-        2
-    );
+    // No Role grants anything but the Lease; no ServiceAccount but the operator's.
+    let roles: Vec<&str> = objects
+        .iter()
+        .filter(|o| kind_of(o) == "Role")
+        .map(name_of)
+        .collect();
+    assert_eq!(roles, [leases]);
+    let accounts: Vec<&str> = objects
+        .iter()
+        .filter(|o| kind_of(o) == "ServiceAccount")
+        .map(name_of)
+        .collect();
+    assert_eq!(accounts, ["acme-scheduled-exports"]);
     let deployment = find(&objects, "Deployment", "acme-scheduled-exports");
     let env = env_of(container(deployment));
     assert!(!env.contains_key("WATCH_NAMESPACE"), "{env:?}");
@@ -763,11 +782,11 @@ fn the_institution_example_renders_its_schedules() {
             ("Lease", 1),
             ("NetworkPolicy", 2),
             ("PodDisruptionBudget", 1),
-            ("Role", 3),
-            ("RoleBinding", 3),
+            ("Role", 2),
+            ("RoleBinding", 2),
             ("ScheduledExport", 3),
             ("Service", 1),
-            ("ServiceAccount", 2),
+            ("ServiceAccount", 1),
             ("ServiceMonitor", 1),
         ]),
         "s3:// store: no claim; Secrets are created outside Helm"
@@ -792,10 +811,8 @@ fn the_institution_example_renders_its_schedules() {
     );
     assert_eq!(env["ARTIFACT_STORE_SECRET"], "scheduled-exports-artifacts");
     assert!(!env.contains_key("ARTIFACT_STORE_CLAIM"));
-    assert_eq!(
-        container["envFrom"],
-        json!([{"secretRef": {"name": "scheduled-exports-artifacts"}}])
-    );
+    // The operator holds no store credentials: a recopy reads the object's namespace's Secret.
+    assert!(container.get("envFrom").is_none(), "{container}");
     assert_eq!(
         container["volumeMounts"],
         json!([{"name": "tmp", "mountPath": "/tmp"}])

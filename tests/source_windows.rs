@@ -135,6 +135,7 @@ fn parse(bytes: &[u8], file_type: FileType) -> Vec<csv::StringRecord> {
     let expected = match file_type {
         FileType::Interactions => INTERACTIONS_HEADER,
         FileType::Proposals => PROPOSALS_HEADER,
+        FileType::Constituents => unreachable!("tests/saved_searches.rs covers constituents"),
     };
     assert_eq!(header, expected);
     reader
@@ -592,10 +593,10 @@ async fn assert_matches_database(
 async fn sample_data_exports_parse_back_with_exact_headers() {
     let db = TestDb::create().await;
     // Twice: the schema is idempotent, and the second call adds rows.
-    run_sample_data(&db.url, 0, 0, 1)
+    run_sample_data(&db.url, 0, 0, 0, 1)
         .await
         .expect("schema only");
-    let summary = run_sample_data(&db.url, 3000, 700, 42)
+    let summary = run_sample_data(&db.url, 3000, 700, 0, 42)
         .await
         .expect("sample data");
     assert_eq!((summary.interactions, summary.proposals), (3000, 700));
@@ -677,7 +678,7 @@ async fn the_same_seed_gives_the_same_files() {
     let mut digests = Vec::new();
     for seed in [9, 9, 10] {
         let db = TestDb::create().await;
-        run_sample_data(&db.url, 1500, 300, seed)
+        run_sample_data(&db.url, 1500, 300, 0, seed)
             .await
             .expect("sample data");
         let (mut client, _connection) = connect(&db.url, TIMEOUT).await.expect("connect");

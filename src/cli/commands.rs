@@ -50,9 +50,11 @@ pub fn print_next_runs(args: &NextArgs) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// `export`: one run of one object, recorded in its status.
-pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
+/// `export`: one run of one object, recorded in its status. `show_progress`: a person watches
+/// standard error (see [`crate::progress::Surroundings`]); never in a Job.
+pub async fn export(args: ExportArgs, show_progress: bool) -> Result<(), CommandError> {
     let client = kubernetes_client().await?;
+    let progress = show_progress && args.job_name.is_none();
     let request = ExportRequest {
         namespace: args.namespace,
         name: args.name,
@@ -62,6 +64,9 @@ pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
         object_uid: args.uid.filter(|uid| !uid.is_empty()),
         timeout: args.timeout,
         spool_dir: args.spool_dir,
+        secrets_dir: args.secrets_dir,
+        full_export: args.full,
+        progress,
     };
     match crate::export::run_export(client, &request).await {
         Ok(ExportOutcome::Delivered(run)) => {
@@ -79,20 +84,23 @@ pub async fn export(args: ExportArgs) -> Result<(), CommandError> {
 
 #[cfg(feature = "sample-data")]
 /// `sample-data`: the reference schema and synthetic rows, for demos, tests and benchmarks.
-pub async fn sample_data(args: SampleDataArgs) -> Result<(), CommandError> {
+pub async fn sample_data(args: SampleDataArgs, show_progress: bool) -> Result<(), CommandError> {
     crate::redact::register_url_credentials(&args.database_url);
-    let summary = crate::sample_data::run_sample_data(
+    let summary = crate::sample_data::run_sample_data_with_progress(
         &args.database_url,
         args.interactions,
         args.proposals,
+        args.constituents,
         args.seed,
+        show_progress,
     )
     .await
     .map_err(|err| CommandError::Failed(err.to_string()))?;
     println!(
-        "schema applied; added {} interactions and {} proposals in {:.1}s",
+        "schema applied; added {} interactions, {} proposals and {} constituents in {:.1}s",
         summary.interactions,
         summary.proposals,
+        summary.constituents,
         summary.elapsed.as_secs_f64()
     );
     Ok(())
@@ -124,7 +132,6 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
         job: JobSettings {
             image: args.image,
             image_pull_policy: args.job_image_pull_policy,
-            service_account: args.job_service_account,
             artifact_store_url: args.artifact_store,
             artifact_store_secret: args.artifact_store_secret,
             artifact_store_claim: args.artifact_store_claim,

@@ -1,6 +1,7 @@
 //! Command-line interface: subcommands and their arguments.
 
 pub mod commands;
+pub mod plugin;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -42,6 +43,8 @@ pub enum Command {
     /// Apply the reference schema to a database and add synthetic rows.
     #[cfg(feature = "sample-data")]
     SampleData(SampleDataArgs),
+    /// The kubectl plugin's commands (`kubectl sx ...` when linked as `kubectl-sx` on the PATH).
+    Sx(plugin::SxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,13 +67,6 @@ pub struct ControllerArgs {
     /// of 100m CPU, 64Mi memory and 1Gi ephemeral storage, limits of 256Mi memory and 11Gi.
     #[arg(long, env = "EXPORT_RESOURCES", value_parser = parse_resources)]
     pub job_resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
-    /// ServiceAccount of the export Jobs: reads its object and Secrets, writes its status.
-    #[arg(
-        long,
-        env = "EXPORT_SERVICE_ACCOUNT",
-        default_value = "scheduled-exports-export"
-    )]
-    pub job_service_account: String,
     /// Where delivered files are kept for recopies: file:///path or s3://bucket/prefix.
     #[arg(long, env = "ARTIFACT_STORE_URL")]
     pub artifact_store: String,
@@ -122,6 +118,10 @@ pub struct ExportArgs {
     /// Directory for the file while it is written (an emptyDir in a Job).
     #[arg(long, env = "SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
     pub spool_dir: std::path::PathBuf,
+    /// Read the object's Secrets from files instead of the API server: the source Secret's keys
+    /// under DIR/source, the SFTP Secret's under DIR/sftp (the operator's Jobs mount them there).
+    #[arg(long, env = "SECRETS_DIR", value_name = "DIR")]
+    pub secrets_dir: Option<std::path::PathBuf>,
     /// Name of the Job running this export (set by the operator).
     #[arg(long, env = "JOB_NAME", hide = true)]
     pub job_name: Option<String>,
@@ -129,6 +129,10 @@ pub struct ExportArgs {
     /// deleted and created again under the same name stops without touching the new one.
     #[arg(long, env = "EXPORT_OBJECT_UID", hide = true)]
     pub uid: Option<String>,
+    /// Ignore the stored watermark: the file holds every row, and later runs continue from this
+    /// one (what a full-export Job sets).
+    #[arg(long, env = "EXPORT_FULL")]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +164,9 @@ pub struct SampleDataArgs {
     /// Synthetic proposals to add (0 applies the schema alone).
     #[arg(long, default_value_t = 100)]
     pub proposals: u64,
+    /// Synthetic constituents to add.
+    #[arg(long, default_value_t = 0)]
+    pub constituents: u64,
     /// Seed of the generator, for reproducible data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

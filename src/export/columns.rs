@@ -13,14 +13,18 @@
 //!   sortable.
 //! - Dates are ISO 8601 (`2024-03-05`), via the `date` text output under `DateStyle = ISO`, which
 //!   [`SESSION_SETTINGS`] pins for the export transaction.
-//! - `solicitors` is a `text[]` joined with `;` (NULL elements are dropped by `array_to_string`).
+//! - `solicitors` and `affiliations` are `text[]` joined with `;` (NULL elements are dropped by
+//!   `array_to_string`).
 //! - `deleted` is `true`/`false` (the boolean-to-text cast, not the `t`/`f` output format; a NULL
 //!   from a view counts as not deleted).
 //! - Amounts are the plain `numeric` text (`1250.00`, never an exponent).
 //! - NULL becomes an empty cell.
 //!
 //! Free text (eligible for formula escaping) is what a person typed into the CRM: `category`,
-//! `interaction_type`, `summary`, `description`, `title`, `status`, `stage` and `solicitors` (names).
+//! `interaction_type`, `summary`, `description`, `title`, `status`, `stage`, `solicitors` (names),
+//! and every constituent column but its ids and timestamps: name parts, email, phone (a `+1 ...`
+//! number gets the `'` too: spreadsheets read a leading `+` as a formula), address and
+//! `affiliations`.
 //! Identifiers, including the `*_import_id` keys, are never altered: they are join keys that
 //! consumers match back against their own systems, and a `'` prefix would break that match.
 
@@ -77,7 +81,7 @@ impl Column {
 pub const SESSION_SETTINGS: &str = "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'iso_8601'";
 
 /// Longest column list of any file type, so callers can size fixed buffers.
-pub const MAX_COLUMNS: usize = 17;
+pub const MAX_COLUMNS: usize = 19;
 
 macro_rules! ts {
     ($col:literal) => {
@@ -184,11 +188,54 @@ const PROPOSALS: [Column; 17] = [
     ),
 ];
 
+const CONSTITUENTS: [Column; 19] = [
+    Column::new("constituent_id", ColumnKind::Id, "constituent_id::text"),
+    Column::new(
+        "constituent_import_id",
+        ColumnKind::Id,
+        "constituent_import_id::text",
+    ),
+    Column::new("name_prefix", ColumnKind::FreeText, "name_prefix::text"),
+    Column::new("first_name", ColumnKind::FreeText, "first_name::text"),
+    Column::new("middle_name", ColumnKind::FreeText, "middle_name::text"),
+    Column::new("last_name", ColumnKind::FreeText, "last_name::text"),
+    Column::new("name_suffix", ColumnKind::FreeText, "name_suffix::text"),
+    Column::new("primary_email", ColumnKind::FreeText, "primary_email::text"),
+    Column::new("phone", ColumnKind::FreeText, "phone::text"),
+    Column::new(
+        "address_line_1",
+        ColumnKind::FreeText,
+        "address_line_1::text",
+    ),
+    Column::new(
+        "address_line_2",
+        ColumnKind::FreeText,
+        "address_line_2::text",
+    ),
+    Column::new("city", ColumnKind::FreeText, "city::text"),
+    Column::new("region", ColumnKind::FreeText, "region::text"),
+    Column::new("postal_code", ColumnKind::FreeText, "postal_code::text"),
+    Column::new("country", ColumnKind::FreeText, "country::text"),
+    Column::new(
+        "affiliations",
+        ColumnKind::List,
+        "array_to_string(affiliations, ';')",
+    ),
+    Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
+    Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
+    Column::new(
+        "deleted",
+        ColumnKind::Boolean,
+        "coalesce(deleted, false)::boolean::text",
+    ),
+];
+
 /// The columns of `file_type`, in file order.
 pub fn columns(file_type: FileType) -> &'static [Column] {
     match file_type {
         FileType::Interactions => &INTERACTIONS,
         FileType::Proposals => &PROPOSALS,
+        FileType::Constituents => &CONSTITUENTS,
     }
 }
 
@@ -197,6 +244,7 @@ pub fn key_column(file_type: FileType) -> &'static str {
     match file_type {
         FileType::Interactions => "interaction_id",
         FileType::Proposals => "proposal_id",
+        FileType::Constituents => "constituent_id",
     }
 }
 
@@ -284,8 +332,37 @@ mod tests {
     }
 
     #[test]
+    fn constituents_columns_match_the_design_in_order() {
+        let names: Vec<_> = columns(FileType::Constituents)
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names.join(", "),
+            "constituent_id, constituent_import_id, name_prefix, first_name, middle_name, \
+             last_name, name_suffix, primary_email, phone, address_line_1, address_line_2, city, \
+             region, postal_code, country, affiliations, created_at, updated_at, deleted"
+        );
+        let kept: Vec<_> = columns(FileType::Constituents)
+            .iter()
+            .filter(|c| !c.kind.escapes_formulas())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "constituent_id",
+                "constituent_import_id",
+                "created_at",
+                "updated_at",
+                "deleted"
+            ]
+        );
+    }
+
+    #[test]
     fn max_columns_covers_every_file_type() {
-        for file_type in [FileType::Interactions, FileType::Proposals] {
+        for file_type in FileType::ALL {
             assert!(columns(file_type).len() <= MAX_COLUMNS);
             assert_eq!(columns(file_type)[0].name, key_column(file_type));
         }

@@ -13,7 +13,8 @@
 
 use std::io::{self, BufWriter, Write};
 
-use crate::export::columns::{self, Column};
+use crate::export::columns::{self, ColumnKind};
+use crate::progress::Progress;
 use crate::resource::{CsvOptions, FileType, LineTerminator};
 
 /// The UTF-8 byte order mark some spreadsheet programs need to read UTF-8.
@@ -21,23 +22,44 @@ pub const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 const BUFFER_CAPACITY: usize = 256 * 1024;
 
+/// Rows between two looks at the progress clock: cheap next to writing the rows themselves.
+const ROWS_PER_PROGRESS_UPDATE: u64 = 1024;
+
 /// Writes one export file: optional byte order mark, the header row, then data rows.
 pub struct CsvFileWriter<W: Write> {
     out: BufWriter<W>,
-    columns: &'static [Column],
+    /// Per column, whether `escapeFormulas` may alter its cells.
+    escapes: Vec<bool>,
     terminator: &'static [u8],
     escape_formulas: bool,
     rows: u64,
     bytes: u64,
+    progress: Progress,
 }
 
 impl<W: Write> CsvFileWriter<W> {
     /// Starts a file of `file_type`, writing the byte order mark (if asked for) and the header at
     /// once, so that even a window without rows yields a complete file.
     pub fn new(out: W, file_type: FileType, options: &CsvOptions) -> Result<Self, io::Error> {
+        let header = columns::columns(file_type)
+            .iter()
+            .map(|column| (column.name, column.kind));
+        Self::with_header(out, header, options)
+    }
+
+    /// Starts a file whose columns are `header` (name and kind, in order): a view's.
+    pub fn with_header<'a>(
+        out: W,
+        header: impl IntoIterator<Item = (&'a str, ColumnKind)>,
+        options: &CsvOptions,
+    ) -> Result<Self, io::Error> {
+        let header: Vec<(&str, ColumnKind)> = header.into_iter().collect();
         let mut writer = Self {
             out: BufWriter::with_capacity(BUFFER_CAPACITY, out),
-            columns: columns::columns(file_type),
+            escapes: header
+                .iter()
+                .map(|(_, kind)| kind.escapes_formulas())
+                .collect(),
             terminator: match options.line_terminator {
                 LineTerminator::Crlf => b"\r\n",
                 LineTerminator::Lf => b"\n",
@@ -45,52 +67,63 @@ impl<W: Write> CsvFileWriter<W> {
             escape_formulas: options.escape_formulas,
             rows: 0,
             bytes: 0,
+            progress: Progress::hidden(),
         };
         if options.byte_order_mark {
             writer.put(BYTE_ORDER_MARK)?;
         }
-        for (index, column) in writer.columns.iter().enumerate() {
+        for (index, (name, _)) in header.iter().enumerate() {
             if index > 0 {
                 writer.put(b",")?;
             }
-            // Header names are plain identifiers: never quoted, never escaped.
-            writer.put(column.name.as_bytes())?;
+            // Never formula-escaped. The file types' names are plain identifiers and so never
+            // quoted; a view's column may be any quoted identifier and is quoted as data is.
+            writer.write_cell(name.as_bytes(), false)?;
         }
         writer.put(writer.terminator)?;
         Ok(writer)
     }
 
-    /// The file type's columns, in order; `write_row` expects its cells in this order.
-    pub fn columns(&self) -> &'static [Column] {
-        self.columns
+    /// Shows rows and bytes written on `progress` (a terminal's), ended by `finish`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// How many columns the file has; `write_row` expects one cell per column.
+    pub fn column_count(&self) -> usize {
+        self.escapes.len()
     }
 
     /// Appends one data row. `cells` must hold one entry per column; `None` (SQL NULL) becomes an
     /// empty cell.
     pub fn write_row(&mut self, cells: &[Option<&[u8]>]) -> Result<(), io::Error> {
-        if cells.len() != self.columns.len() {
+        if cells.len() != self.escapes.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
                     "row has {} cells but the file has {} columns",
                     cells.len(),
-                    self.columns.len()
+                    self.escapes.len()
                 ),
             ));
         }
-        for (index, (cell, column)) in cells.iter().zip(self.columns).enumerate() {
+        for (index, cell) in cells.iter().enumerate() {
+            // Checked above: one flag per cell.
+            let escapes = self.escapes[index];
             if index > 0 {
                 self.put(b",")?;
             }
             if let Some(value) = cell {
-                let prefix = self.escape_formulas
-                    && column.kind.escapes_formulas()
-                    && starts_like_formula(value);
+                let prefix = self.escape_formulas && escapes && starts_like_formula(value);
                 self.write_cell(value, prefix)?;
             }
         }
         self.put(self.terminator)?;
         self.rows += 1;
+        if self.rows.is_multiple_of(ROWS_PER_PROGRESS_UPDATE) {
+            self.progress.update(Some(self.rows), self.bytes);
+        }
         Ok(())
     }
 
@@ -105,7 +138,8 @@ impl<W: Write> CsvFileWriter<W> {
     }
 
     /// Flushes everything and returns the output, so the caller can sync or upload it.
-    pub fn finish(self) -> Result<W, io::Error> {
+    pub fn finish(mut self) -> Result<W, io::Error> {
+        self.progress.finish(Some(self.rows), self.bytes);
         self.out.into_inner().map_err(|err| err.into_error())
     }
 
@@ -227,6 +261,27 @@ mod tests {
     }
 
     #[test]
+    fn a_views_header_is_quoted_like_data_and_only_its_text_is_escaped() {
+        let header = [
+            ("id", ColumnKind::Id),
+            ("Name, full", ColumnKind::FreeText),
+            ("total", ColumnKind::Number),
+        ];
+        let mut writer = CsvFileWriter::with_header(
+            Vec::new(),
+            header,
+            &options(LineTerminator::Lf, false, true),
+        )
+        .expect("writer");
+        assert_eq!(writer.column_count(), 3);
+        writer
+            .write_row(&[Some(b"-1"), Some(b"=cmd"), Some(b"-5.00")])
+            .expect("row");
+        let text = String::from_utf8(writer.finish().expect("finish")).expect("utf-8");
+        assert_eq!(text, "id,\"Name, full\",total\n-1,'=cmd,-5.00\n");
+    }
+
+    #[test]
     fn header_is_exact_for_proposals() {
         let writer = CsvFileWriter::new(Vec::new(), FileType::Proposals, &CsvOptions::default())
             .expect("writer");
@@ -249,7 +304,7 @@ mod tests {
             &options(LineTerminator::Crlf, true, false),
         )
         .expect("writer");
-        let _ = writer.columns();
+        let _ = writer.column_count();
         let out = writer.finish().expect("finish");
         assert_eq!(&out[..3], BYTE_ORDER_MARK);
         assert_eq!(&out[3..], format!("{PROPOSALS_HEADER}\r\n").as_bytes());

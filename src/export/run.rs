@@ -13,22 +13,29 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
 use tracing::{info, warn};
 
 use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
-use crate::adapters::kubernetes::secrets::{self, SecretError};
+use crate::adapters::kubernetes::secrets::{self, SecretError, SecretReader};
 use crate::adapters::kubernetes::status::{
     StatusError, StatusWriter, check_incarnation, update_status, update_status_of,
 };
+use crate::adapters::postgres::WindowQuery;
 use crate::adapters::postgres::{self, SourceError};
 use crate::adapters::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
 use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
+use crate::export::columns::{self, ColumnKind};
 use crate::export::csv::CsvFileWriter;
-use crate::export::file_name::export_file_name;
+use crate::export::encode::FileEncoder;
+use crate::export::encrypt::{EncryptionKeyError, RecipientKey};
+use crate::export::file_name::{
+    FileFormat, checksum_file_name, export_file_name, parse_export_file_name,
+};
+use crate::export::view::ViewError;
+use crate::progress::Progress;
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
@@ -51,6 +58,13 @@ pub struct ExportRequest {
     pub timeout: Duration,
     /// Where the file is spooled before delivery.
     pub spool_dir: PathBuf,
+    /// Where the Pod's volumes hold the object's Secrets (see [`SecretReader::Mounted`]); `None`
+    /// reads them from the API server.
+    pub secrets_dir: Option<PathBuf>,
+    /// Ignore the stored watermark: the file holds every row (a full-export run).
+    pub full_export: bool,
+    /// Show rows exported and bytes sent on standard error (a person at a terminal).
+    pub progress: bool,
 }
 
 /// What a run did.
@@ -76,6 +90,8 @@ pub enum ExportError {
     ArtifactStore(#[from] ArtifactError),
     #[error("{0}")]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    View(#[from] ViewError),
     #[error("SFTP delivery failed: {0}")]
     Sftp(#[from] SftpError),
     #[error("cannot spool the file locally: {0}")]
@@ -84,6 +100,15 @@ pub enum ExportError {
     Kube(#[from] kube::Error),
     #[error("the delivery task stopped unexpectedly: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "the OpenPGP key in Secret {secret} (key \"{key}\", referenced by \
+         spec.encryption.pgp.publicKeySecretRef) {problem}"
+    )]
+    EncryptionKey {
+        secret: String,
+        key: String,
+        problem: EncryptionKeyError,
+    },
     #[error(
         "another file named {file} already exists in {directory} ({bytes} bytes) and is not this \
          object's delivery: its size and sha256 match neither this run's file nor an earlier attempt \
@@ -116,19 +141,22 @@ impl ExportError {
                 SourceError::InvalidCaCert { .. } | SourceError::InvalidUrl { .. },
             ) => ConditionReason::SecretInvalid,
             ExportError::Source(_) => ConditionReason::DatabaseFailed,
+            ExportError::View(_) => ConditionReason::ViewInvalid,
             ExportError::Sftp(err) => err.reason(),
             ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
             ExportError::Kube(_) => ConditionReason::KubernetesApiFailed,
             ExportError::ForeignFile { .. } => ConditionReason::FileExists,
+            ExportError::EncryptionKey { .. } => ConditionReason::EncryptionKeyInvalid,
         }
     }
 
-    /// Bad input (a name that does not exist, or is another object now) exits 2, which the Job's
+    /// Bad input (a name that does not exist, or is another object now, or a view that cannot
+    /// be exported losslessly) exits 2, which the Job's
     /// failure policy does not retry; everything else 1.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            ExportError::NotFound { .. } | ExportError::Replaced(_)
+            ExportError::NotFound { .. } | ExportError::Replaced(_) | ExportError::View(_)
         )
     }
 }
@@ -173,8 +201,8 @@ pub async fn run_export(
         check_incarnation(&object, uid)?;
     }
     let slot = request.slot.unwrap_or_else(Utc::now).trunc_subsecs(0);
-    let file_name = export_file_name(object.spec.file_type, slot);
-    if already_delivered(&object, slot, &file_name) {
+    let file_name = export_file_name(object.spec.file_type, FileFormat::of(&object.spec), slot);
+    if already_delivered(&object, slot) {
         info!(file = %file_name, "slot already delivered; nothing to do");
         return Ok(ExportOutcome::AlreadyDelivered { file_name });
     }
@@ -246,22 +274,23 @@ async fn prune_artifacts(request: &ExportRequest, object: &ScheduledExport, keep
 }
 
 /// Whether this object delivered this slot's file before: its last run did, or its record of
-/// delivered files holds the name (a slot run again after later runs). Delivering again would put
-/// other rows under a name that was already delivered.
-fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>, file_name: &str) -> bool {
+/// delivered files holds a file of the slot (a slot run again after later runs), in whichever
+/// format it was delivered. Delivering again would put other rows under a slot already delivered.
+fn already_delivered(object: &ScheduledExport, slot: DateTime<Utc>) -> bool {
     let Some(status) = object.status.as_ref() else {
         return false;
     };
+    let of_slot = |name: &str| parse_export_file_name(object.spec.file_type, name) == Some(slot);
     let last_run_delivered_it = status.last_run.as_ref().is_some_and(|run| {
         run.slot == Some(slot)
             && run.phase == Some(RunPhase::Succeeded)
-            && run.file_name.as_deref() == Some(file_name)
+            && run.file_name.as_deref().is_some_and(of_slot)
     });
     last_run_delivered_it
         || status
             .delivered_files
             .iter()
-            .any(|file| file.name == file_name)
+            .any(|file| of_slot(&file.name))
 }
 
 async fn deliver(
@@ -272,13 +301,36 @@ async fn deliver(
     file_name: &str,
     started: DateTime<Utc>,
 ) -> Result<DeliveredRun, ExportError> {
-    let secrets: Api<Secret> = Api::namespaced(client, &request.namespace);
+    let secrets = match &request.secrets_dir {
+        Some(root) => SecretReader::Mounted {
+            root: root.clone(),
+            namespace: request.namespace.clone(),
+        },
+        None => SecretReader::Api(Box::new(Api::namespaced(client, &request.namespace))),
+    };
     let source = secrets::database_source(&secrets, object).await?;
     // A URL that cannot be used fails before anything else is touched.
     postgres::parse_url(&source.url)?;
     let sftp_spec = &object.spec.destination.sftp;
     let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
     let target = SftpTarget::of(sftp_spec);
+    // A key that cannot encrypt fails the run before anything is read or written.
+    let recipient = match &object.spec.encryption {
+        Some(encryption) => {
+            let reference = &encryption.pgp.public_key_secret_ref;
+            let key = secrets::pgp_public_key(&secrets, reference).await?;
+            let recipient = RecipientKey::parse(&key, started).map_err(|problem| {
+                ExportError::EncryptionKey {
+                    secret: reference.name.clone(),
+                    key: reference.key.clone(),
+                    problem,
+                }
+            })?;
+            info!(fingerprint = %recipient.fingerprint(), "encrypting to the OpenPGP key");
+            Some(recipient)
+        }
+        None => None,
+    };
 
     // Fail before touching the database when the store that makes recopies possible, or the
     // server itself (host key, credentials, directory), is not usable.
@@ -291,21 +343,34 @@ async fn deliver(
     })
     .await??;
 
-    let previous = crate::export::window::stored_watermark(object.status.as_ref());
+    // A full export starts from nothing; its watermark is stored as any other, so the next
+    // window continues from it.
+    let previous = match request.full_export {
+        true => None,
+        false => crate::export::window::stored_watermark(object.status.as_ref()),
+    };
     let (mut database, connection) =
         postgres::connect_with_ca(&source.url, source.ca_cert.as_deref(), request.timeout).await?;
     let spool = tempfile::Builder::new()
         .prefix(".scheduled-export-")
         .tempfile_in(&request.spool_dir)?;
-    let counter = HashingWriter::new(spool.reopen()?);
-    let mut csv = CsvFileWriter::new(
-        BufWriter::with_capacity(1 << 20, counter),
-        object.spec.file_type,
+    // The digest is of the bytes delivered, so it is taken after the encoding.
+    let mut counter = HashingWriter::new(spool.reopen()?);
+    let (query, header) = source_query(&database, object).await?;
+    let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
+    let mut csv = CsvFileWriter::with_header(
+        BufWriter::with_capacity(1 << 20, encoder),
+        header.iter().map(|(name, kind)| (name.as_str(), *kind)),
         &object.spec.csv,
-    )?;
+    )?
+    .with_progress(Progress::on_stderr(
+        request.progress,
+        format!("{file_name}: exported"),
+        None,
+    ));
     let window = crate::export::window::export_window_within(
         &mut database,
-        object.spec.file_type,
+        query,
         previous.as_ref(),
         &mut csv,
         crate::export::window::copy_stall_timeout(request.timeout),
@@ -314,11 +379,11 @@ async fn deliver(
     drop(database);
     connection.abort();
     let window = window?;
-    let (_, ContentDigest { sha256, bytes }) = csv
-        .finish()?
+    csv.finish()?
         .into_inner()
         .map_err(|err| err.into_error())?
         .finish()?;
+    let (_, ContentDigest { sha256, bytes }) = counter.finish()?;
     info!(file = %file_name, rows = window.rows, bytes, "window exported");
     if let Some(full_export) = &window.full_export {
         warn!(file = %file_name, cause = %full_export, "the watermark belongs to another database; the file holds every row");
@@ -336,12 +401,19 @@ async fn deliver(
         sha256: sha256.clone(),
     };
     let placement = placement(&target, &credentials, timeout, &store, &key, &content).await?;
+    let checksum = match object.spec.checksum_file {
+        true => {
+            Some(checksum_placement(&target, &credentials, timeout, &store, &key, &content).await?)
+        }
+        false => None,
+    };
     // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
     // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
     let local = spool.path().to_path_buf();
     let remote_name = file_name.to_string();
     let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
     let tag = ownership::upload_tag(object.metadata.uid.as_deref().unwrap_or_default());
+    let progress = Progress::on_stderr(request.progress, format!("{file_name}: sent"), Some(bytes));
     let upload = tokio::task::spawn_blocking(move || {
         deliver_file(
             &upload_target,
@@ -350,7 +422,9 @@ async fn deliver(
             &local,
             &remote_name,
             placement,
+            checksum,
             tag,
+            progress,
         )
     });
     let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
@@ -369,8 +443,9 @@ async fn deliver(
         (Err(err), delivered) => {
             if delivered.is_ok() {
                 let name = file_name.to_string();
+                let with_checksum = object.spec.checksum_file;
                 let removed = tokio::task::spawn_blocking(move || {
-                    remove_delivered(&target, &credentials, timeout, &name)
+                    remove_delivered(&target, &credentials, timeout, &name, with_checksum)
                 })
                 .await;
                 if !matches!(removed, Ok(Ok(()))) {
@@ -392,12 +467,42 @@ async fn deliver(
         sha256,
         watermark: window.watermark,
         watermark_source: crate::export::window::watermark_source(&window.source),
-        full_export: window
-            .full_export
-            .as_ref()
-            .map(crate::export::window::full_export_note),
+        window_start: window.after.clone(),
+        full_export: match request.full_export {
+            true => Some(crate::export::window::requested_full_export_note()),
+            false => window
+                .full_export
+                .as_ref()
+                .map(crate::export::window::full_export_note),
+        },
         destination: object.spec.destination.sftp.url(),
     })
+}
+
+/// The query of the object's rows and the file's columns: the file type's table, or the view
+/// `spec.source.view` names, checked before any row is read.
+async fn source_query(
+    database: &tokio_postgres::Client,
+    object: &ScheduledExport,
+) -> Result<(WindowQuery, Vec<(String, ColumnKind)>), ExportError> {
+    let file_type = object.spec.file_type;
+    let Some(view) = &object.spec.source.view else {
+        let header = columns::columns(file_type)
+            .iter()
+            .map(|column| (column.name.to_string(), column.kind))
+            .collect();
+        return Ok((crate::export::window::query_of(file_type), header));
+    };
+    let found = postgres::relation_columns(database, &crate::export::view::quote_relation(view))
+        .await?
+        .ok_or_else(|| ViewError::Missing { view: view.clone() })?;
+    let shape = crate::export::view::shape(view, &found)?;
+    let header = shape
+        .columns
+        .iter()
+        .map(|column| (column.name.clone(), column.kind))
+        .collect();
+    Ok((crate::export::window::view_query(&shape), header))
 }
 
 /// What to do about the final name on the server.
@@ -424,17 +529,8 @@ async fn placement(
     key: &ArtifactKey,
     content: &Content,
 ) -> Result<Placement, ExportError> {
-    let (look_target, look_credentials, name) =
-        (target.clone(), credentials.clone(), key.file_name.clone());
-    let existing = tokio::task::spawn_blocking(move || {
-        let session = SftpSession::connect(&look_target, &look_credentials, timeout)?;
-        match session.stat_file(&name)? {
-            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
-            None => Ok(None),
-        }
-    })
-    .await??;
-    let Some(existing) = existing else {
+    let Some(existing) = existing_content(target, credentials, timeout, &key.file_name).await?
+    else {
         return Ok(Placement::New);
     };
     if content.matches(existing.bytes, &existing.sha256) {
@@ -447,17 +543,86 @@ async fn placement(
     }) {
         return Ok(Placement::ReplaceEarlierAttempt);
     }
-    Err(ExportError::ForeignFile {
-        file: key.file_name.clone(),
-        directory: target.directory.clone(),
-        bytes: existing.bytes,
+    Err(foreign_file(target, &key.file_name, existing.bytes))
+}
+
+/// The checksum file to publish beside the data file, and what to do about its name: decided like
+/// [`placement`], its content being the line for this run's file or for an earlier attempt's.
+async fn checksum_placement(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    content: &Content,
+) -> Result<ChecksumFile, ExportError> {
+    let name = checksum_file_name(&key.file_name);
+    let (line, ours) = ownership::checksum_file_content(&key.file_name, content);
+    let checksum = |placement| ChecksumFile {
+        name: name.clone(),
+        line: line.clone(),
+        placement,
+    };
+    let Some(existing) = existing_content(target, credentials, timeout, &name).await? else {
+        return Ok(checksum(Placement::New));
+    };
+    if ours.matches(existing.bytes, &existing.sha256) {
+        return Ok(checksum(Placement::Adopt));
+    }
+    let earlier = store.digest(key).await?.map(|artifact| {
+        let earlier = Content {
+            bytes: artifact.bytes,
+            sha256: artifact.sha256,
+        };
+        ownership::checksum_file_content(&key.file_name, &earlier).1
+    });
+    if earlier.is_some_and(|earlier| earlier.matches(existing.bytes, &existing.sha256)) {
+        return Ok(checksum(Placement::ReplaceEarlierAttempt));
+    }
+    Err(foreign_file(target, &name, existing.bytes))
+}
+
+/// The size and sha256 of the file of this name directly in the target directory, if any.
+async fn existing_content(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    name: &str,
+) -> Result<Option<ContentDigest>, ExportError> {
+    let (target, credentials, name) = (target.clone(), credentials.clone(), name.to_string());
+    Ok(tokio::task::spawn_blocking(move || {
+        let session = SftpSession::connect(&target, &credentials, timeout)?;
+        match session.stat_file(&name)? {
+            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
+            None => Ok(None),
+        }
     })
+    .await??)
+}
+
+fn foreign_file(target: &SftpTarget, name: &str, bytes: u64) -> ExportError {
+    ExportError::ForeignFile {
+        file: name.to_string(),
+        directory: target.directory.clone(),
+        bytes,
+    }
+}
+
+/// The `NAME.sha256` file published after the data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChecksumFile {
+    name: String,
+    line: String,
+    placement: Placement,
 }
 
 /// Uploads under a temporary name and renames (`upload` verifies the size on the server), unless
 /// `placement` says the file is there already. A file under the final name is removed first only
 /// for [`Placement::ReplaceEarlierAttempt`] (what `placement` found there moments before); in
-/// every other case a file there makes the upload fail, so a file is never overwritten.
+/// every other case a file there makes the upload fail, so a file is never overwritten. The
+/// checksum file follows the same rules once the data file is in place; when it cannot be
+/// published, the data file this call put there is taken back, so the run leaves neither.
+#[allow(clippy::too_many_arguments)] // each is one fact of this delivery; a struct would only rename them
 fn deliver_file(
     target: &SftpTarget,
     credentials: &SftpCredentials,
@@ -465,7 +630,9 @@ fn deliver_file(
     local: &std::path::Path,
     file_name: &str,
     placement: Placement,
+    checksum: Option<ChecksumFile>,
     upload_tag: u32,
+    mut progress: Progress,
 ) -> Result<u64, SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
     session.set_upload_tag(upload_tag);
@@ -475,17 +642,52 @@ fn deliver_file(
             source,
         })?
         .len();
+    place(&session, file_name, placement, |session| {
+        let sent = session.upload_observed(local, file_name, &mut |sent| {
+            progress.update(None, sent);
+        })?;
+        progress.finish(None, sent);
+        Ok(sent)
+    })?;
+    if let Some(checksum) = checksum {
+        let published = place(&session, &checksum.name, checksum.placement, |session| {
+            session.upload_from(
+                &mut checksum.line.as_bytes(),
+                checksum.line.len() as u64,
+                &checksum.name,
+            )
+        });
+        if let Err(err) = published {
+            if placement != Placement::Adopt
+                && let Ok(Some(delivered)) = session.stat_file(file_name)
+                && session.remove(&delivered).is_err()
+            {
+                warn!(file = %file_name, "could not remove the file whose checksum file failed");
+            }
+            return Err(err);
+        }
+    }
+    Ok(size)
+}
+
+/// Puts one file under its final name as `placement` decided.
+fn place(
+    session: &SftpSession,
+    name: &str,
+    placement: Placement,
+    upload: impl FnOnce(&SftpSession) -> Result<u64, SftpError>,
+) -> Result<(), SftpError> {
     match placement {
-        Placement::Adopt => return Ok(size),
+        Placement::Adopt => return Ok(()),
         Placement::ReplaceEarlierAttempt => {
-            if let Some(existing) = session.stat_file(file_name)? {
-                warn!(file = %file_name, "replacing the file of an earlier attempt of this object at this slot");
+            if let Some(existing) = session.stat_file(name)? {
+                warn!(file = %name, "replacing the file of an earlier attempt of this object at this slot");
                 session.remove(&existing)?;
             }
         }
         Placement::New => {}
     }
-    session.upload(local, file_name)
+    upload(session).map(drop)
 }
 
 /// Takes back a delivered file (only when the run as a whole failed).
@@ -494,10 +696,16 @@ fn remove_delivered(
     credentials: &SftpCredentials,
     timeout: Duration,
     file_name: &str,
+    with_checksum: bool,
 ) -> Result<(), SftpError> {
     let session = SftpSession::connect(target, credentials, timeout)?;
-    if let Some(found) = session.stat_file(file_name)? {
-        session.remove(&found)?;
+    // The checksum file first (only when this run published one): while the data file is still
+    // there, nothing vouches for it.
+    let checksum = with_checksum.then(|| checksum_file_name(file_name));
+    for name in checksum.into_iter().chain([file_name.to_string()]) {
+        if let Some(found) = session.stat_file(&name)? {
+            session.remove(&found)?;
+        }
     }
     Ok(())
 }

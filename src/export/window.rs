@@ -12,6 +12,7 @@ use crate::adapters::postgres::{
 };
 use crate::export::columns;
 use crate::export::csv::CsvFileWriter;
+use crate::export::view::{ViewShape, quote_identifier};
 use crate::resource::{ConditionReason, FileType, ScheduledExportStatus, WatermarkSource};
 
 /// How long a run waits for the next piece of COPY data, by default (twenty of the default
@@ -27,8 +28,8 @@ pub fn copy_stall_timeout(step: Duration) -> Duration {
 /// The query of `file_type`'s rows.
 pub fn query_of(file_type: FileType) -> WindowQuery {
     WindowQuery {
-        table: columns::table(file_type),
-        key: columns::key_column(file_type),
+        table: columns::table(file_type).to_string(),
+        key: columns::key_column(file_type).to_string(),
         select_list: columns::select_list(file_type),
         columns: columns::columns(file_type).len(),
         session_settings: columns::SESSION_SETTINGS,
@@ -50,20 +51,47 @@ pub async fn export_window<W: Write>(
     previous: Option<&Watermark>,
     out: &mut CsvFileWriter<W>,
 ) -> Result<WindowOutcome, SourceError> {
-    export_window_within(client, file_type, previous, out, COPY_STALL_TIMEOUT).await
+    export_window_within(
+        client,
+        query_of(file_type),
+        previous,
+        out,
+        COPY_STALL_TIMEOUT,
+    )
+    .await
+}
+
+/// The query of a view's rows (`spec.source.view`): its columns as [`shape`] rendered them,
+/// ordered by its first column.
+///
+/// [`shape`]: crate::export::view::shape
+pub fn view_query(shape: &ViewShape) -> WindowQuery {
+    WindowQuery {
+        table: shape.relation.clone(),
+        key: shape.key.clone(),
+        select_list: shape
+            .columns
+            .iter()
+            .map(|column| format!("{} AS {}", column.sql, quote_identifier(&column.name)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        columns: shape.columns.len(),
+        session_settings: columns::SESSION_SETTINGS,
+        stall_timeout: COPY_STALL_TIMEOUT,
+    }
 }
 
 /// [`export_window`], ending the run when no COPY data arrives for `stall_timeout`.
 pub async fn export_window_within<W: Write>(
     client: &mut Client,
-    file_type: FileType,
+    query: WindowQuery,
     previous: Option<&Watermark>,
     out: &mut CsvFileWriter<W>,
     stall_timeout: Duration,
 ) -> Result<WindowOutcome, SourceError> {
     let query = WindowQuery {
         stall_timeout,
-        ..query_of(file_type)
+        ..query
     };
     copy_window(client, &query, previous, out).await
 }
@@ -106,6 +134,14 @@ pub fn full_export_note(full_export: &FullExport) -> (ConditionReason, String) {
         FullExport::TransactionIdsBehind { .. } => ConditionReason::SourceRewound,
     };
     (reason, full_export.to_string())
+}
+
+/// The Exported condition's reason for a run that was asked to hold every row, and why.
+pub fn requested_full_export_note() -> (ConditionReason, String) {
+    (
+        ConditionReason::FullExportRequested,
+        "the exports.crm.dev/full-export annotation asked for it".to_string(),
+    )
 }
 
 impl<W: Write> RowSink for CsvFileWriter<W> {
@@ -154,7 +190,7 @@ mod tests {
 
     #[test]
     fn every_file_type_fits_the_decoder() {
-        for file_type in [FileType::Interactions, FileType::Proposals] {
+        for file_type in FileType::ALL {
             let query = query_of(file_type);
             assert!(query.columns <= MAX_COLUMNS, "{file_type}");
             assert!(

@@ -16,7 +16,9 @@ use kube::runtime::events::EventType;
 use tracing::{Instrument, info, warn};
 
 use crate::adapters::kubernetes::client;
-use crate::adapters::kubernetes::secrets::{SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD};
+use crate::adapters::kubernetes::secrets::{
+    PGP_KEY_SECRET_FIELD, SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD,
+};
 use crate::adapters::kubernetes::status::{StatusError, StatusWriter, update_status_from};
 use crate::operator::checker;
 use crate::operator::context::Context;
@@ -30,6 +32,8 @@ use crate::status;
 /// Annotations the controller puts on a Job once its `Started` and outcome Events are published.
 const STARTED_ANNOTATION: &str = "exports.crm.dev/reported-started";
 const REPORTED_ANNOTATION: &str = "exports.crm.dev/reported";
+/// Field manager of what the controller applies.
+const FIELD_MANAGER: &str = "scheduled-exports-controller";
 /// Finished Jobs kept per object, like a CronJob's history limits.
 const KEEP_SUCCEEDED_JOBS: usize = 3;
 const KEEP_FAILED_JOBS: usize = 1;
@@ -356,6 +360,9 @@ async fn start_run(
 ) -> Result<Option<Job>, ReconcileError> {
     let job = job::build_job(object, run.slot, &run.kind, &ctx.config.job)?;
     let job_name = job.name_any();
+    // Before the Job: its Pod runs as this identity, and a Pod whose ServiceAccount does not
+    // exist yet is refused.
+    apply_export_identity(ctx, object).await?;
     match jobs_api.create(&PostParams::default(), &job).await {
         Ok(created) => {
             info!(job = %job_name, slot = %run.slot, "export Job created");
@@ -380,6 +387,12 @@ async fn start_run(
                 RunKind::RunNow { token } => (
                     EventReason::RunNow,
                     format!("created Job {job_name} for run-now token {token:?}"),
+                ),
+                RunKind::FullExport { token } => (
+                    EventReason::FullExport,
+                    format!(
+                        "created Job {job_name} for full-export token {token:?}: its file holds every row"
+                    ),
                 ),
             };
             publish(ctx, object, EventType::Normal, reason, &note).await;
@@ -408,6 +421,31 @@ async fn start_run(
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Creates or updates the object's export identity (ServiceAccount, Role, RoleBinding) by
+/// server-side apply, so a hand edit of its Role is put back at the next run. The operator holds
+/// every right the Role grants, which is what lets it create that Role at all.
+async fn apply_export_identity(
+    ctx: &Context,
+    object: &ScheduledExport,
+) -> Result<(), ReconcileError> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let identity = job::export_identity(object)?;
+    let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = job::export_identity_name(&object.name_any());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Apply(&identity.service_account))
+        .await?;
+    Api::<Role>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Apply(&identity.role))
+        .await?;
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Apply(&identity.role_binding))
+        .await?;
+    Ok(())
 }
 
 /// One `Started` Event when a Job's export is running and one `Succeeded` or `Failed` Event when
@@ -482,11 +520,7 @@ async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) {
         }
     }
     .filter(|run| run.job_name == job.metadata.name);
-    let seconds = job.status.as_ref().and_then(|status| {
-        let started = status.start_time.as_ref()?.0;
-        let completed = status.completion_time.as_ref()?.0;
-        Some(completed.duration_since(started).as_secs_f64())
-    });
+    let seconds = job::succeeded_job_seconds(job);
     if let Some(run) = last_run {
         ctx.metrics.record_delivery(
             file_type,
@@ -504,13 +538,22 @@ async fn missing_secret(
     namespace: &str,
 ) -> Result<Option<String>, ReconcileError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let key_secret = object.spec.encryption.as_ref().map(|encryption| {
+        (
+            PGP_KEY_SECRET_FIELD,
+            &encryption.pgp.public_key_secret_ref.name,
+        )
+    });
     for (field, name) in [
         (SOURCE_SECRET_FIELD, &object.spec.source.secret_ref.name),
         (
             SFTP_SECRET_FIELD,
             &object.spec.destination.sftp.secret_ref.name,
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(key_secret)
+    {
         if secrets.get_metadata_opt(name).await?.is_none() {
             return Ok(Some(format!(
                 "Secret {name} referenced by {field} does not exist in namespace {namespace}"

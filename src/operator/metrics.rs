@@ -17,7 +17,38 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::resource::{CheckResult, ScheduledExport};
+use crate::resource::{CheckResult, FileType, ScheduledExport};
+
+/// Every file type and check result, so each counter series exists at 0 from the start: an alert on
+/// `increase()` then sees the first failure, which a series born at 1 would hide.
+const FILE_TYPES: [FileType; 3] = [
+    FileType::Interactions,
+    FileType::Proposals,
+    FileType::Constituents,
+];
+const CHECK_RESULTS: [CheckResult; 5] = [
+    CheckResult::Present,
+    CheckResult::Moved,
+    CheckResult::Recopied,
+    CheckResult::Unreachable,
+    CheckResult::Missing,
+];
+
+/// Fails to compile when a file type or a check result is added without being listed above.
+#[allow(dead_code)]
+fn listed(file_type: FileType, result: CheckResult) {
+    match file_type {
+        FileType::Interactions | FileType::Proposals | FileType::Constituents => {}
+    }
+    match result {
+        CheckResult::Present
+        | CheckResult::Moved
+        | CheckResult::Recopied
+        | CheckResult::Unreachable
+        | CheckResult::Missing
+        | CheckResult::Unknown => {}
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
@@ -184,9 +215,33 @@ impl Metrics {
             "Seconds until each object's next scheduled run (negative while a due run waits)",
             metrics.next_run_seconds.clone(),
         );
+        metrics.create_zero_series();
         Self {
             registry,
             ..metrics
+        }
+    }
+
+    /// Creating a family's series is enough: it is exposed at 0 until counted.
+    fn create_zero_series(&self) {
+        for file_type in FILE_TYPES {
+            let labels = FileTypeLabels {
+                file_type: file_type.as_str().to_string(),
+            };
+            for outcome in ["succeeded", "failed"] {
+                let _ = self.runs.get_or_create(&RunLabels {
+                    file_type: labels.file_type.clone(),
+                    outcome: outcome.to_string(),
+                });
+            }
+            let _ = self.rows_exported.get_or_create(&labels);
+            let _ = self.bytes_exported.get_or_create(&labels);
+            let _ = self.export_duration.get_or_create(&labels);
+        }
+        for result in CHECK_RESULTS {
+            let _ = self.rechecks.get_or_create(&CheckLabels {
+                result: result.to_string(),
+            });
         }
     }
 
@@ -299,5 +354,32 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn counters_of_every_file_type_and_check_result_start_at_zero() {
+        let text = Metrics::new().encode(Utc::now()).unwrap();
+        for file_type in ["interactions", "proposals"] {
+            for outcome in ["succeeded", "failed"] {
+                let line = format!(
+                    "scheduled_exports_runs_total{{file_type=\"{file_type}\",outcome=\"{outcome}\"}} 0"
+                );
+                assert!(text.contains(&line), "missing {line:?} in\n{text}");
+            }
+            for line in [
+                format!("scheduled_exports_rows_exported_total{{file_type=\"{file_type}\"}} 0"),
+                format!("scheduled_exports_bytes_exported_total{{file_type=\"{file_type}\"}} 0"),
+                format!(
+                    "scheduled_exports_export_duration_seconds_count{{file_type=\"{file_type}\"}} 0"
+                ),
+            ] {
+                assert!(text.contains(&line), "missing {line:?} in\n{text}");
+            }
+        }
+        for result in ["present", "moved", "recopied", "unreachable", "missing"] {
+            let line = format!("scheduled_exports_rechecks_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("result=\"unknown\""), "{text}");
     }
 }

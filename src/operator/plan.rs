@@ -9,8 +9,8 @@ use k8s_openapi::api::batch::v1::Job;
 
 use crate::operator::job::{JobState, RunKind, job_run_kind, job_settled, job_slot, job_state};
 use crate::resource::{
-    ActiveSchedule, ConditionReason, ConditionType, LastRun, RUN_NOW_ANNOTATION, RunPhase,
-    ScheduledExport, ScheduledExportStatus,
+    ActiveSchedule, ConditionReason, ConditionType, FULL_EXPORT_ANNOTATION, LastRun,
+    RUN_NOW_ANNOTATION, RunPhase, ScheduledExport, ScheduledExportStatus,
 };
 use crate::schedule::{self, SlotTime};
 use crate::status::{self, ConditionUpdate};
@@ -44,6 +44,7 @@ pub struct ScheduleStatus {
     pub next_run_local: Option<String>,
     pub last_schedule_time: Option<DateTime<Utc>>,
     pub last_run_now_token: Option<String>,
+    pub last_full_export_token: Option<String>,
     pub ready: (bool, ConditionReason, String),
 }
 
@@ -85,6 +86,7 @@ pub fn plan(
                     next_run_local: None,
                     last_schedule_time: status.last_schedule_time,
                     last_run_now_token: status.last_run_now_token.clone(),
+                    last_full_export_token: status.last_full_export_token.clone(),
                     ready: (false, ConditionReason::InvalidSchedule, err.to_string()),
                 },
                 requeue_after: MAX_REQUEUE,
@@ -130,36 +132,32 @@ pub fn plan(
         .map(local_day);
     let pending = !schedule.suspended && due > anchor && Some(local_day(due)) != ran_on;
 
-    let run_now_token = object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|annotations| annotations.get(RUN_NOW_ANNOTATION))
-        .map(|token| token.trim().to_string())
-        .filter(|token| !token.is_empty());
-    let run_now_done = |token: &str| {
-        status.last_run_now_token.as_deref() == Some(token)
-            || jobs.iter().any(|job| {
-                job_run_kind(job)
-                    == Some(RunKind::RunNow {
-                        token: token.to_string(),
-                    })
-            })
-    };
-    let new_token = run_now_token.clone().filter(|token| !run_now_done(token));
+    let run_now = Token::of(
+        object,
+        jobs,
+        RUN_NOW_ANNOTATION,
+        status.last_run_now_token.as_deref(),
+        |token| RunKind::RunNow { token },
+    );
+    let full_export = Token::of(
+        object,
+        jobs,
+        FULL_EXPORT_ANNOTATION,
+        status.last_full_export_token.as_deref(),
+        |token| RunKind::FullExport { token },
+    );
 
     let mut last_schedule_time = status.last_schedule_time.max(latest_scheduled_job);
     // A token whose Job exists is done even if recording it in status was lost.
-    let mut last_run_now_token = match &run_now_token {
-        Some(token) if run_now_done(token) => Some(token.clone()),
-        _ => status.last_run_now_token.clone(),
-    };
-    // A due slot goes before a new run-now token: the run-now file is named after a later
-    // instant, and files of one object must be delivered in name order. The token waits until
-    // the slot's Job has settled.
-    let start = match (running, &new_token) {
-        (Some(_), _) => None,
-        (None, _) if pending => {
+    let mut last_run_now_token = run_now.recorded(status.last_run_now_token.as_deref());
+    let mut last_full_export_token = full_export.recorded(status.last_full_export_token.as_deref());
+    // A due slot goes before a new token: the token's file is named after a later instant, and
+    // files of one object must be delivered in name order. The token waits until the slot's Job
+    // has settled. Of two new tokens the full export goes first, so the run-now after it delivers
+    // only what changed since.
+    let start = match (running, &full_export.new, &run_now.new) {
+        (Some(_), _, _) => None,
+        (None, _, _) if pending => {
             last_schedule_time = Some(due);
             Some(RunToStart {
                 slot: due,
@@ -167,7 +165,17 @@ pub fn plan(
                 missed_slots: missed_between(anchor, due, time, zone),
             })
         }
-        (None, Some(token)) => {
+        (None, Some(token), _) => {
+            last_full_export_token = Some(token.clone());
+            Some(RunToStart {
+                slot: now,
+                kind: RunKind::FullExport {
+                    token: token.clone(),
+                },
+                missed_slots: 0,
+            })
+        }
+        (None, None, Some(token)) => {
             last_run_now_token = Some(token.clone());
             Some(RunToStart {
                 slot: now,
@@ -177,7 +185,7 @@ pub fn plan(
                 missed_slots: 0,
             })
         }
-        (None, None) => None,
+        (None, None, None) => None,
     };
 
     // A due slot that waits for a running export is still the next run.
@@ -230,9 +238,54 @@ pub fn plan(
             next_run_local: next_run.map(|next| schedule::format_local(next, zone)),
             last_schedule_time,
             last_run_now_token,
+            last_full_export_token,
             ready,
         },
         requeue_after,
+    }
+}
+
+/// The token of one annotation (run-now or full-export) and whether it still has to run.
+struct Token {
+    /// The annotation's value, trimmed; `None` when absent or empty.
+    current: Option<String>,
+    /// Whether `current` has run: it is the recorded token, or a Job of its kind carries it.
+    done: bool,
+    /// `current` when it has not run yet.
+    new: Option<String>,
+}
+
+impl Token {
+    fn of(
+        object: &ScheduledExport,
+        jobs: &[Job],
+        annotation: &str,
+        recorded: Option<&str>,
+        kind: impl Fn(String) -> RunKind,
+    ) -> Token {
+        let current = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(annotation))
+            .map(|token| token.trim().to_string())
+            .filter(|token| !token.is_empty());
+        let done = current.as_ref().is_some_and(|token| {
+            recorded == Some(token.as_str())
+                || jobs
+                    .iter()
+                    .any(|job| job_run_kind(job) == Some(kind(token.clone())))
+        });
+        let new = current.clone().filter(|_| !done);
+        Token { current, done, new }
+    }
+
+    /// The token to record in status: the current one once it has run, else what was recorded.
+    fn recorded(&self, recorded: Option<&str>) -> Option<String> {
+        match &self.current {
+            Some(token) if self.done => Some(token.clone()),
+            _ => recorded.map(str::to_string),
+        }
     }
 }
 
@@ -269,6 +322,10 @@ pub fn merge_status(
             .last_run_now_token
             .clone()
             .or_else(|| current.last_run_now_token.clone()),
+        last_full_export_token: schedule
+            .last_full_export_token
+            .clone()
+            .or_else(|| current.last_full_export_token.clone()),
         ..current.clone()
     };
     observe_latest_job(&mut merged, jobs, schedule.observed_generation, now);
@@ -329,13 +386,16 @@ fn observe_latest_job(
                 "Job {} failed ({reason}): {message}",
                 job_name.as_deref().unwrap_or_default()
             );
-            let mut failed =
-                status::run_failed(status, ConditionReason::JobFailed, &error, generation, now);
-            if let Some(last_run) = failed.last_run.as_mut() {
-                last_run.slot = Some(slot);
-                last_run.job_name = job_name;
+            // `lastRun` names this Job before the failure is recorded, so its history entry does.
+            let mut run = status.last_run.clone().unwrap_or_default();
+            if !same_run {
+                run = LastRun::default();
             }
-            *status = failed;
+            run.slot = Some(slot);
+            run.job_name = job_name;
+            status.last_run = Some(run);
+            *status =
+                status::run_failed(status, ConditionReason::JobFailed, &error, generation, now);
         }
         _ => {}
     }
@@ -663,6 +723,162 @@ mod tests {
             (start.slot, start.kind, start.missed_slots),
             (utc("2026-11-30T12:00:00Z"), RunKind::Scheduled, 2)
         );
+    }
+
+    #[test]
+    fn a_full_export_runs_once_per_token_after_a_due_slot_and_before_run_now() {
+        let mut object = object("2026-11-01T00:00:00Z", json!({}));
+        object.metadata.annotations = Some(
+            [
+                (FULL_EXPORT_ANNOTATION.to_string(), " all-1 ".to_string()),
+                (RUN_NOW_ANNOTATION.to_string(), "now-1".to_string()),
+            ]
+            .into(),
+        );
+        let full = RunKind::FullExport {
+            token: "all-1".into(),
+        };
+        // The due slot first, as with run-now: its file is named after an earlier instant.
+        let first = plan(
+            utc("2026-11-30T12:00:30Z"),
+            &object,
+            &[],
+            chrono_tz::UTC,
+            None,
+        );
+        let start = first.start.expect("the due slot starts");
+        assert_eq!(start.kind, RunKind::Scheduled);
+        assert_eq!(first.schedule_status.last_full_export_token, None);
+
+        // Once the slot's Job has settled, the full export (not the run-now) runs, slot = now.
+        let slot_job = job(
+            &object,
+            "2026-11-30T12:00:00Z",
+            RunKind::Scheduled,
+            Some("Complete"),
+        );
+        let second = plan(
+            utc("2026-11-30T12:05:00Z"),
+            &object,
+            std::slice::from_ref(&slot_job),
+            chrono_tz::UTC,
+            None,
+        );
+        let start = second.start.expect("the full export starts");
+        assert_eq!(
+            (start.kind, start.slot),
+            (full.clone(), utc("2026-11-30T12:05:00Z"))
+        );
+        assert_eq!(
+            second.schedule_status.last_full_export_token.as_deref(),
+            Some("all-1"),
+            "the token is trimmed and recorded"
+        );
+        assert_eq!(second.schedule_status.last_run_now_token, None);
+
+        // Its Job exists (recording the token was lost): the token is done, run-now goes next.
+        let full_job = job(
+            &object,
+            "2026-11-30T12:05:00Z",
+            full.clone(),
+            Some("Complete"),
+        );
+        let third = plan(
+            utc("2026-11-30T12:10:00Z"),
+            &object,
+            &[slot_job.clone(), full_job.clone()],
+            chrono_tz::UTC,
+            None,
+        );
+        let start = third.start.expect("run-now starts");
+        assert_eq!(
+            start.kind,
+            RunKind::RunNow {
+                token: "now-1".into()
+            }
+        );
+        assert_eq!(
+            third.schedule_status.last_full_export_token.as_deref(),
+            Some("all-1")
+        );
+
+        // A token that was recorded never runs again; a new one does.
+        let mut recorded = object.clone();
+        recorded.metadata.annotations =
+            Some([(FULL_EXPORT_ANNOTATION.to_string(), "all-1".to_string())].into());
+        recorded
+            .status
+            .as_mut()
+            .expect("status")
+            .last_full_export_token = Some("all-1".into());
+        let again = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &recorded,
+            std::slice::from_ref(&slot_job),
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(again.start, None);
+        recorded.metadata.annotations =
+            Some([(FULL_EXPORT_ANNOTATION.to_string(), "all-2".to_string())].into());
+        let next = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &recorded,
+            &[slot_job],
+            chrono_tz::UTC,
+            None,
+        );
+        assert_eq!(
+            next.start.map(|start| start.kind),
+            Some(RunKind::FullExport {
+                token: "all-2".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_job_that_failed_without_the_export_saying_so_enters_the_history() {
+        let object = object("2026-11-01T00:00:00Z", json!({}));
+        let failed = job(
+            &object,
+            "2026-11-30T12:00:00Z",
+            RunKind::Scheduled,
+            Some("Failed"),
+        );
+        let plan = plan(
+            utc("2026-11-30T13:00:00Z"),
+            &object,
+            std::slice::from_ref(&failed),
+            chrono_tz::UTC,
+            None,
+        );
+        let current = object.status.clone().unwrap_or_default();
+        let merged = merge_status(
+            &current,
+            &plan.schedule_status,
+            std::slice::from_ref(&failed),
+            utc("2026-11-30T13:00:00Z"),
+        );
+        let entry = merged.history.first().expect("a history entry");
+        assert_eq!(entry.slot, Some(utc("2026-11-30T12:00:00Z")));
+        assert_eq!(entry.job_name, failed.metadata.name);
+        assert_eq!(entry.phase, Some(RunPhase::Failed));
+        assert_eq!(entry.reason.as_deref(), Some("JobFailed"));
+        assert!(
+            entry
+                .message
+                .as_deref()
+                .is_some_and(|message| message.starts_with("Job daily-202611301200 failed")),
+            "{entry:?}"
+        );
+        // Observed again, the same failure is not recorded twice.
+        let again = merge_status(
+            &merged,
+            &plan.schedule_status,
+            std::slice::from_ref(&failed),
+            utc("2026-11-30T13:01:00Z"),
+        );
+        assert_eq!(again.history, merged.history);
     }
 
     #[test]

@@ -18,3 +18,6 @@ pub use status::*;
 pub const GROUP: &str = "exports.crm.dev";
 /// Annotation whose new value starts one extra export now; each token is honoured once.
 pub const RUN_NOW_ANNOTATION: &str = "exports.crm.dev/run-now";
+/// Annotation whose new value starts one run now whose file holds every row (the window starts
+/// from nothing); each token is honoured once, and later runs continue from that run's watermark.
+pub const FULL_EXPORT_ANNOTATION: &str = "exports.crm.dev/full-export";

@@ -57,7 +57,8 @@ use super::ScheduledExportStatus;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledExportSpec {
-    /// Which CRM records the file holds: `interactions` or `proposals`. Immutable once created,
+    /// Which CRM records the file holds: `interactions`, `proposals` or `constituents`; it names the
+    /// file and, without `source.view`, the table its rows come from. Immutable once created,
     /// because the watermark and the files already delivered belong to one file type; create a
     /// new ScheduledExport for another.
     #[x_kube(validation = Rule::new("self == oldSelf").message(
@@ -112,24 +113,54 @@ pub struct ScheduledExportSpec {
     /// CSV dialect of the delivered files.
     #[serde(default)]
     pub csv: CsvOptions,
+
+    /// Compression of the delivered files: `none` (the default) or `gzip`, which names them
+    /// `{fileType}-{YYYYMMDD}T{HHMMSS}Z.csv.gz` (`gunzip` restores the CSV). Changing it applies from
+    /// the next run; files already delivered keep their names and are still rechecked and pruned.
+    #[serde(default)]
+    pub compression: Compression,
+
+    /// Encrypt each file to the institution's OpenPGP key, after compression. The files are then
+    /// named `.csv.pgp` (or `.csv.gz.pgp`) and `gpg --decrypt` with the institution's private key
+    /// restores them. A key that cannot encrypt (expired, revoked, without an encryption subkey) fails
+    /// the run before any row is read, with reason `EncryptionKeyInvalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+
+    /// Publish `NAME.sha256` beside each delivered file, one line in `sha256sum` form, so
+    /// `sha256sum -c NAME.sha256` verifies the file. It appears only after the data file is in place,
+    /// so its presence means the data file is complete; rechecks, recopies and retention treat the
+    /// two as one delivery.
+    #[serde(default)]
+    pub checksum_file: bool,
 }
 
 /// The CRM record type a file holds, which fixes its columns and name prefix: `interactions` (calls,
-/// meetings, emails with constituents) or `proposals` (fundraising proposals).
+/// meetings, emails with constituents), `proposals` (fundraising proposals) or `constituents`
+/// (the people and organisations: names, contact details, address, affiliations).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FileType {
     // Variant docs would turn the schema into a oneOf; the enum doc above says it all.
     Interactions,
     Proposals,
+    Constituents,
 }
 
 impl FileType {
+    /// Every file type.
+    pub const ALL: [FileType; 3] = [
+        FileType::Interactions,
+        FileType::Proposals,
+        FileType::Constituents,
+    ];
+
     /// The name used in the spec, the file name and the source table.
     pub fn as_str(self) -> &'static str {
         match self {
             FileType::Interactions => "interactions",
             FileType::Proposals => "proposals",
+            FileType::Constituents => "constituents",
         }
     }
 }
@@ -140,14 +171,35 @@ impl std::fmt::Display for FileType {
     }
 }
 
-/// The PostgreSQL database that holds the `interactions` and `proposals` tables (or views).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The PostgreSQL database that holds the file type's table (`interactions`, `proposals`,
+/// `constituents`, or views of those names), or the view `view` names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(has(self.view) ? self.view : '') == (has(oldSelf.view) ? oldSelf.view : '')"
+).message(
+    "source.view is immutable: the watermark belongs to the rows of one view; create a new ScheduledExport for another view (after redefining the view itself, annotate exports.crm.dev/full-export)"
+))]
 pub struct Source {
     /// Secret in this namespace whose key `url` holds a `postgres://` URL (a read-only role is enough;
     /// `?sslmode=verify-full` for TLS with the host name checked). Optional key `caCert`: the PEM CA
     /// that `sslmode=verify-ca` and `verify-full` trust; without it, the system's CAs.
     pub secret_ref: SecretReference,
+
+    /// A saved search: the name of a view (or table) the institution defines over its own tables,
+    /// `name` or `schema.name`, case-sensitive. The file then holds the view's columns in the
+    /// view's order (named after `fileType`), under the same no-loss windows: the view must expose
+    /// `txid xid8`, the id of the transaction that last changed each row (see the design document
+    /// for views that join several tables). A view without it fails the run with reason
+    /// `ViewInvalid`. Omitted: the table named after `fileType`. Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 127))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^[A-Za-z_][A-Za-z0-9_$]{0,62}([.][A-Za-z_][A-Za-z0-9_$]{0,62})?$')"
+    ).message(Message::Expression(
+        "'view \"' + self + '\" must be a PostgreSQL name such as major_donors or crm.major_donors: letters, digits, _ and $, not starting with a digit, at most 63 characters per part'".into()
+    )))]
+    pub view: Option<String>,
 }
 
 /// Delivery target of the files.
@@ -249,6 +301,48 @@ impl Default for CsvOptions {
             escape_formulas: false,
         }
     }
+}
+
+/// How delivered files are encrypted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Encryption {
+    /// OpenPGP encryption to one public key (every valid encryption subkey of it).
+    pub pgp: PgpEncryption,
+}
+
+/// OpenPGP encryption of delivered files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PgpEncryption {
+    /// Secret in this namespace holding the institution's ASCII-armoured public key (only the
+    /// public key: the operator never needs the private one).
+    pub public_key_secret_ref: KeySecretReference,
+}
+
+/// A key of a Secret in the object's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct KeySecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret; `publicKey` when omitted.
+    #[serde(default = "default_public_key_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_public_key_key() -> String {
+    "publicKey".to_string()
+}
+
+/// Compression of delivered files: `none` or `gzip`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
 }
 
 /// Line terminator of CSV records: `CRLF` (RFC 4180) or `LF`.

@@ -117,6 +117,8 @@ pub enum ConditionReason {
     SourceChanged,
     /// Exported, every row: the database's transaction ids were behind the watermark.
     SourceRewound,
+    /// Exported, every row: the full-export annotation asked for it.
+    FullExportRequested,
     Delivered,
     JobFailed,
     // Delivered, after a recheck
@@ -132,7 +134,10 @@ pub enum ConditionReason {
     ArtifactStoreFailed,
     DatabaseFailed,
     DatabaseTlsFailed,
+    EncryptionKeyInvalid,
     RecoveryConflict,
+    /// `spec.source.view` names no view, or one without a `txid xid8` column.
+    ViewInvalid,
     SpoolFailed,
     KubernetesApiFailed,
     DestinationInvalid,
@@ -170,6 +175,7 @@ state_names!(ConditionReason {
     Exported => "Exported",
     SourceChanged => "SourceChanged",
     SourceRewound => "SourceRewound",
+    FullExportRequested => "FullExportRequested",
     Delivered => "Delivered",
     JobFailed => "JobFailed",
     Present => "Present",
@@ -182,7 +188,9 @@ state_names!(ConditionReason {
     ArtifactStoreFailed => "ArtifactStoreFailed",
     DatabaseFailed => "DatabaseFailed",
     DatabaseTlsFailed => "DatabaseTlsFailed",
+    EncryptionKeyInvalid => "EncryptionKeyInvalid",
     RecoveryConflict => "RecoveryConflict",
+    ViewInvalid => "ViewInvalid",
     SpoolFailed => "SpoolFailed",
     KubernetesApiFailed => "KubernetesApiFailed",
     DestinationInvalid => "DestinationInvalid",
@@ -222,6 +230,8 @@ pub enum EventReason {
     Scheduled,
     /// A Job was created for a run-now token.
     RunNow,
+    /// A Job was created for a full-export token.
+    FullExport,
     /// The Job name of a slot is taken by another object's Job.
     JobNameConflict,
     /// A Job's export is running.
@@ -249,6 +259,7 @@ state_names!(EventReason {
     MissedSlots => "MissedSlots",
     Scheduled => "Scheduled",
     RunNow => "RunNow",
+    FullExport => "FullExport",
     JobNameConflict => "JobNameConflict",
     Started => "Started",
     Succeeded => "Succeeded",

@@ -36,6 +36,9 @@ pub struct ScheduledExportStatus {
     /// The last `exports.crm.dev/run-now` token honoured; a token runs once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_now_token: Option<String>,
+    /// The last `exports.crm.dev/full-export` token honoured; a token runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_export_token: Option<String>,
     /// Opaque upper bound of the last delivered window. The next file holds every row written after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
@@ -48,6 +51,12 @@ pub struct ScheduledExportStatus {
     /// The most recent run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<LastRun>,
+    /// The last runs that ended, newest first, at most 10: the file each delivered (name, rows,
+    /// bytes, sha256, window) or why it failed. A Pod retried within the same Job replaces its
+    /// run's entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub history: Vec<RunRecord>,
     /// The most recently delivered file and its checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryStatus>,
@@ -141,6 +150,68 @@ pub struct LastRun {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `true` when the file holds every row: a full export asked for with the
+    /// `exports.crm.dev/full-export` annotation, the first run, or a watermark of another database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_row: Option<bool>,
+    /// The watermark the window started after: the file holds the rows written since. Absent when
+    /// the file holds every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// The watermark the window ended at, which the next run starts after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end: Option<String>,
+}
+
+/// One ended run, as `status.history` keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+// Fields of another version are stored, not pruned: during an upgrade or a rollback, a writer of one
+// version must not make the API server drop what a writer of the other version recorded.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct RunRecord {
+    /// The scheduled instant (UTC) the run was for; for run-now and full-export, the trigger
+    /// instant. The file's name carries the same instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<DateTime<Utc>>,
+    /// Name of the Job that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// `Succeeded` or `Failed`.
+    // A plain string in the schema, so a value from another version is stored, not refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub phase: Option<RunPhase>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<DateTime<Utc>>,
+    /// Name of the delivered file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Data rows in the file (the header not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Size of the file in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// SHA-256 of the file, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `true` when the file holds every row (a full export, the first run, or another database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_row: Option<bool>,
+    /// The watermark the window started after; absent when the file holds every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// The watermark the window ended at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end: Option<String>,
+    /// Why the run failed, one CamelCase word (the Exported condition's reason at the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why the run failed, for people (at most 512 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The most recently delivered file.

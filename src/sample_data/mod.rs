@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use tokio_postgres::Client;
 
 use crate::adapters::postgres::SourceError;
+use crate::progress::Progress;
 
 /// The reference schema: the two tables, their `txid` index and the trigger that stamps writes.
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
@@ -38,6 +39,8 @@ pub struct SampleDataSummary {
     pub interactions: u64,
     /// Proposals added.
     pub proposals: u64,
+    /// Constituents added.
+    pub constituents: u64,
     /// Wall-clock time, schema included.
     pub elapsed: Duration,
 }
@@ -51,25 +54,48 @@ pub async fn apply_schema(client: &Client) -> Result<(), SourceError> {
         .map_err(SourceError::query("cannot apply the reference schema"))
 }
 
-/// Connects to `database_url`, applies the schema and adds the rows (0 and 0: schema only).
+/// Connects to `database_url`, applies the schema and adds the rows (all counts 0: schema only).
 /// What the `sample-data` subcommand runs.
 pub async fn run_sample_data(
     database_url: &str,
     interactions: u64,
     proposals: u64,
+    constituents: u64,
     seed: u64,
+) -> Result<SampleDataSummary, SourceError> {
+    run_sample_data_with_progress(
+        database_url,
+        interactions,
+        proposals,
+        constituents,
+        seed,
+        false,
+    )
+    .await
+}
+
+/// [`run_sample_data`], showing rows and bytes loaded on standard error when `show_progress`.
+pub async fn run_sample_data_with_progress(
+    database_url: &str,
+    interactions: u64,
+    proposals: u64,
+    constituents: u64,
+    seed: u64,
+    show_progress: bool,
 ) -> Result<SampleDataSummary, SourceError> {
     let started = Instant::now();
     let (client, connection) =
         crate::adapters::postgres::connect(database_url, CONNECT_TIMEOUT).await?;
     apply_schema(&client).await?;
-    generate(&client, interactions, proposals, seed).await?;
+    generate_with_progress(&client, interactions, proposals, seed, show_progress).await?;
+    generate_constituents(&client, constituents, seed).await?;
     drop(client);
     // The connection task ends once the client is gone; its error, if any, was logged.
     let _ = connection.await;
     Ok(SampleDataSummary {
         interactions,
         proposals,
+        constituents,
         elapsed: started.elapsed(),
     })
 }
@@ -83,6 +109,19 @@ pub async fn generate(
     proposals: u64,
     seed: u64,
 ) -> Result<(), SourceError> {
+    generate_with_progress(client, interactions, proposals, seed, false).await
+}
+
+/// [`generate`], showing each table's rows and bytes loaded on standard error when `show_progress`.
+pub async fn generate_with_progress(
+    client: &Client,
+    interactions: u64,
+    proposals: u64,
+    seed: u64,
+    show_progress: bool,
+) -> Result<(), SourceError> {
+    let progress =
+        |table: &str| Progress::on_stderr(show_progress, format!("{table}: loaded"), None);
     if proposals > 0 {
         // Separate streams per table, so the interactions do not change when only the number of
         // proposals does.
@@ -94,6 +133,7 @@ pub async fn generate(
              funded_date, solicitors, created_at, updated_at, deleted) FROM STDIN",
             proposals,
             |buffer| generator.proposal(buffer),
+            progress("proposals"),
         )
         .await?;
     }
@@ -123,10 +163,34 @@ pub async fn generate(
              FROM STDIN",
             interactions,
             |buffer| generator.interaction(buffer, proposal_ids),
+            progress("interactions"),
         )
         .await?;
     }
     Ok(())
+}
+
+/// Adds `count` synthetic constituents derived from `seed`, from a stream of their own, so the
+/// interactions and proposals of a seed do not change with it. Ids come from the identity column.
+pub async fn generate_constituents(
+    client: &Client,
+    count: u64,
+    seed: u64,
+) -> Result<(), SourceError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let mut generator = Generator::new(seed, 0x636f_6e73_7469_7475);
+    copy_rows(
+        client,
+        "COPY constituents (constituent_import_id, name_prefix, first_name, middle_name, \
+         last_name, name_suffix, primary_email, phone, address_line_1, address_line_2, city, \
+         region, postal_code, country, affiliations, created_at, updated_at, deleted) FROM STDIN",
+        count,
+        |buffer| generator.constituent(buffer),
+        Progress::hidden(),
+    )
+    .await
 }
 
 async fn copy_rows<F>(
@@ -134,6 +198,7 @@ async fn copy_rows<F>(
     statement: &str,
     count: u64,
     mut row: F,
+    mut progress: Progress,
 ) -> Result<(), SourceError>
 where
     F: FnMut(&mut Vec<u8>),
@@ -144,23 +209,28 @@ where
         .map_err(SourceError::query("cannot start loading sample data"))?;
     futures::pin_mut!(sink);
     let mut buffer = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
-    for _ in 0..count {
+    let mut sent: u64 = 0;
+    for done in 1..=count {
         row(&mut buffer);
         if buffer.len() >= BATCH_BYTES {
             let batch = Bytes::from(std::mem::replace(
                 &mut buffer,
                 Vec::with_capacity(BATCH_BYTES + 64 * 1024),
             ));
+            sent += batch.len() as u64;
             sink.send(batch)
                 .await
                 .map_err(SourceError::query("cannot load sample data"))?;
+            progress.update(Some(done), sent);
         }
     }
     if !buffer.is_empty() {
+        sent += buffer.len() as u64;
         sink.send(Bytes::from(buffer))
             .await
             .map_err(SourceError::query("cannot load sample data"))?;
     }
+    progress.finish(Some(count), sent);
     sink.as_mut()
         .finish()
         .await
@@ -297,6 +367,52 @@ const STAGES: &[&str] = &[
     "Negotiation",
     "Stewardship",
 ];
+const NAME_PREFIXES: &[&str] = &["Dr.", "Mr.", "Ms.", "Mx.", "Prof.", "Rev.", "Hon."];
+const NAME_SUFFIXES: &[&str] = &["Jr.", "Sr.", "III", "PhD", "MBA, CPA"];
+const EMAIL_DOMAINS: &[&str] = &["example.edu", "example.com", "alumni.example.org"];
+const PHONES: &[&str] = &[
+    "+1 617-555-0142",
+    "(212) 555-0199",
+    "+44 20 7946 0958",
+    "+33 1 23 45 67 89",
+    "555-0100 ext. 12",
+    "",
+];
+const STREETS: &[&str] = &[
+    "12 Elm St.",
+    "1600 Amphitheatre Pkwy",
+    "221B Baker Street",
+    "Flat 3, 45 Rue de la Paix",
+    "Calle Mayor, 7",
+    "北京市朝阳区 1号",
+    "-1 Basement Lane",
+    "=Main St 4",
+];
+const SECOND_LINES: &[&str] = &[
+    "Apt 4",
+    "Suite 200",
+    "c/o \"The Smiths\"",
+    "Floor 2\nRear entrance",
+];
+const ADDRESSES: &[(&str, &str, &str, &str)] = &[
+    ("Boston", "MA", "02134", "US"),
+    ("New York", "NY", "10001", "US"),
+    ("London", "", "NW1 6XE", "GB"),
+    ("Paris", "Île-de-France", "75002", "FR"),
+    ("Madrid", "Madrid", "28013", "ES"),
+    ("Beijing", "北京", "100020", "CN"),
+    ("Toronto", "ON", "M5V 2T6", "CA"),
+];
+const AFFILIATIONS: &[&str] = &[
+    "Alumni",
+    "Parent",
+    "Friend",
+    "Faculty",
+    "Staff",
+    "Board of Trustees",
+    "Class of 1998",
+    "Athletics, Rowing",
+];
 const USERS: &[&str] = &["jdoe", "asmith", "mgarcia", "import-bot", "kchen", "admin"];
 
 /// One deterministic stream of rows, written in COPY text format.
@@ -430,6 +546,72 @@ impl Generator {
         write_copy_row(out, &fields);
     }
 
+    fn constituent(&mut self, out: &mut Vec<u8>) {
+        let import_id = self.rng.random_range(1..10_000_000u64);
+        let joined = self.date();
+        let (created, updated) = self.timestamps(joined);
+        let first = self.pick(FIRST_NAMES).to_string();
+        let last = self.pick(LAST_NAMES).to_string();
+        let email = (!self.chance(0.1)).then(|| {
+            let local: String = first
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .chain(['.'])
+                .chain(last.chars().filter(char::is_ascii_alphanumeric))
+                .collect::<String>()
+                .to_ascii_lowercase();
+            format!(
+                "{}{}@{}",
+                local.trim_matches('.'),
+                import_id % 100,
+                self.pick(EMAIL_DOMAINS)
+            )
+        });
+        let (city, region, postal, country) = self.pick_address();
+        let fields: [Option<String>; 18] = [
+            (!self.chance(0.05)).then(|| format!("C-{import_id:07}")),
+            self.chance(0.3)
+                .then(|| self.pick(NAME_PREFIXES).to_string()),
+            Some(first),
+            self.chance(0.2).then(|| self.pick(FIRST_NAMES).to_string()),
+            Some(last),
+            self.chance(0.05)
+                .then(|| self.pick(NAME_SUFFIXES).to_string()),
+            email,
+            (!self.chance(0.2)).then(|| self.pick(PHONES).to_string()),
+            Some(self.pick(STREETS).to_string()),
+            self.chance(0.3)
+                .then(|| self.pick(SECOND_LINES).to_string()),
+            Some(city.to_string()),
+            Some(region.to_string()),
+            Some(postal.to_string()),
+            Some(country.to_string()),
+            Some(self.affiliations()),
+            Some(created),
+            Some(updated),
+            Some(if self.chance(0.02) { "true" } else { "false" }.to_string()),
+        ];
+        write_copy_row(out, &fields);
+    }
+
+    fn pick_address(&mut self) -> (&'static str, &'static str, &'static str, &'static str) {
+        ADDRESSES[self.rng.random_range(0..ADDRESSES.len())]
+    }
+
+    /// Distinct affiliations as an array literal, every element quoted.
+    fn affiliations(&mut self) -> String {
+        let count = self.rng.random_range(0..4);
+        let mut names: Vec<&str> = Vec::with_capacity(count);
+        while names.len() < count {
+            let name = self.pick(AFFILIATIONS);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+        format!("{{{}}}", quoted.join(","))
+    }
+
     fn proposal(&mut self, out: &mut Vec<u8>) {
         let constituent = self.rng.random_range(1..200_000u64);
         let import_id = self.rng.random_range(1..10_000_000u64);
@@ -539,6 +721,10 @@ mod tests {
             let mut out = Vec::new();
             generator.proposal(&mut out);
             assert_eq!(out.iter().filter(|&&b| b == b'\t').count(), 15);
+            let mut out = Vec::new();
+            generator.constituent(&mut out);
+            assert_eq!(out.iter().filter(|&&b| b == b'\t').count(), 17);
+            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         }
     }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::resource::{
     CheckResult, Condition, ConditionReason, ConditionType, DeliveryStatus, LastRun, RunPhase,
-    ScheduledExportStatus, WatermarkSource,
+    RunRecord, ScheduledExportStatus, WatermarkSource,
 };
 
 /// The desired state of one condition; `set_condition` adds the bookkeeping.
@@ -53,6 +53,51 @@ pub fn set_condition(
     }
 }
 
+/// Most runs `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// Longest failure message a history entry keeps, in characters: ten entries stay small next to
+/// the object's size limit, and the full message is in `lastRun.error` and the Events.
+pub const HISTORY_MESSAGE_LIMIT: usize = 512;
+
+/// Records the run `status.lastRun` describes (it has just ended) as the newest entry of
+/// `status.history`. An entry of the same slot and Job (an earlier Pod of a retried Job) is
+/// replaced; entries stay newest first by slot, and at most [`HISTORY_LIMIT`].
+fn record_history(status: &mut ScheduledExportStatus, reason: Option<ConditionReason>) {
+    let Some(run) = status.last_run.as_ref() else {
+        return;
+    };
+    let entry = RunRecord {
+        slot: run.slot,
+        job_name: run.job_name.clone(),
+        phase: run.phase,
+        finish_time: run.finish_time,
+        file_name: run.file_name.clone(),
+        rows: run.rows,
+        bytes: run.bytes,
+        sha256: run.sha256.clone(),
+        every_row: run.every_row,
+        window_start: run.window_start.clone(),
+        window_end: run.window_end.clone(),
+        reason: reason.map(|reason| reason.to_string()),
+        message: run.error.as_deref().map(|message| {
+            match message.char_indices().nth(HISTORY_MESSAGE_LIMIT) {
+                Some((cut, _)) => format!("{}…", &message[..cut]),
+                None => message.to_string(),
+            }
+        }),
+    };
+    status
+        .history
+        .retain(|kept| (kept.slot, &kept.job_name) != (entry.slot, &entry.job_name));
+    status.history.insert(0, entry);
+    // Stable: entries of one slot keep the order they were recorded in.
+    status
+        .history
+        .sort_by_key(|entry| std::cmp::Reverse(entry.slot));
+    status.history.truncate(HISTORY_LIMIT);
+}
+
 /// What a successful export produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveredRun {
@@ -65,6 +110,8 @@ pub struct DeliveredRun {
     pub bytes: u64,
     pub sha256: String,
     pub watermark: String,
+    /// The watermark the window started after; `None` when the file holds every row.
+    pub window_start: Option<String>,
     /// The database the watermark was taken in.
     pub watermark_source: WatermarkSource,
     /// Set when the file holds every row although a watermark was stored: the reason
@@ -114,7 +161,11 @@ pub fn run_delivered(
         bytes: Some(run.bytes),
         sha256: Some(run.sha256.clone()),
         error: None,
+        every_row: Some(run.window_start.is_none()),
+        window_start: run.window_start.clone(),
+        window_end: Some(run.watermark.clone()),
     });
+    record_history(&mut status, None);
     status.delivery = Some(DeliveryStatus {
         file: Some(run.file_name.clone()),
         delivered_at: Some(run.finished),
@@ -185,8 +236,12 @@ pub fn run_failed(
         bytes: None,
         sha256: None,
         error: Some(message.to_string()),
+        every_row: None,
+        window_start: None,
+        window_end: None,
         ..previous
     });
+    record_history(&mut status, Some(reason));
     set_condition(
         &mut status.conditions,
         ConditionUpdate {
@@ -204,7 +259,7 @@ pub fn run_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{Datelike, TimeZone};
 
     fn at(hour: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 30, hour, 0, 0).unwrap()
@@ -221,6 +276,7 @@ mod tests {
             bytes: 10,
             sha256: "ab".into(),
             watermark: watermark.into(),
+            window_start: Some("5:5:".into()),
             watermark_source: WatermarkSource {
                 system_identifier: Some("7".into()),
                 database: Some("crm".into()),
@@ -321,6 +377,93 @@ mod tests {
             delivered.status, "True",
             "the previous file is still delivered"
         );
+    }
+
+    #[test]
+    fn history_keeps_the_last_ten_runs_newest_first_and_one_entry_per_job() {
+        let mut status = ScheduledExportStatus::default();
+        for day in 1..=12u32 {
+            let slot = Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap();
+            let job = format!("daily-202611{day:02}1200");
+            status = run_started(&status, slot, Some(job.clone()), slot);
+            if day % 4 == 0 || day == 7 {
+                status = run_failed(
+                    &status,
+                    ConditionReason::AuthenticationFailed,
+                    &"the server refused the key ".repeat(40),
+                    Some(1),
+                    slot,
+                );
+            }
+            // A failed first Pod of the Job, then its retry delivering, is one entry.
+            let run = DeliveredRun {
+                slot,
+                job_name: Some(job),
+                file_name: format!("interactions-202611{day:02}T120000Z.csv"),
+                rows: u64::from(day),
+                window_start: (day > 1).then(|| format!("{day}:{day}:")),
+                ..delivered(&format!("{}:{}:", day + 1, day + 1), slot)
+            };
+            if day != 7 {
+                status = run_delivered(&status, &run, Some(1));
+            }
+        }
+        assert_eq!(status.history.len(), HISTORY_LIMIT, "bounded");
+        let slots: Vec<u32> = status
+            .history
+            .iter()
+            .map(|entry| entry.slot.expect("slot").day())
+            .collect();
+        assert_eq!(slots, [12, 11, 10, 9, 8, 7, 6, 5, 4, 3], "newest first");
+        let newest = &status.history[0];
+        assert_eq!(
+            newest.phase,
+            Some(RunPhase::Succeeded),
+            "the retry replaced the failure"
+        );
+        assert_eq!(
+            (newest.rows, newest.file_name.as_deref()),
+            (Some(12), Some("interactions-20261112T120000Z.csv"))
+        );
+        assert_eq!(
+            (newest.window_start.as_deref(), newest.window_end.as_deref()),
+            (Some("12:12:"), Some("13:13:"))
+        );
+        assert_eq!(
+            (newest.reason.as_deref(), newest.message.as_deref()),
+            (None, None)
+        );
+        let failed = &status.history[5];
+        assert_eq!(failed.job_name.as_deref(), Some("daily-202611071200"));
+        assert_eq!(failed.phase, Some(RunPhase::Failed));
+        assert_eq!(failed.reason.as_deref(), Some("AuthenticationFailed"));
+        let message = failed.message.as_deref().expect("message");
+        assert_eq!(
+            message.chars().count(),
+            HISTORY_MESSAGE_LIMIT + 1,
+            "cut, with an ellipsis"
+        );
+        assert!(message.ends_with('…'));
+        assert_eq!((failed.file_name.as_ref(), failed.rows), (None, None));
+    }
+
+    #[test]
+    fn history_round_trips_and_drops_empty_fields() {
+        let status = run_delivered(
+            &ScheduledExportStatus::default(),
+            &DeliveredRun {
+                window_start: None,
+                ..delivered("10:20:", at(8))
+            },
+            Some(1),
+        );
+        let json = serde_json::to_value(&status).expect("serialize");
+        let entry = &json["history"][0];
+        assert_eq!(entry["everyRow"], true);
+        assert_eq!(entry["windowEnd"], "10:20:");
+        assert!(entry.get("windowStart").is_none() && entry.get("reason").is_none());
+        let back: ScheduledExportStatus = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, status);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
+use sha2::{Digest, Sha256};
+
 use crate::resource::{DeliveredFile, ScheduledExportStatus};
 
 /// Entries kept at most (a daily schedule with 90 days of retention needs about 90). Beyond
@@ -23,6 +25,24 @@ impl Content {
     pub fn matches(&self, bytes: u64, sha256: &str) -> bool {
         self.bytes == bytes && self.sha256.eq_ignore_ascii_case(sha256)
     }
+}
+
+/// The checksum file's one line for a data file: the `sha256sum` form, so `sha256sum -c` in the
+/// same directory verifies it.
+pub fn checksum_line(data_file: &str, sha256: &str) -> String {
+    format!("{}  {data_file}\n", sha256.to_ascii_lowercase())
+}
+
+/// The checksum file beside a data file of this content: its one line (see
+/// [`checksum_line`]) and what it must hold to be ours. It is derived from the record, so proving a
+/// checksum file ours needs nothing more than proving its data file ours.
+pub fn checksum_file_content(data_file: &str, data: &Content) -> (String, Content) {
+    let line = checksum_line(data_file, &data.sha256);
+    let content = Content {
+        bytes: line.len() as u64,
+        sha256: hex::encode(Sha256::digest(line.as_bytes())),
+    };
+    (line, content)
 }
 
 /// The status with `file` added to the record (replacing an entry of the same name), oldest
@@ -144,6 +164,18 @@ pub fn current_files(status: &ScheduledExportStatus) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checksum_file_holds_the_sha256sum_line_of_its_data_file() {
+        let data = Content {
+            bytes: 10,
+            sha256: "ABCDEF".into(),
+        };
+        let (line, content) = checksum_file_content("interactions-20261130T120000Z.csv.gz", &data);
+        assert_eq!(line, "abcdef  interactions-20261130T120000Z.csv.gz\n");
+        assert_eq!(content.bytes, line.len() as u64);
+        assert_eq!(content.sha256, hex::encode(Sha256::digest(line.as_bytes())));
+    }
     use crate::resource::{DeliveryStatus, LastRun};
     use chrono::TimeZone;
 

@@ -1,5 +1,5 @@
 //! A ScheduledExport ready to run on the test bed: its namespace (enforcing the restricted Pod
-//! Security level, with the export Jobs' identity), Secrets, a database with sample rows, an SFTP
+//! Security level), Secrets, a database with sample rows, an SFTP
 //! directory and an artifact prefix of its own.
 
 use std::path::{Path, PathBuf};
@@ -26,9 +26,8 @@ impl Fixture {
         let client = client().await;
         install_crd(&client).await;
         let namespace = restricted_namespace(&client, prefix).await;
-        // What the chart creates in a namespace where Jobs run: their identity and the store's
-        // credentials, so the operator's Jobs run here as real Pods.
-        grant_job_rbac(&client, &namespace).await;
+        // The store's credentials, as in a namespace where Jobs run (each Job's identity is the
+        // operator's own making), so the operator's Jobs run here as real Pods.
         create_secret(
             &client,
             &namespace,

@@ -28,7 +28,14 @@ pub fn testbed_env() -> &'static HashMap<String, String> {
     ENV.get_or_init(|| {
         let path = repo_root().join("target/testbed/env");
         match std::fs::read_to_string(&path) {
-            Ok(text) => parse_env_file(&text),
+            Ok(text) => {
+                let mut env = parse_env_file(&text);
+                // An image built from a branch (tests/testbed/image/build) replaces the bed's.
+                if let Ok(image) = std::env::var("SCHEDULED_EXPORTS_IMAGE") {
+                    env.insert("SCHEDULED_EXPORTS_IMAGE".to_string(), image);
+                }
+                env
+            }
             // tests/run sets SCHEDULED_EXPORTS_REQUIRE_TESTBED, so there a missing bed fails.
             Err(err) if std::env::var_os("SCHEDULED_EXPORTS_REQUIRE_TESTBED").is_some() => {
                 panic!(
@@ -410,14 +417,14 @@ pub fn testbed_s3_options() -> scheduled_exports::adapters::artifacts::S3Options
 }
 
 /// Export Jobs as a release on the test bed runs them: the project's image imported into the node
-/// (never pulled), the chart's Job ServiceAccount and the store's credentials Secret.
+/// (never pulled), and the store's credentials Secret (each object's Job identity is the
+/// operator's own making).
 pub fn export_job_settings(
     artifact_store_url: &str,
 ) -> scheduled_exports::operator::job::JobSettings {
     scheduled_exports::operator::job::JobSettings {
         image: env_var("SCHEDULED_EXPORTS_IMAGE"),
         image_pull_policy: Some("Never".into()),
-        service_account: "scheduled-exports-export".into(),
         artifact_store_url: artifact_store_url.to_string(),
         artifact_store_secret: Some(ARTIFACT_STORE_SECRET.into()),
         ..Default::default()
@@ -524,42 +531,4 @@ pub async fn event_messages(client: &Client, namespace: &str, name: &str) -> Str
             .join("; "),
         Err(err) => format!("(cannot list Events: {err})"),
     }
-}
-
-/// The export Job identity: read its object and Secrets, write its status.
-pub async fn grant_job_rbac(client: &Client, namespace: &str) {
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    use serde_json::json;
-    let post = PostParams::default();
-    let account: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "scheduled-exports-export"}}))
-            .expect("sa");
-    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .create(&post, &account)
-        .await
-        .expect("sa");
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "scheduled-exports-export"},
-        "rules": [
-            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports"], "verbs": ["get"]},
-            {"apiGroups": ["exports.crm.dev"], "resources": ["scheduledexports/status"], "verbs": ["get", "update", "patch"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
-        ]
-    }))
-    .expect("role");
-    Api::<Role>::namespaced(client.clone(), namespace)
-        .create(&post, &role)
-        .await
-        .expect("role");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "scheduled-exports-export"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "scheduled-exports-export"},
-        "subjects": [{"kind": "ServiceAccount", "name": "scheduled-exports-export", "namespace": namespace}]
-    }))
-    .expect("binding");
-    Api::<RoleBinding>::namespaced(client.clone(), namespace)
-        .create(&post, &binding)
-        .await
-        .expect("binding");
 }

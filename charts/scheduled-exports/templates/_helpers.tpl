@@ -49,14 +49,6 @@ app.kubernetes.io/component: controller
 {{- end }}
 {{- end }}
 
-{{- define "scheduled-exports.exportServiceAccountName" -}}
-{{- if .Values.exportServiceAccount.create }}
-{{- default (printf "%s-export" (include "scheduled-exports.fullname" .)) .Values.exportServiceAccount.name }}
-{{- else }}
-{{- required "exportServiceAccount.name is required when exportServiceAccount.create is false" .Values.exportServiceAccount.name }}
-{{- end }}
-{{- end }}
-
 {{/* repository@digest, or repository:tag (tag defaults to the appVersion). */}}
 {{- define "scheduled-exports.imageRef" -}}
 {{- if .digest }}

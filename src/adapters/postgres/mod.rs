@@ -20,10 +20,12 @@
 mod connect;
 mod copy;
 mod tls;
+mod view;
 mod window;
 
 pub use connect::{connect, connect_with_ca, describe_target, parse_url};
 pub use tls::SslMode;
+pub use view::{RelationColumn, relation_columns};
 pub use window::{
     MAX_COLUMNS, RowSink, WindowPlan, WindowQuery, copy_window, plan_window,
     window_planner_settings, window_sql,
@@ -70,13 +72,13 @@ pub enum SourceError {
     /// The file type's table or view is missing.
     #[error(
         "table {table} not found: apply the reference schema with `scheduled-exports sample-data \
-         --database-url URL --interactions 0 --proposals 0` or create views named interactions and \
-         proposals"
+         --database-url URL --interactions 0 --proposals 0 --constituents 0`, create a view of \
+         that name, or name a view in spec.source.view"
     )]
-    TableMissing { table: &'static str },
+    TableMissing { table: String },
     /// A column the file needs is missing from the table or view.
     #[error("{table} lacks a column the file needs: {cause}")]
-    ColumnMissing { table: &'static str, cause: String },
+    ColumnMissing { table: String, cause: String },
     /// `status.watermark` is not a PostgreSQL snapshot.
     #[error(
         "status.watermark {watermark:?} is not a valid watermark ({reason}); remove it from the \
@@ -90,7 +92,7 @@ pub enum SourceError {
          nothing was delivered and the watermark did not move. Turn hot_standby_feedback on and raise \
          max_standby_streaming_delay on the standby, or export from the primary"
     )]
-    RecoveryConflict { table: &'static str, cause: String },
+    RecoveryConflict { table: String, cause: String },
     /// A statement failed. The driver's text may quote the server, so it is scrubbed.
     #[error("{context}: {}", crate::redact::scrub(&.source.to_string()))]
     Query {
@@ -104,10 +106,7 @@ pub enum SourceError {
          (a proxy or firewall between the Job and the database holding it open); the next run \
          repeats the window"
     )]
-    Stalled {
-        table: &'static str,
-        after: Duration,
-    },
+    Stalled { table: String, after: Duration },
     /// The `COPY` stream was not the binary format it should be.
     #[error("unexpected COPY data from the server: {0}")]
     MalformedCopy(String),
@@ -130,6 +129,9 @@ impl SourceError {
 pub struct WindowOutcome {
     /// Data rows written to the file.
     pub rows: u64,
+    /// The snapshot the window started after (its rows are those written since); `None` when the
+    /// window held every row.
+    pub after: Option<String>,
     /// The new watermark, to store in `status.watermark` once the file is delivered: the export's
     /// own snapshot on a primary, the conservative end of the window on a standby.
     pub watermark: String,

@@ -13,15 +13,16 @@ use super::copy::BinaryCopyDecoder;
 use super::{FullExport, Snapshot, SourceError, SourceIdentity, Watermark, WindowOutcome};
 
 /// Most columns a window may select (the decoder keeps one row's cells on the stack).
-pub const MAX_COLUMNS: usize = 32;
+pub const MAX_COLUMNS: usize = 64;
 
 /// What a window reads: every column already rendered as text by `select_list`, so the client
 /// only copies bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowQuery {
-    pub table: &'static str,
-    /// The primary key, which orders the rows.
-    pub key: &'static str,
+    /// The table or view as SQL (a view named in the spec arrives quoted).
+    pub table: String,
+    /// The primary key (a view's first column), which orders the rows.
+    pub key: String,
     pub select_list: String,
     /// How many columns `select_list` yields.
     pub columns: usize,
@@ -201,7 +202,7 @@ pub async fn copy_window(
                 .map(|snapshot| (snapshot, watermark.source.as_ref()))
         })
         .transpose()?;
-    let table = query.table;
+    let table = query.table.as_str();
     let transaction = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -271,7 +272,7 @@ pub async fn copy_window(
         let chunk = match next {
             Err(_) => {
                 return Err(SourceError::Stalled {
-                    table,
+                    table: table.to_string(),
                     after: query.stall_timeout,
                 });
             }
@@ -288,6 +289,7 @@ pub async fn copy_window(
     transaction.commit().await.map_err(classify)?;
     Ok(WindowOutcome {
         rows,
+        after: plan.after.as_ref().map(Snapshot::to_string),
         watermark: plan.watermark.to_string(),
         source,
         full_export: plan.full_export,
@@ -316,18 +318,16 @@ fn snapshot_and_source(
     Ok((snapshot, in_recovery, control_readable, source))
 }
 
-fn classify_query_error(
-    err: tokio_postgres::Error,
-    table: &'static str,
-    in_recovery: bool,
-) -> SourceError {
+fn classify_query_error(err: tokio_postgres::Error, table: &str, in_recovery: bool) -> SourceError {
     if let Some(db) = err.as_db_error() {
         if *db.code() == SqlState::UNDEFINED_TABLE {
-            return SourceError::TableMissing { table };
+            return SourceError::TableMissing {
+                table: table.to_string(),
+            };
         }
         if *db.code() == SqlState::UNDEFINED_COLUMN || *db.code() == SqlState::UNDEFINED_FUNCTION {
             return SourceError::ColumnMissing {
-                table,
+                table: table.to_string(),
                 cause: db.message().to_string(),
             };
         }
@@ -339,7 +339,7 @@ fn classify_query_error(
                 || *db.code() == SqlState::DATABASE_DROPPED)
         {
             return SourceError::RecoveryConflict {
-                table,
+                table: table.to_string(),
                 cause: db.message().to_string(),
             };
         }
@@ -354,10 +354,10 @@ fn classify_query_error(
 mod tests {
     use super::*;
 
-    fn query_of(table: &'static str, key: &'static str) -> WindowQuery {
+    fn query_of(table: &str, key: &str) -> WindowQuery {
         WindowQuery {
-            table,
-            key,
+            table: table.to_string(),
+            key: key.to_string(),
             select_list: format!("{key}::text AS {key}, title"),
             columns: 2,
             session_settings: "",

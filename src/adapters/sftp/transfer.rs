@@ -42,6 +42,22 @@ const MAX_LISTED_FILES: usize = 100_000;
 /// runs as another user of that group), never world-readable, since files hold CRM personal data.
 const FILE_MODE: i32 = 0o640;
 
+/// A reader that reports how much was read, and so handed to the server, after each read.
+struct ObservedRead<'a, R> {
+    inner: R,
+    read: u64,
+    observe: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for ObservedRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buf)?;
+        self.read += count as u64;
+        (self.observe)(self.read);
+        Ok(count)
+    }
+}
+
 /// A regular file found on the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
@@ -73,13 +89,29 @@ impl SftpSession {
     /// Uploads `local` as `file_name` in the target directory and returns the number of bytes delivered; see
     /// [`SftpSession::upload_from`].
     pub fn upload(&self, local: &Path, file_name: &str) -> Result<u64, SftpError> {
+        self.upload_observed(local, file_name, &mut |_| {})
+    }
+
+    /// [`SftpSession::upload`], telling `observe` the bytes read for sending so far (at most one buffer ahead of
+    /// the server) as the upload goes, for a progress line.
+    pub fn upload_observed(
+        &self,
+        local: &Path,
+        file_name: &str,
+        observe: &mut dyn FnMut(u64),
+    ) -> Result<u64, SftpError> {
         let local_error = |source| SftpError::LocalFile {
             path: local.to_path_buf(),
             source,
         };
-        let mut local_file = std::fs::File::open(local).map_err(local_error)?;
+        let local_file = std::fs::File::open(local).map_err(local_error)?;
         let local_size = local_file.metadata().map_err(local_error)?.len();
-        self.upload_from(&mut local_file, local_size, file_name)
+        let mut observed = ObservedRead {
+            inner: local_file,
+            read: 0,
+            observe,
+        };
+        self.upload_from(&mut observed, local_size, file_name)
             .map_err(|err| match err {
                 SftpError::SourceFailed { detail, .. } => SftpError::LocalFile {
                     path: local.to_path_buf(),

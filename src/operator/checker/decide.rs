@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::export::file_name::parse_export_file_name;
+use crate::export::file_name::{checksum_data_file, parse_export_file_name};
 use crate::resource::{
     CheckResult, ConditionReason, ConditionType, FileType, RetentionStatus, ScheduledExport,
     ScheduledExportSpec, ScheduledExportStatus, normalize_directory,
@@ -220,6 +220,23 @@ pub fn files_to_prune<F: ListedFile + Clone>(
             }
             continue;
         }
+        // A checksum file goes with its data file: past retention with it, and only holding the
+        // line the record's sha256 gives (whether or not the data file is still there).
+        if let Some(data) = checksum_data_file(file_type, name) {
+            let past = parse_export_file_name(file_type, data).is_some_and(|slot| slot < cutoff);
+            if !past || current.iter().any(|kept| kept == data) {
+                continue;
+            }
+            match ownership::delivered_content(status, data)
+                .map(|content| ownership::checksum_file_content(data, &content).1)
+            {
+                Some(content) if content.bytes == file.size() => {
+                    plan.verify.push((file.clone(), content));
+                }
+                _ => plan.not_ours.push(file.relative().to_string()),
+            }
+            continue;
+        }
         let dead = dir.is_none()
             && is_partial_of(file_type, name, tag)
             && file.modified().is_some_and(|modified| {
@@ -273,9 +290,13 @@ pub fn record_entries_gone<F: ListedFile>(
             parse_export_file_name(object.spec.file_type, &entry.name)
                 .is_some_and(|slot| slot < cutoff)
                 && !current.contains(&entry.name)
-                && !files
-                    .iter()
-                    .any(|file| file.relative().rsplit('/').next() == Some(entry.name.as_str()))
+                && !files.iter().any(|file| {
+                    file.relative().rsplit('/').next().is_some_and(|listed| {
+                        listed == entry.name
+                            || checksum_data_file(object.spec.file_type, listed)
+                                == Some(entry.name.as_str())
+                    })
+                })
         })
         .map(|entry| entry.name.clone())
         .collect()
@@ -289,9 +310,10 @@ pub fn prune_may_concern(name: &str) -> bool {
         .strip_prefix('.')
         .and_then(|rest| rest.rsplit_once(".partial-"))
         .map_or(name, |(final_name, _)| final_name);
-    [FileType::Interactions, FileType::Proposals]
-        .into_iter()
-        .any(|file_type| parse_export_file_name(file_type, final_name).is_some())
+    FileType::ALL.into_iter().any(|file_type| {
+        parse_export_file_name(file_type, final_name).is_some()
+            || checksum_data_file(file_type, final_name).is_some()
+    })
 }
 
 /// `.{export file name}.partial-{tag:08x}{8 hex}`, the temporary name of an upload of the object
@@ -306,7 +328,8 @@ fn is_partial_of(file_type: FileType, name: &str, tag: u32) -> bool {
     random.len() == 16
         && random.bytes().all(|b| b.is_ascii_hexdigit())
         && random[..8].eq_ignore_ascii_case(&format!("{tag:08x}"))
-        && parse_export_file_name(file_type, final_name).is_some()
+        && (parse_export_file_name(file_type, final_name).is_some()
+            || checksum_data_file(file_type, final_name).is_some())
 }
 
 /// Directories of other objects on the same server, relative to `directory`, when they lie below
@@ -743,7 +766,11 @@ mod tests {
         let now = at(30, 12, 0);
         let old = |days: i64| now - chrono::TimeDelta::days(days);
         let name = |file_type: FileType, days: i64| {
-            crate::export::file_name::export_file_name(file_type, old(days))
+            crate::export::file_name::export_file_name(
+                file_type,
+                crate::export::file_name::FileFormat::default(),
+                old(days),
+            )
         };
         let mut object = delivered_object(at(1, 11, 0));
         let mut status = object.status.take().unwrap();
@@ -815,6 +842,65 @@ mod tests {
         // Recorded, past retention and nowhere on the server: the entry can go.
         let gone = record_entries_gone(&files[1..files.len() - 1], &object, now);
         assert_eq!(gone, vec![name(FileType::Interactions, 91)]);
+    }
+
+    #[test]
+    fn checksum_files_go_with_their_data_file_and_only_with_the_recorded_line() {
+        let now = at(30, 12, 0);
+        let name = |days: i64| {
+            crate::export::file_name::export_file_name(
+                FileType::Interactions,
+                crate::export::file_name::FileFormat::default(),
+                now - chrono::TimeDelta::days(days),
+            )
+        };
+        let checksum = |days: i64| crate::export::file_name::checksum_file_name(&name(days));
+        let mut object = delivered_object(at(1, 11, 0));
+        let mut status = object.status.take().unwrap();
+        let data = ownership::Content {
+            bytes: 10,
+            sha256: "ab".repeat(32),
+        };
+        for days in [91, 92, 10] {
+            status = ownership::record_delivery(&status, &name(days), &data, now);
+        }
+        object.status = Some(status);
+        let (_, line) = ownership::checksum_file_content(&name(91), &data);
+        let files = vec![
+            sized(&name(91), 10, None),
+            sized(&checksum(91), line.bytes, None),
+            // The data file was taken away; its checksum file is still provably ours.
+            sized(&checksum(92), line.bytes, None),
+            // Within retention: kept.
+            sized(&checksum(10), line.bytes, None),
+            // Another size than the recorded line: not ours.
+            sized(&checksum(93), line.bytes + 1, None),
+        ];
+        let plan = files_to_prune(&files, &object, now, &[]);
+        let verify: Vec<(String, ownership::Content)> = plan
+            .verify
+            .iter()
+            .map(|(file, content)| (file.relative.clone(), content.clone()))
+            .collect();
+        assert_eq!(
+            verify,
+            vec![
+                (name(91), data.clone()),
+                (checksum(91), line.clone()),
+                (
+                    checksum(92),
+                    ownership::checksum_file_content(&name(92), &data).1
+                ),
+            ]
+        );
+        assert_eq!(plan.not_ours, vec![checksum(93)]);
+        // An entry stays while its checksum file is still there.
+        assert_eq!(
+            record_entries_gone(&files[2..3], &object, now),
+            vec![name(91)]
+        );
+        assert!(prune_may_concern(&checksum(91)));
+        assert!(!prune_may_concern("notes.csv.sha256"));
     }
 
     #[test]

@@ -14,13 +14,14 @@ use tracing::{Instrument, info, warn};
 
 use super::decide::{self, CheckOutcome, Failure, ListedFile, PruneOutcome};
 use super::{CheckerState, Destination, Item, ItemResult};
-use crate::adapters::artifacts::{ArtifactKey, ArtifactStore};
-use crate::adapters::kubernetes::secrets::{self, SecretError};
+use crate::adapters::artifacts::{ArtifactKey, ArtifactStore, S3Options};
+use crate::adapters::kubernetes::secrets::{self, SecretError, SecretReader};
 use crate::adapters::kubernetes::status::{StatusWriter, update_status_of};
 use crate::adapters::sftp::{
     Expected, Listing, RemoteFile, SftpCredentials, SftpError, SftpSession, SftpTarget,
 };
 use crate::export::artifacts::prune_older_artifacts;
+use crate::export::file_name::checksum_file_name;
 use crate::operator::config::DeliverySettings;
 use crate::operator::context::Context;
 use crate::operator::events::publish;
@@ -67,6 +68,9 @@ pub(super) async fn run_round(
     let results = match credentials(ctx, &destination).await {
         Ok(credentials) => {
             let settings = ctx.config.delivery.clone();
+            let store = store_options(ctx, &destination.namespace)
+                .await
+                .map_err(|err| Failure::from(&err));
             let store_url = ctx.config.job.artifact_store_url.clone();
             let work = items.clone();
             let target = destination.target.clone();
@@ -80,6 +84,7 @@ pub(super) async fn run_round(
                     handle: &handle,
                     settings: &settings,
                     store_url: &store_url,
+                    s3: &store,
                     stopped: &stop,
                 };
                 blocking_round(&env, &target, &credentials, &work, now)
@@ -139,8 +144,26 @@ async fn credentials(
     ctx: &Context,
     destination: &Destination,
 ) -> Result<SftpCredentials, SecretError> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &destination.namespace);
+    let secrets = SecretReader::Api(Box::new(Api::namespaced(
+        ctx.client.clone(),
+        &destination.namespace,
+    )));
     secrets::sftp_credentials(&secrets, &destination.secret).await
+}
+
+/// The S3 settings the objects of `namespace` use: with an `s3://` store and a credentials Secret
+/// configured, that namespace's own Secret, as its export Jobs get it (no tenant's recopy runs
+/// with another's or the operator's keys); otherwise the operator's environment.
+async fn store_options(ctx: &Context, namespace: &str) -> Result<S3Options, SecretError> {
+    let defaults = &ctx.config.delivery.s3;
+    match &ctx.config.job.artifact_store_secret {
+        Some(secret) if ctx.config.job.artifact_store_url.starts_with("s3://") => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            let secrets = SecretReader::Api(Box::new(secrets));
+            secrets::artifact_store_options(&secrets, secret, defaults).await
+        }
+        _ => Ok(defaults.clone()),
+    }
 }
 
 /// What every step of a blocking round needs besides the session.
@@ -148,6 +171,8 @@ struct RoundEnv<'a> {
     handle: &'a tokio::runtime::Handle,
     settings: &'a DeliverySettings,
     store_url: &'a str,
+    /// S3 settings of the artifact store for this destination's namespace, or why there are none.
+    s3: &'a Result<S3Options, Failure>,
     /// Set once the round ran past its deadline: from then on nothing more is changed.
     stopped: &'a AtomicBool,
 }
@@ -218,6 +243,16 @@ fn check_file(
         sha256: &content.sha256,
     });
     match session.locate(file, expected) {
+        // In place, its checksum file must be too; once moved, the customer has both.
+        Ok(Some(found)) if found.relative == file => {
+            match ensure_checksum_file(session, object, file, delivered.as_ref()) {
+                Ok(false) => CheckOutcome::Found {
+                    relative: found.relative,
+                },
+                Ok(true) => CheckOutcome::Recopied,
+                Err(failure) => CheckOutcome::RecopyFailed(failure),
+            }
+        }
         Ok(Some(found)) => CheckOutcome::Found {
             relative: found.relative,
         },
@@ -247,7 +282,11 @@ fn recopy(
             "the delivered file's size and sha256 are not recorded",
         ));
     };
-    let store = match ArtifactStore::from_url_with(env.store_url, &env.settings.s3) {
+    let s3 = match env.s3 {
+        Ok(s3) => s3,
+        Err(failure) => return CheckOutcome::RecopyFailed(failure.clone()),
+    };
+    let store = match ArtifactStore::from_url_with(env.store_url, s3) {
         Ok(store) => store,
         Err(err) => return CheckOutcome::RecopyFailed(artifact_failure(&err)),
     };
@@ -275,13 +314,48 @@ fn recopy(
         ));
     }
     match session.upload_from(&mut artifact, delivered.bytes, file) {
-        Ok(_) => CheckOutcome::Recopied,
+        Ok(_) => match ensure_checksum_file(session, object, file, Some(&delivered)) {
+            Ok(_) => CheckOutcome::Recopied,
+            Err(failure) => CheckOutcome::RecopyFailed(failure),
+        },
         // Put back by someone between the check and the upload: it is there.
         Err(SftpError::AlreadyExists { .. }) => CheckOutcome::Found {
             relative: file.to_string(),
         },
         Err(err) if err.is_transient() => CheckOutcome::Unreachable(Failure::from(&err)),
         Err(err) => CheckOutcome::RecopyFailed(Failure::from(&err)),
+    }
+}
+
+/// Publishes the checksum file beside `file` when the spec asks for one and it is missing; true
+/// when it was published. Its line comes from the record, so a checksum file always vouches for
+/// the bytes that were delivered. A file under its name is left as it is, whatever it holds.
+fn ensure_checksum_file(
+    session: &SftpSession,
+    object: &ScheduledExport,
+    file: &str,
+    delivered: Option<&ownership::Content>,
+) -> Result<bool, Failure> {
+    if !object.spec.checksum_file {
+        return Ok(false);
+    }
+    let Some(delivered) = delivered else {
+        return Err(Failure::new(
+            ConditionReason::RecopyFailed,
+            "the delivered file's sha256 is not recorded, so its checksum file cannot be written",
+        ));
+    };
+    let name = checksum_file_name(file);
+    match session.stat_file(&name) {
+        Ok(Some(_)) => return Ok(false),
+        Ok(None) => {}
+        Err(err) => return Err(Failure::from(&err)),
+    }
+    let (line, _) = ownership::checksum_file_content(file, delivered);
+    match session.upload_from(&mut line.as_bytes(), line.len() as u64, &name) {
+        Ok(_) => Ok(true),
+        Err(SftpError::AlreadyExists { .. }) => Ok(false),
+        Err(err) => Err(Failure::from(&err)),
     }
 }
 
@@ -533,11 +607,14 @@ async fn prune_artifacts(ctx: &Context, object: &ScheduledExport) {
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
     let pruned = async {
-        let store = ArtifactStore::from_url_with(
-            &ctx.config.job.artifact_store_url,
-            &ctx.config.delivery.s3,
-        )?;
-        prune_older_artifacts(&store, &namespace, &name, object.spec.file_type, &kept).await
+        let s3 = store_options(ctx, &namespace)
+            .await
+            .map_err(|err| err.to_string())?;
+        let store = ArtifactStore::from_url_with(&ctx.config.job.artifact_store_url, &s3)
+            .map_err(|err| err.to_string())?;
+        prune_older_artifacts(&store, &namespace, &name, object.spec.file_type, &kept)
+            .await
+            .map_err(|err| err.to_string())
     };
     if let Err(err) = pruned.await {
         warn!(namespace, name, error = %err, "could not remove artifacts no longer needed");

@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -21,6 +21,49 @@ use sha2::{Digest, Sha256};
 use crate::resource::ScheduledExport;
 
 use super::*;
+
+/// The volumes and mounts of the Secrets the object names, each at
+/// `{SECRETS_MOUNT_PATH}/{secret name}` (once, when two references name the same Secret).
+/// Optional, so a missing Secret or key does not hold the Pod in `CreateContainerConfigError`
+/// until the Job's deadline: the export starts and fails at once with a reason naming the Secret
+/// and the key.
+fn secret_volumes(object: &ScheduledExport) -> Vec<(Volume, VolumeMount)> {
+    let source = &object.spec.source.secret_ref.name;
+    let sftp = &object.spec.destination.sftp.secret_ref.name;
+    let mut secrets = vec![("source-secret", source)];
+    if sftp != source {
+        secrets.push(("sftp-secret", sftp));
+    }
+    if let Some(encryption) = &object.spec.encryption {
+        let key = &encryption.pgp.public_key_secret_ref.name;
+        if key != source && key != sftp {
+            secrets.push(("encryption-key-secret", key));
+        }
+    }
+    secrets
+        .into_iter()
+        .map(|(volume_name, secret)| {
+            let volume = Volume {
+                name: volume_name.to_string(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.clone()),
+                    optional: Some(true),
+                    // Readable by the export's group (fsGroup) only.
+                    default_mode: Some(0o440),
+                    items: None,
+                }),
+                ..Volume::default()
+            };
+            let mount = VolumeMount {
+                name: volume_name.to_string(),
+                mount_path: format!("{SECRETS_MOUNT_PATH}/{secret}"),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            };
+            (volume, mount)
+        })
+        .collect()
+}
 
 /// The settings every Job needs; checked at the operator's start and for each Job.
 pub fn check_settings(settings: &JobSettings) -> Result<(), JobError> {
@@ -72,23 +115,25 @@ fn artifact_claim_volume(
 ///
 /// The result is a DNS-1123 label of at most 63 characters (the Job's Pods carry the name in their
 /// `job-name` label): `{base}-{YYYYMMDDHHMM}` (the slot's UTC minute) for a scheduled run,
-/// `{base}-now-{8 hex of SHA-256(token)}` for run-now. `{base}` is the object name when it is at
-/// most 50 characters of `[a-z0-9-]`; otherwise (too long, or holding a '.') it is the name with
-/// every other character replaced by '-', cut to 41 characters, then `-{8 hex of SHA-256(name)}`, so
-/// two names that differ only after the cut, or only in '.' versus '-', still get distinct Jobs.
-/// Both suffixes are 13 characters, and a scheduled suffix ends in 12 digits while a run-now one
-/// ends in `now-` and 8 hex digits, so Jobs of different objects or kinds never share a name.
+/// `{base}-now-{8 hex of SHA-256(token)}` for run-now, `{base}-all-{8 hex of SHA-256(token)}` for
+/// a full export. `{base}` is the object name when it is at most 50 characters of `[a-z0-9-]`;
+/// otherwise (too long, or holding a '.') it is the name with every other character replaced by
+/// '-', cut to 41 characters, then `-{8 hex of SHA-256(name)}`, so two names that differ only after
+/// the cut, or only in '.' versus '-', still get distinct Jobs. All suffixes are 13 characters,
+/// and a scheduled suffix ends in 12 digits while a token's ends in `now-` or `all-` and 8 hex
+/// digits, so Jobs of different objects or kinds never share a name.
 pub fn job_name(object_name: &str, slot: DateTime<Utc>, kind: &RunKind) -> String {
     let base = name_base(object_name);
     match kind {
         RunKind::Scheduled => format!("{base}-{}", slot.format("%Y%m%d%H%M")),
         RunKind::RunNow { token } => format!("{base}-now-{}", short_hash(token)),
+        RunKind::FullExport { token } => format!("{base}-all-{}", short_hash(token)),
     }
 }
 
 /// The object-name part of a Job name: the name itself when it is short and label-safe, else a
 /// label-safe prefix plus a hash of the whole name.
-fn name_base(object_name: &str) -> String {
+pub(super) fn name_base(object_name: &str) -> String {
     let safe: String = object_name
         .chars()
         .map(|c| {
@@ -135,7 +180,7 @@ pub(super) fn format_slot(slot: DateTime<Utc>) -> String {
 }
 
 /// Labels of the Job and of its Pods.
-fn job_labels(object_name: &str, object_uid: &str) -> BTreeMap<String, String> {
+pub(super) fn job_labels(object_name: &str, object_uid: &str) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
         (LABEL_APP_NAME.to_string(), APP_NAME.to_string()),
         (LABEL_COMPONENT.to_string(), COMPONENT_EXPORT.to_string()),
@@ -195,6 +240,13 @@ pub fn build_job(
             );
             annotations.insert(ANNOTATION_RUN_NOW_TOKEN.to_string(), token.clone());
         }
+        RunKind::FullExport { token } => {
+            annotations.insert(
+                ANNOTATION_RUN_KIND.to_string(),
+                RUN_KIND_FULL_EXPORT.to_string(),
+            );
+            annotations.insert(ANNOTATION_FULL_EXPORT_TOKEN.to_string(), token.clone());
+        }
     }
 
     let env_var = |name: &str, value: &str| EnvVar {
@@ -213,7 +265,12 @@ pub fn build_job(
         // than a flag, so an image older than this field still runs the Job.
         env_var(ENV_OBJECT_UID, uid),
         env_var("EXPORT_TIMEOUT", &settings.export_timeout),
+        // The object's Secrets are read from the Pod's volumes: the Job's identity cannot read any.
+        env_var("SECRETS_DIR", SECRETS_MOUNT_PATH),
     ];
+    if matches!(kind, RunKind::FullExport { .. }) {
+        env.push(env_var(ENV_FULL_EXPORT, "true"));
+    }
     if let Some(format) = &settings.log_format {
         env.push(env_var("LOG_FORMAT", format));
     }
@@ -233,6 +290,7 @@ pub fn build_job(
     .collect();
 
     let artifact_claim = artifact_claim_volume(settings)?;
+    let secrets = secret_volumes(object);
     let container = Container {
         name: CONTAINER_NAME.to_string(),
         image: Some(settings.image.clone()),
@@ -256,6 +314,7 @@ pub fn build_job(
                 ..VolumeMount::default()
             }]
             .into_iter()
+            .chain(secrets.iter().map(|(_, mount)| mount.clone()))
             .chain(artifact_claim.as_ref().map(|(_, mount)| mount.clone()))
             .collect(),
         ),
@@ -278,7 +337,8 @@ pub fn build_job(
     let pod_spec = PodSpec {
         containers: vec![container],
         restart_policy: Some("Never".to_string()),
-        service_account_name: Some(settings.service_account.clone()),
+        // The object's own identity: its token reads this object and writes its status, nothing else.
+        service_account_name: Some(export_identity_name(name)),
         automount_service_account_token: Some(true),
         // Service environment variables are noise for this process and leak the namespace's
         // service list into it.
@@ -304,6 +364,7 @@ pub fn build_job(
                 ..Volume::default()
             }]
             .into_iter()
+            .chain(secrets.into_iter().map(|(volume, _)| volume))
             .chain(artifact_claim.map(|(volume, _)| volume))
             .collect(),
         ),

@@ -6,11 +6,13 @@
 //! deterministic name) or safe (Pod security, failure policy) is unit-tested without a cluster.
 
 mod build;
+mod identity;
 mod state;
 #[cfg(test)]
 mod tests;
 
 pub use build::*;
+pub use identity::*;
 pub use state::*;
 
 use std::collections::BTreeMap;
@@ -35,6 +37,8 @@ pub const ANNOTATION_SLOT: &str = "exports.crm.dev/slot";
 pub const ANNOTATION_RUN_KIND: &str = "exports.crm.dev/run-kind";
 /// The run-now token a Job honours; the Job name only carries a hash of it.
 pub const ANNOTATION_RUN_NOW_TOKEN: &str = "exports.crm.dev/run-now-token";
+/// The full-export token a Job honours; the Job name only carries a hash of it.
+pub const ANNOTATION_FULL_EXPORT_TOKEN: &str = "exports.crm.dev/full-export-token";
 
 /// Value of [`LABEL_APP_NAME`].
 pub const APP_NAME: &str = "scheduled-exports";
@@ -45,13 +49,19 @@ pub const CONTAINER_NAME: &str = "export";
 /// Where the spool `emptyDir` is mounted; `SPOOL_DIR` and `TMPDIR` point here because the root
 /// filesystem is read-only.
 pub const SPOOL_MOUNT_PATH: &str = "/spool";
+/// Where the export container finds the Secrets its object names (`SECRETS_DIR`): each Secret's
+/// keys as files under `{SECRETS_MOUNT_PATH}/{secret name}/`.
+pub const SECRETS_MOUNT_PATH: &str = "/secrets";
 /// Environment variable of the export container holding the owning object's UID.
 pub const ENV_OBJECT_UID: &str = "EXPORT_OBJECT_UID";
+/// Environment variable of the export container that makes the run ignore the watermark.
+pub const ENV_FULL_EXPORT: &str = "EXPORT_FULL";
 /// Exit status of `scheduled-exports` for bad input: a retry cannot help.
 pub const EXIT_BAD_INPUT: i32 = 2;
 
 const RUN_KIND_SCHEDULED: &str = "scheduled";
 const RUN_KIND_RUN_NOW: &str = "run-now";
+const RUN_KIND_FULL_EXPORT: &str = "full-export";
 const SPOOL_VOLUME: &str = "spool";
 /// UID and GID of the export process: the conventional non-root "nonroot" user of distroless
 /// images, so the restricted Pod Security level admits the Pod whatever the image's USER says.
@@ -60,7 +70,7 @@ const NON_ROOT_ID: i64 = 65532;
 /// Longest DNS-1123 label, and so the longest Job name whose Pods can carry it in their
 /// `job-name` label.
 const MAX_JOB_NAME: usize = 63;
-/// Length of `-{YYYYMMDDHHMM}` and of `-now-{8 hex}`; both suffixes have the same length.
+/// Length of `-{YYYYMMDDHHMM}`, `-now-{8 hex}` and `-all-{8 hex}`; the suffixes have one length.
 const SUFFIX_LEN: usize = 13;
 /// Longest object-name part of a Job name.
 const MAX_BASE: usize = MAX_JOB_NAME - SUFFIX_LEN;
@@ -74,9 +84,6 @@ pub struct JobSettings {
     pub image: String,
     /// `imagePullPolicy`; `None` leaves the Kubernetes default (IfNotPresent for a tagged image).
     pub image_pull_policy: Option<String>,
-    /// The Job ServiceAccount: may read its ScheduledExport and the Secrets it names, and write its
-    /// status. Distinct from the controller's, so a Job holds only what one export needs.
-    pub service_account: String,
     /// Where delivered files are kept for recopies (`ARTIFACT_STORE_URL`). No default: a Job
     /// without it could only fail.
     pub artifact_store_url: String,
@@ -123,7 +130,6 @@ impl Default for JobSettings {
                 env!("CARGO_PKG_VERSION")
             ),
             image_pull_policy: None,
-            service_account: "scheduled-exports-export".to_string(),
             artifact_store_url: String::new(),
             artifact_store_secret: None,
             artifact_store_claim: None,
@@ -148,6 +154,9 @@ pub enum RunKind {
     Scheduled,
     /// One extra run asked for through the run-now annotation; the token is honoured once.
     RunNow { token: String },
+    /// One extra run whose file holds every row, asked for through the full-export annotation;
+    /// the token is honoured once.
+    FullExport { token: String },
 }
 
 /// Why no Job could be built.

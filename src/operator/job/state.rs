@@ -89,6 +89,24 @@ pub fn job_state(job: &Job) -> JobState {
     }
 }
 
+/// Seconds from the Job's start to its success. The Job controller sets `completionTime` only with
+/// `Complete`, after its Pods terminated; a Job seen at the earlier `SuccessCriteriaMet` has
+/// finished its work when that condition turned true, so its transition time ends the run.
+pub fn succeeded_job_seconds(job: &Job) -> Option<f64> {
+    let status = job.status.as_ref()?;
+    let started = status.start_time.as_ref()?.0;
+    let ended = match &status.completion_time {
+        Some(completed) => completed.0,
+        None => {
+            true_condition(job, "SuccessCriteriaMet")?
+                .last_transition_time
+                .as_ref()?
+                .0
+        }
+    };
+    Some(ended.duration_since(started).as_secs_f64())
+}
+
 /// Whether the Job is over with no Pod left: it carries the terminal `Complete` or `Failed`
 /// condition, which the Job controller (Kubernetes 1.31 and later) sets only after all its Pods
 /// terminated. The controller should wait for this, not merely for a finished [`job_state`],
@@ -112,6 +130,9 @@ pub fn job_run_kind(job: &Job) -> Option<RunKind> {
         RUN_KIND_SCHEDULED => Some(RunKind::Scheduled),
         RUN_KIND_RUN_NOW => Some(RunKind::RunNow {
             token: annotations.get(ANNOTATION_RUN_NOW_TOKEN)?.clone(),
+        }),
+        RUN_KIND_FULL_EXPORT => Some(RunKind::FullExport {
+            token: annotations.get(ANNOTATION_FULL_EXPORT_TOKEN)?.clone(),
         }),
         _ => None,
     }

@@ -221,6 +221,50 @@ fn build_job_sets_owner_labels_and_annotations() {
 }
 
 #[test]
+fn a_full_export_job_carries_its_token_and_tells_the_export_to_ignore_the_watermark() {
+    let env_of = |job: &Job| -> Vec<(String, Option<String>)> {
+        job.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|var| (var.name, var.value))
+            .collect()
+    };
+    let kind = RunKind::FullExport {
+        token: "abc".into(),
+    };
+    let job = build_job(&object("interactions-daily"), slot(), &kind, &settings()).unwrap();
+    let annotations = job.metadata.annotations.as_ref().unwrap();
+    assert_eq!(annotations[ANNOTATION_RUN_KIND], "full-export");
+    assert_eq!(annotations[ANNOTATION_FULL_EXPORT_TOKEN], "abc");
+    assert_eq!(job_run_kind(&job), Some(kind.clone()));
+    let name = job.metadata.name.clone().unwrap();
+    assert!(name.starts_with("interactions-daily-all-"), "{name}");
+    assert_eq!(
+        name.len(),
+        job_name("interactions-daily", slot(), &run_now("abc")).len()
+    );
+    assert_ne!(
+        name,
+        job_name("interactions-daily", slot(), &run_now("abc"))
+    );
+    assert!(env_of(&job).contains(&(ENV_FULL_EXPORT.to_string(), Some("true".to_string()))));
+    // No other kind of run ignores the watermark.
+    for other in [RunKind::Scheduled, run_now("abc")] {
+        let job = build_job(&object("interactions-daily"), slot(), &other, &settings()).unwrap();
+        assert!(env_of(&job).iter().all(|(name, _)| name != ENV_FULL_EXPORT));
+    }
+}
+
+#[test]
 fn long_object_names_are_left_out_of_labels() {
     let name = "n".repeat(64);
     let job = build_job(&object(&name), slot(), &RunKind::Scheduled, &settings()).unwrap();
@@ -275,15 +319,16 @@ fn build_job_pod_runs_the_export_command_with_its_environment() {
             ("JOB_NAME", job_name.as_str()),
             ("EXPORT_OBJECT_UID", "0b7c5f4e-1d2a-4c3b-9e8f-123456789abc"),
             ("EXPORT_TIMEOUT", "30s"),
+            ("SECRETS_DIR", "/secrets"),
             ("LOG_FORMAT", "json"),
         ])
     );
     let mounts = container.volume_mounts.as_ref().unwrap();
-    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts.len(), 3, "the spool and the two Secrets: {mounts:?}");
     assert_eq!(mounts[0].name, "spool");
     assert_eq!(mounts[0].mount_path, "/spool");
     let volumes = pod.volumes.as_ref().unwrap();
-    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes.len(), 3);
     assert_eq!(volumes[0].name, "spool");
     assert_eq!(
         volumes[0].empty_dir.as_ref().unwrap().size_limit,
@@ -299,7 +344,7 @@ fn build_job_pod_runs_the_export_command_with_its_environment() {
     );
     assert_eq!(
         pod.service_account_name.as_deref(),
-        Some("scheduled-exports-export")
+        Some("scheduled-export-interactions-daily")
     );
     assert_eq!(pod.automount_service_account_token, Some(true));
     assert_eq!(pod.enable_service_links, Some(false));
@@ -477,6 +522,24 @@ fn job_with_status(status: serde_json::Value) -> Job {
         "status": status,
     }))
     .unwrap()
+}
+
+#[test]
+fn a_succeeded_job_lasts_until_completion_or_until_success_criteria_were_met() {
+    let completed = job_with_status(json!({
+        "startTime": "2026-12-01T07:00:00Z",
+        "completionTime": "2026-12-01T07:00:42Z",
+        "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-12-01T07:00:42Z"}],
+    }));
+    assert_eq!(succeeded_job_seconds(&completed), Some(42.0));
+    // Seen between the two conditions: no completionTime yet.
+    let criteria_met = job_with_status(json!({
+        "startTime": "2026-12-01T07:00:00Z",
+        "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": "2026-12-01T07:00:40Z"}],
+    }));
+    assert_eq!(succeeded_job_seconds(&criteria_met), Some(40.0));
+    let running = job_with_status(json!({"startTime": "2026-12-01T07:00:00Z", "active": 1}));
+    assert_eq!(succeeded_job_seconds(&running), None);
 }
 
 #[test]
