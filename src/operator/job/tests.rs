@@ -784,3 +784,47 @@ fn a_job_belongs_to_the_object_its_controller_reference_names() {
     ));
     assert!(!owned_by(&not_controller, ""));
 }
+
+#[test]
+fn the_encryption_keys_secret_is_mounted_beside_the_others_once() {
+    let mut encrypted = object("interactions-daily");
+    encrypted.spec.encryption = Some(crate::resource::Encryption {
+        pgp: crate::resource::PgpEncryption {
+            public_key_secret_ref: crate::resource::KeySecretReference {
+                name: "institution-pgp-key".into(),
+                key: "publicKey".into(),
+            },
+        },
+    });
+    let mounted = |object: &ScheduledExport| -> Vec<(String, String)> {
+        let job = build_job(object, slot(), &RunKind::Scheduled, &settings()).unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|mount| mount.name != "spool")
+            .map(|mount| (mount.name, mount.mount_path))
+            .collect()
+    };
+    assert_eq!(
+        mounted(&encrypted),
+        [
+            (
+                "source-secret".to_string(),
+                "/secrets/crm-database".to_string()
+            ),
+            ("sftp-secret".into(), "/secrets/sftp-credentials".into()),
+            (
+                "encryption-key-secret".into(),
+                "/secrets/institution-pgp-key".into()
+            ),
+        ]
+    );
+    // A key kept in the SFTP Secret is mounted once, with it.
+    if let Some(encryption) = encrypted.spec.encryption.as_mut() {
+        encryption.pgp.public_key_secret_ref.name = "sftp-credentials".into();
+    }
+    assert_eq!(mounted(&encrypted).len(), 2);
+}
