@@ -529,21 +529,18 @@ async fn placement(
     key: &ArtifactKey,
     content: &Content,
 ) -> Result<Placement, ExportError> {
-    let Some(existing) = existing_content(target, credentials, timeout, &key.file_name).await?
-    else {
-        return Ok(Placement::New);
-    };
-    if content.matches(existing.bytes, &existing.sha256) {
-        info!(file = %key.file_name, "the file is already on the server with this run's content; keeping it");
-        return Ok(Placement::Adopt);
-    }
-    let earlier = store.digest(key).await?;
-    if earlier.is_some_and(|artifact| {
-        artifact.bytes == existing.bytes && artifact.sha256.eq_ignore_ascii_case(&existing.sha256)
-    }) {
-        return Ok(Placement::ReplaceEarlierAttempt);
-    }
-    Err(foreign_file(target, &key.file_name, existing.bytes))
+    let (name, placed) = (key.file_name.as_str(), |artifact| artifact);
+    placement_of(
+        target,
+        credentials,
+        timeout,
+        store,
+        key,
+        name,
+        content,
+        placed,
+    )
+    .await
 }
 
 /// The checksum file to publish beside the data file, and what to do about its name: decided like
@@ -558,28 +555,55 @@ async fn checksum_placement(
 ) -> Result<ChecksumFile, ExportError> {
     let name = checksum_file_name(&key.file_name);
     let (line, ours) = ownership::checksum_file_content(&key.file_name, content);
-    let checksum = |placement| ChecksumFile {
-        name: name.clone(),
-        line: line.clone(),
+    let placed = |artifact| ownership::checksum_file_content(&key.file_name, &artifact).1;
+    let placement = placement_of(
+        target,
+        credentials,
+        timeout,
+        store,
+        key,
+        &name,
+        &ours,
+        placed,
+    )
+    .await?;
+    Ok(ChecksumFile {
+        name,
+        line,
         placement,
-    };
-    let Some(existing) = existing_content(target, credentials, timeout, &name).await? else {
-        return Ok(checksum(Placement::New));
+    })
+}
+
+/// The placement of `name`, which this run would fill with `ours`, and an earlier attempt with
+/// `placed` of the artifact it stored under `key`.
+#[allow(clippy::too_many_arguments)] // each is one fact of the decision; a struct would only rename them
+async fn placement_of(
+    target: &SftpTarget,
+    credentials: &SftpCredentials,
+    timeout: Duration,
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    name: &str,
+    ours: &Content,
+    placed: impl FnOnce(Content) -> Content,
+) -> Result<Placement, ExportError> {
+    let Some(existing) = existing_content(target, credentials, timeout, name).await? else {
+        return Ok(Placement::New);
     };
     if ours.matches(existing.bytes, &existing.sha256) {
-        return Ok(checksum(Placement::Adopt));
+        info!(file = %name, "the file is already on the server with this run's content; keeping it");
+        return Ok(Placement::Adopt);
     }
     let earlier = store.digest(key).await?.map(|artifact| {
-        let earlier = Content {
+        placed(Content {
             bytes: artifact.bytes,
             sha256: artifact.sha256,
-        };
-        ownership::checksum_file_content(&key.file_name, &earlier).1
+        })
     });
     if earlier.is_some_and(|earlier| earlier.matches(existing.bytes, &existing.sha256)) {
-        return Ok(checksum(Placement::ReplaceEarlierAttempt));
+        return Ok(Placement::ReplaceEarlierAttempt);
     }
-    Err(foreign_file(target, &name, existing.bytes))
+    Err(foreign_file(target, name, existing.bytes))
 }
 
 /// The size and sha256 of the file of this name directly in the target directory, if any.

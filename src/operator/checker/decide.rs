@@ -208,28 +208,22 @@ pub fn files_to_prune<F: ListedFile + Clone>(
             Some((dir, name)) => (Some(dir), name),
             None => (None, file.relative()),
         };
-        if let Some(slot) = parse_export_file_name(file_type, name) {
-            if slot >= cutoff || current.iter().any(|kept| kept == name) {
-                continue;
-            }
-            match ownership::delivered_content(status, name) {
-                Some(content) if content.bytes == file.size() => {
-                    plan.verify.push((file.clone(), content));
-                }
-                _ => plan.not_ours.push(file.relative().to_string()),
-            }
-            continue;
-        }
         // A checksum file goes with its data file: past retention with it, and only holding the
         // line the record's sha256 gives (whether or not the data file is still there).
-        if let Some(data) = checksum_data_file(file_type, name) {
-            let past = parse_export_file_name(file_type, data).is_some_and(|slot| slot < cutoff);
-            if !past || current.iter().any(|kept| kept == data) {
+        let (data, is_checksum) = match checksum_data_file(file_type, name) {
+            Some(data) => (data, true),
+            None => (name, false),
+        };
+        if let Some(slot) = parse_export_file_name(file_type, data) {
+            if slot >= cutoff || current.iter().any(|kept| kept == data) {
                 continue;
             }
-            match ownership::delivered_content(status, data)
-                .map(|content| ownership::checksum_file_content(data, &content).1)
-            {
+            let expected =
+                ownership::delivered_content(status, data).map(|content| match is_checksum {
+                    true => ownership::checksum_file_content(data, &content).1,
+                    false => content,
+                });
+            match expected {
                 Some(content) if content.bytes == file.size() => {
                     plan.verify.push((file.clone(), content));
                 }
@@ -310,10 +304,15 @@ pub fn prune_may_concern(name: &str) -> bool {
         .strip_prefix('.')
         .and_then(|rest| rest.rsplit_once(".partial-"))
         .map_or(name, |(final_name, _)| final_name);
-    FileType::ALL.into_iter().any(|file_type| {
-        parse_export_file_name(file_type, final_name).is_some()
-            || checksum_data_file(file_type, final_name).is_some()
-    })
+    FileType::ALL
+        .into_iter()
+        .any(|file_type| is_delivered_name(file_type, final_name))
+}
+
+/// A name of ours for this file type: a data file in any format, or the checksum file of one.
+fn is_delivered_name(file_type: FileType, name: &str) -> bool {
+    parse_export_file_name(file_type, name).is_some()
+        || checksum_data_file(file_type, name).is_some()
 }
 
 /// `.{export file name}.partial-{tag:08x}{8 hex}`, the temporary name of an upload of the object
@@ -328,8 +327,7 @@ fn is_partial_of(file_type: FileType, name: &str, tag: u32) -> bool {
     random.len() == 16
         && random.bytes().all(|b| b.is_ascii_hexdigit())
         && random[..8].eq_ignore_ascii_case(&format!("{tag:08x}"))
-        && (parse_export_file_name(file_type, final_name).is_some()
-            || checksum_data_file(file_type, final_name).is_some())
+        && is_delivered_name(file_type, final_name)
 }
 
 /// Directories of other objects on the same server, relative to `directory`, when they lie below
