@@ -42,7 +42,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd => commands::print_crd(),
         Command::Next(args) => commands::print_next_runs(&args),
-        Command::Export(args) => block_on(commands::export(args, show_progress)),
+        // One thread for the export's async work: the database connection's task wakes the
+        // stream for every COPY message (one per row), which within one thread costs nothing and
+        // across threads a futex wake per row. The upload has its own blocking thread anyway.
+        Command::Export(args) => block_on_one_thread(commands::export(args, show_progress)),
         #[cfg(feature = "sample-data")]
         Command::SampleData(args) => block_on(commands::sample_data(args, show_progress)),
         Command::Controller(args) => block_on(commands::controller(*args)),
@@ -80,7 +83,20 @@ fn exit_with(result: Result<(), CommandError>) -> ExitCode {
 fn block_on(
     future: impl std::future::Future<Output = Result<(), CommandError>>,
 ) -> Result<(), CommandError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    run_on(tokio::runtime::Builder::new_multi_thread(), future)
+}
+
+fn block_on_one_thread(
+    future: impl std::future::Future<Output = Result<(), CommandError>>,
+) -> Result<(), CommandError> {
+    run_on(tokio::runtime::Builder::new_current_thread(), future)
+}
+
+fn run_on(
+    mut builder: tokio::runtime::Builder,
+    future: impl std::future::Future<Output = Result<(), CommandError>>,
+) -> Result<(), CommandError> {
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|err| CommandError::Failed(format!("cannot start the async runtime: {err}")))?;

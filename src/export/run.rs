@@ -382,7 +382,7 @@ async fn deliver(
         true => None,
         false => crate::export::window::stored_watermark(object.status.as_ref()),
     };
-    let (mut database, connection) =
+    let (database, connection) =
         postgres::connect_with_ca(&source.url, source.ca_cert.as_deref(), request.timeout).await?;
     let (query, header) = source_query(&database, object).await?;
 
@@ -400,19 +400,18 @@ async fn deliver(
     ));
     let stream_started = std::time::Instant::now();
     let produced = produce(
-        &mut database,
+        database,
         query,
-        previous.as_ref(),
-        &header,
-        object,
-        recipient.as_ref(),
+        previous,
+        header,
+        object.clone(),
+        recipient,
         chunks,
         fanout,
         crate::export::window::copy_stall_timeout(request.timeout),
         Progress::on_stderr(request.progress, format!("{file_name}: exported"), None),
     )
     .await;
-    drop(database);
     connection.abort();
     let (session, uploaded) = upload.await?;
     let stored = storing.await?;
@@ -527,12 +526,12 @@ struct Produced {
 /// On any error the fan-out is dropped unended, so both consumers give their copies up.
 #[allow(clippy::too_many_arguments)] // each is one input of the stream; a struct would only rename them
 async fn produce(
-    database: &mut tokio_postgres::Client,
+    mut database: tokio_postgres::Client,
     query: WindowQuery,
-    previous: Option<&crate::adapters::postgres::Watermark>,
-    header: &[(String, ColumnKind)],
-    object: &ScheduledExport,
-    recipient: Option<&RecipientKey>,
+    previous: Option<crate::adapters::postgres::Watermark>,
+    header: Vec<(String, ColumnKind)>,
+    object: ScheduledExport,
+    recipient: Option<RecipientKey>,
     chunks: stream::ChunkWriter,
     fanout: stream::Fanout,
     stall_timeout: std::time::Duration,
@@ -541,7 +540,7 @@ async fn produce(
     // The digest is of the bytes delivered, so it is taken after the encoding.
     let mut counter = HashingWriter::new(chunks);
     let (window, writing, fanout) = {
-        let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient)?;
+        let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
         let csv = CsvFileWriter::with_header(
             BufWriter::with_capacity(stream::CHUNK, encoder),
             header.iter().map(|(name, kind)| (name.as_str(), *kind)),
@@ -554,9 +553,9 @@ async fn produce(
             writing: std::time::Duration::ZERO,
         };
         let window = crate::export::window::export_window_within(
-            database,
+            &mut database,
             query,
-            previous,
+            previous.as_ref(),
             &mut sink,
             stall_timeout,
         )
