@@ -69,6 +69,16 @@ pub struct CheckLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `delivered`, `failed` (refused, or every attempt failed), `invalid_secret` or `dropped`
+    /// (the queue was full).
+    pub result: String,
+}
+
+/// Every `result` of the webhook deliveries counter, each series exported from the start.
+pub const WEBHOOK_RESULTS: [&str; 4] = ["delivered", "failed", "invalid_secret", "dropped"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileFailureLabels {
     /// What failed: `kubernetes_api`, `job`, `job_name_conflict`, `no_namespace`.
     pub reason: String,
@@ -104,6 +114,7 @@ pub struct Metrics {
     pub reconcile_failures: Family<ReconcileFailureLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub leader: Gauge,
+    pub webhook_deliveries: Family<WebhookLabels, Counter>,
     next_run_seconds: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
     /// The controller's cache of objects, while this replica runs the controller.
     objects: Mutex<Option<Store<ScheduledExport>>>,
@@ -141,6 +152,7 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             leader: Gauge::default(),
+            webhook_deliveries: Family::default(),
             next_run_seconds: Family::default(),
             objects: Mutex::new(None),
             registry: Registry::default(),
@@ -211,6 +223,11 @@ impl Metrics {
             metrics.leader.clone(),
         );
         registry.register(
+            "webhook_deliveries",
+            "Alerts sent to spec.notify webhooks, by result (delivered, failed, invalid_secret, dropped)",
+            metrics.webhook_deliveries.clone(),
+        );
+        registry.register(
             "next_run_seconds",
             "Seconds until each object's next scheduled run (negative while a due run waits)",
             metrics.next_run_seconds.clone(),
@@ -237,6 +254,11 @@ impl Metrics {
             let _ = self.rows_exported.get_or_create(&labels);
             let _ = self.bytes_exported.get_or_create(&labels);
             let _ = self.export_duration.get_or_create(&labels);
+        }
+        for result in WEBHOOK_RESULTS {
+            let _ = self.webhook_deliveries.get_or_create(&WebhookLabels {
+                result: result.to_string(),
+            });
         }
         for result in CHECK_RESULTS {
             let _ = self.rechecks.get_or_create(&CheckLabels {
@@ -281,6 +303,14 @@ impl Metrics {
             let seconds = (next - now).num_milliseconds() as f64 / 1000.0;
             self.next_run_seconds.get_or_create(&labels).set(seconds);
         }
+    }
+
+    pub fn record_webhook_delivery(&self, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     pub fn record_run(&self, file_type: &str, succeeded: bool) {

@@ -1,6 +1,6 @@
 //! The operator process: the reconcile loop that creates one Job per due slot, the pure plan and
 //! Job builder it relies on, leader election, metrics and health endpoints, and the delivery
-//! checker that runs beside the loop.
+//! checker that runs beside the loop, and the alerts both send to institutions' webhooks.
 
 pub mod checker;
 pub mod config;
@@ -10,6 +10,7 @@ pub mod events;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod server;
 
