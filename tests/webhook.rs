@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use kube::api::{Patch, PatchParams};
 use scheduled_exports::clock::{Clock, ManualClock};
 use scheduled_exports::operator::job::{RunKind, job_name};
 use scheduled_exports::operator::{Context, ControllerConfig, DeliverySettings};
+use scheduled_exports::resource::ScheduledExport;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -139,12 +141,9 @@ impl Receiver {
         }
     }
 
+    /// The next answers, in order, before 200 again.
     fn answer_next(&self, statuses: &[u16]) {
-        self.inbox
-            .answers
-            .lock()
-            .expect("answers")
-            .extend(statuses.iter().copied());
+        *self.inbox.answers.lock().expect("answers") = statuses.iter().copied().collect();
     }
 
     fn all(&self) -> Vec<Received> {
@@ -159,12 +158,22 @@ impl Receiver {
     }
 
     /// Waits until `count` POSTs of `event` arrived; returns them.
-    async fn wait_for(&self, event: &str, count: usize) -> Vec<Received> {
-        eventually(WAIT, &format!("{count} {event} alert(s)"), || async {
+    async fn wait_for(&self, event: &str, count: usize, guard: &KeepNotify) -> Vec<Received> {
+        let give_up = Instant::now() + WAIT;
+        loop {
             let matching = self.of(event);
-            (matching.len() >= count).then_some(matching)
-        })
-        .await
+            if matching.len() >= count {
+                return matching;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "timed out after {WAIT:?} waiting for {count} {event} alert(s); spec.notify was \
+                 dropped and restored {} time(s) meanwhile (another build's CRD applied to the \
+                 shared test bed drops the field: an alert decided while it was gone is not sent)",
+                guard.restored()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -208,32 +217,83 @@ fn utc(text: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// Points `name`'s alerts at a webhook Secret holding `url` and, when given, `signing_key`.
-async fn use_webhook(fixture: &Fixture, name: &str, url: &str, signing_key: Option<&str>) {
+/// Points `name`'s alerts at a webhook Secret holding `url` and, when given, `signing_key`, and
+/// keeps them there for the guard's life.
+async fn use_webhook(
+    fixture: &Fixture,
+    name: &str,
+    url: &str,
+    signing_key: Option<&str>,
+) -> KeepNotify {
     let secret = format!("{name}-alerts");
     let mut data = vec![("url", url.to_string())];
     if let Some(key) = signing_key {
         data.push(("signingKey", key.to_string()));
     }
     create_secret(&fixture.client, &fixture.namespace, &secret, &data).await;
-    set_notify(fixture, name, &secret).await;
+    set_notify(fixture.api(), name, &secret).await;
+    KeepNotify::start(fixture, name, &secret)
 }
 
-/// Sets `spec.notify` to the webhook Secret `secret`, and makes sure it stays. The test bed's CRD
-/// is shared: a test of a build without this field, starting meanwhile, applies its own schema,
-/// and the API server then drops the field from the object at its next write.
-async fn set_notify(fixture: &Fixture, name: &str, secret: &str) {
-    eventually(WAIT, "spec.notify stored", || async {
-        install_crd(&fixture.client).await;
-        fixture
-            .patch_spec(
-                name,
-                json!({"notify": {"webhook": {"secretRef": {"name": secret}}}}),
-            )
-            .await;
-        fixture.object(name).await.spec.notify.map(|_| ())
+/// Sets `spec.notify` to the webhook Secret `secret` and waits until it is stored. The test bed's
+/// CRD is shared: a test of a build without this field, starting meanwhile, applies its own
+/// schema, and the API server then drops the field from the object at its next write; so this
+/// applies this build's CRD first.
+async fn set_notify(api: kube::Api<ScheduledExport>, name: &str, secret: &str) {
+    let patch = json!({"spec": {"notify": {"webhook": {"secretRef": {"name": secret}}}}});
+    eventually(WAIT, "spec.notify stored", || {
+        let api = api.clone();
+        let patch = patch.clone();
+        async move {
+            install_crd(&api.clone().into_client()).await;
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .ok()?;
+            api.get(name).await.ok()?.spec.notify.map(|_| ())
+        }
     })
     .await;
+}
+
+/// Puts `spec.notify` back whenever another build's CRD made the API server drop it (see
+/// [`set_notify`]), counting how often, until dropped.
+struct KeepNotify {
+    restored: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepNotify {
+    fn start(fixture: &Fixture, name: &str, secret: &str) -> Self {
+        let restored = Arc::new(AtomicUsize::new(0));
+        let (api, name, secret, count) = (
+            fixture.api(),
+            name.to_string(),
+            secret.to_string(),
+            restored.clone(),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(object) = api.get(&name).await
+                    && object.spec.notify.is_none()
+                {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    set_notify(api.clone(), &name, &secret).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Self { restored, task }
+    }
+
+    fn restored(&self) -> usize {
+        self.restored.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for KeepNotify {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 async fn run_now(fixture: &Fixture, token: &str) {
@@ -245,8 +305,8 @@ async fn run_now(fixture: &Fixture, token: &str) {
         .expect("annotate run-now");
 }
 
-fn last_phase(fixture_object: &scheduled_exports::resource::ScheduledExport) -> Option<String> {
-    let run = fixture_object.status.as_ref()?.last_run.as_ref()?;
+fn last_phase(object: &ScheduledExport) -> Option<String> {
+    let run = object.status.as_ref()?.last_run.as_ref()?;
     Some(format!(
         "{}/{}",
         run.job_name.as_deref()?,
@@ -267,38 +327,103 @@ fn assert_no_secret(received: &[Received]) {
     }
 }
 
+/// The POSTs of `event` about Job `job`, once `count` arrived; `None` when they did not because
+/// `spec.notify` was dropped meanwhile (see [`set_notify`]), so the step is to be repeated.
+async fn alerts_for(
+    receiver: &Receiver,
+    event: &str,
+    job: &str,
+    count: usize,
+    guard: &KeepNotify,
+    restored_before: usize,
+) -> Option<Vec<Received>> {
+    let give_up = Instant::now() + WAIT;
+    loop {
+        let matching: Vec<Received> = receiver
+            .of(event)
+            .into_iter()
+            .filter(|request| request.json()["job"] == job)
+            .collect();
+        if matching.len() >= count {
+            return Some(matching);
+        }
+        if Instant::now() >= give_up {
+            assert!(
+                guard.restored() > restored_before,
+                "timed out after {WAIT:?} waiting for {count} {event} alert(s) about {job}"
+            );
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_failed_run_and_the_next_good_one_alert_signed_and_a_busy_receiver_delays_nothing() {
     let fixture = Fixture::new("sx-hook-run", 5).await;
     let receiver = Receiver::start().await;
-    use_webhook(&fixture, "daily", &receiver.url, Some(SIGNING_KEY)).await;
-    // The export directory is missing on the server: the run fails.
-    let directory = fixture.remote_dir.clone();
-    fixture
-        .patch_spec(
-            "daily",
-            json!({"destination": {"sftp": {"directory": format!("{directory}/missing")}}}),
-        )
-        .await;
-    let clock = ManualClock::new(utc("2026-11-30T15:00:00Z")); // 10:00 in New York
+    let guard = use_webhook(&fixture, "daily", &receiver.url, Some(SIGNING_KEY)).await;
+    let start = utc("2026-11-30T15:00:00Z"); // 10:00 in New York
+    let clock = ManualClock::new(start);
     let store = fixture.artifact_store.clone();
     let controller = start_controller(&fixture, &clock, &store);
+    let directory = fixture.remote_dir.clone();
 
-    run_now(&fixture, "first").await;
-    let failed_job = job_name(
-        "daily",
-        utc("2026-11-30T15:00:00Z"),
-        &RunKind::RunNow {
-            token: "first".into(),
-        },
-    );
-    let failed = receiver.wait_for("RunFailed", 1).await;
+    // Repeated only when the shared bed's CRD dropped spec.notify while a step waited.
+    let mut attempt = 0;
+    let (failed_job, good_job, good_slot, failed, recovered) = loop {
+        attempt += 1;
+        assert!(
+            attempt <= 3,
+            "spec.notify kept being dropped by other builds' CRDs"
+        );
+        let restored = guard.restored();
+        let fail_slot = start + TimeDelta::minutes(20 * (attempt - 1));
+        let good_slot = fail_slot + TimeDelta::minutes(10);
+
+        // The export directory is missing on the server: the run fails.
+        fixture
+            .patch_spec(
+                "daily",
+                json!({"destination": {"sftp": {"directory": format!("{directory}/missing")}}}),
+            )
+            .await;
+        clock.set(fail_slot);
+        let token = format!("fail-{attempt}");
+        run_now(&fixture, &token).await;
+        let failed_job = job_name("daily", fail_slot, &RunKind::RunNow { token });
+        let Some(failed) =
+            alerts_for(&receiver, "RunFailed", &failed_job, 1, &guard, restored).await
+        else {
+            continue;
+        };
+
+        // Fixed, the next run succeeds; the receiver is busy for its alert's first two attempts.
+        receiver.answer_next(&[500, 500]);
+        fixture
+            .patch_spec(
+                "daily",
+                json!({"destination": {"sftp": {"directory": directory}}}),
+            )
+            .await;
+        clock.set(good_slot);
+        let token = format!("good-{attempt}");
+        run_now(&fixture, &token).await;
+        let good_job = job_name("daily", good_slot, &RunKind::RunNow { token });
+        let Some(recovered) =
+            alerts_for(&receiver, "RunRecovered", &good_job, 3, &guard, restored).await
+        else {
+            continue;
+        };
+        break (failed_job, good_job, good_slot, failed, recovered);
+    };
+
     let body = failed[0].verified(SIGNING_KEY.as_bytes());
     assert_eq!(body["namespace"], fixture.namespace.as_str());
     assert_eq!(body["name"], "daily");
     assert_eq!(body["fileType"], "interactions");
     assert_eq!(body["job"], failed_job.as_str());
-    assert_eq!(body["slot"], "2026-11-30T15:00:00Z");
+    assert!(body["slot"].is_string(), "{body}");
     assert_eq!(body["reason"], "DirectoryMissing", "{body}");
     let text = body["text"].as_str().expect("a text field");
     assert!(
@@ -309,44 +434,26 @@ async fn a_failed_run_and_the_next_good_one_alert_signed_and_a_busy_receiver_del
         "{text}"
     );
 
-    // Fixed, the next run succeeds; the receiver is busy for its alert's first two attempts.
-    receiver.answer_next(&[500, 500]);
-    fixture
-        .patch_spec(
-            "daily",
-            json!({"destination": {"sftp": {"directory": directory}}}),
-        )
-        .await;
-    clock.set(utc("2026-11-30T15:10:00Z"));
-    run_now(&fixture, "second").await;
-    let good_job = job_name(
-        "daily",
-        utc("2026-11-30T15:10:00Z"),
-        &RunKind::RunNow {
-            token: "second".into(),
-        },
-    );
-    let attempts = receiver.wait_for("RunRecovered", 3).await;
-    // The first attempt was refused while the run was already on record as succeeded: the
-    // alert follows the run, it never holds it.
+    // The first attempt was refused while the run was already on record as succeeded: the alert
+    // follows the run, it never holds it.
     assert_eq!(
         last_phase(&fixture.object("daily").await),
         Some(format!("{good_job}/Succeeded"))
     );
     assert_eq!(
-        attempts.iter().map(|a| a.answered).collect::<Vec<_>>(),
+        recovered.iter().map(|a| a.answered).collect::<Vec<_>>(),
         [500, 500, 200]
     );
     assert!(
-        attempts[1].at - attempts[0].at >= Duration::from_millis(900)
-            && attempts[2].at - attempts[1].at >= Duration::from_millis(1900),
+        recovered[1].at - recovered[0].at >= Duration::from_millis(900)
+            && recovered[2].at - recovered[1].at >= Duration::from_millis(1900),
         "retries back off: {:?}",
-        attempts.iter().map(|a| a.at).collect::<Vec<_>>()
+        recovered.iter().map(|a| a.at).collect::<Vec<_>>()
     );
-    for attempt in &attempts {
+    let file = format!("interactions-{}.csv", good_slot.format("%Y%m%dT%H%M%SZ"));
+    for attempt in &recovered {
         let body = attempt.verified(SIGNING_KEY.as_bytes());
-        assert_eq!(body["job"], good_job.as_str());
-        assert_eq!(body["file"], "interactions-20261130T151000Z.csv");
+        assert_eq!(body["file"], file.as_str());
         assert!(
             body["text"]
                 .as_str()
@@ -355,23 +462,20 @@ async fn a_failed_run_and_the_next_good_one_alert_signed_and_a_busy_receiver_del
         );
     }
 
-    // The operator's restart reports nothing again: each Job's alert was sent once.
+    // After the operator's restart, nothing is reported again, and a success after a success is
+    // no recovery.
     controller.stop().await;
     let controller = start_controller(&fixture, &clock, &store);
-    clock.set(utc("2026-11-30T15:20:00Z"));
+    let third_slot = start + TimeDelta::hours(2);
+    clock.set(third_slot);
     run_now(&fixture, "third").await;
     let third = job_name(
         "daily",
-        utc("2026-11-30T15:20:00Z"),
+        third_slot,
         &RunKind::RunNow {
             token: "third".into(),
         },
     );
-    fixture
-        .wait_for("daily", "the third run", |o| {
-            (last_phase(o)? == format!("{third}/Succeeded")).then_some(())
-        })
-        .await;
     // The Job is marked reported after its alert (if any) was queued; then the queue drains.
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
         kube::Api::namespaced(fixture.client.clone(), &fixture.namespace);
@@ -383,20 +487,29 @@ async fn a_failed_run_and_the_next_good_one_alert_signed_and_a_busy_receiver_del
             .then_some(())
     })
     .await;
+    assert_eq!(
+        last_phase(&fixture.object("daily").await),
+        Some(format!("{third}/Succeeded"))
+    );
     eventually(WAIT, "no alert left to send", || async {
         (controller.ctx.notifier.backlog() == 0).then_some(())
     })
     .await;
+    let about = |event: &str, job: &str| {
+        receiver
+            .of(event)
+            .iter()
+            .filter(|request| request.json()["job"] == job)
+            .count()
+    };
+    assert_eq!(about("RunFailed", &failed_job), 1);
+    assert_eq!(about("RunRecovered", &good_job), 3);
+    assert_eq!(about("RunRecovered", &third), 0);
+    assert_eq!(about("RunFailed", &third), 0);
     let metrics = controller.ctx.metrics.encode(clock.now()).expect("metrics");
     assert!(
         metrics.contains("scheduled_exports_webhook_deliveries_total{result=\"dropped\"} 0"),
         "{metrics}"
-    );
-    assert_eq!(receiver.of("RunFailed").len(), 1);
-    assert_eq!(
-        receiver.of("RunRecovered").len(),
-        3,
-        "a success after a success is no recovery"
     );
     assert_no_secret(&receiver.all());
 
@@ -463,9 +576,7 @@ impl SwitchableServer {
     }
 }
 
-fn check_result(
-    object: &scheduled_exports::resource::ScheduledExport,
-) -> Option<(String, Option<DateTime<Utc>>)> {
+fn check_result(object: &ScheduledExport) -> Option<(String, Option<DateTime<Utc>>)> {
     let delivery = object.status.as_ref()?.delivery.as_ref()?;
     Some((
         delivery.last_check_result?.to_string(),
@@ -505,7 +616,7 @@ async fn a_recopy_and_an_unreachable_server_alert_once_each_and_unsigned_without
             "secretRef": {"name": "sftp-switchable"}}}}),
         )
         .await;
-    use_webhook(&fixture, "daily", &receiver.url, None).await;
+    let guard = use_webhook(&fixture, "daily", &receiver.url, None).await;
     let artifacts = tempfile::tempdir().expect("artifacts");
     let store = format!("file://{}", artifacts.path().display());
     let output = fixture.export_with_store("daily", &Utc::now().to_rfc3339(), &store);
@@ -540,7 +651,7 @@ async fn a_recopy_and_an_unreachable_server_alert_once_each_and_unsigned_without
     std::fs::remove_file(&local).expect("delete the delivered file");
     clock.advance(TimeDelta::minutes(10));
     assert_eq!(check_at(&fixture, &clock).await, "recopied");
-    let recopied = receiver.wait_for("FileRecopied", 1).await;
+    let recopied = receiver.wait_for("FileRecopied", 1, &guard).await;
     let body = recopied[0].json();
     assert_eq!(body["file"], file.as_str());
     assert!(
@@ -558,7 +669,7 @@ async fn a_recopy_and_an_unreachable_server_alert_once_each_and_unsigned_without
         clock.advance(TimeDelta::minutes(10));
         assert_eq!(check_at(&fixture, &clock).await, "unreachable");
     }
-    let unreachable = receiver.wait_for("RecheckUnreachable", 1).await;
+    let unreachable = receiver.wait_for("RecheckUnreachable", 1, &guard).await;
     let body = unreachable[0].json();
     assert_eq!(body["file"], file.as_str());
     assert!(
@@ -570,7 +681,7 @@ async fn a_recopy_and_an_unreachable_server_alert_once_each_and_unsigned_without
     server.up().await;
     clock.advance(TimeDelta::minutes(10));
     assert_eq!(check_at(&fixture, &clock).await, "present");
-    receiver.wait_for("RecheckReachable", 1).await;
+    receiver.wait_for("RecheckReachable", 1, &guard).await;
     clock.advance(TimeDelta::minutes(10));
     assert_eq!(check_at(&fixture, &clock).await, "present");
     // Alerts are queued as the checks are recorded; once none is left, all have arrived.
@@ -598,7 +709,7 @@ async fn a_recopy_and_an_unreachable_server_alert_once_each_and_unsigned_without
 #[tokio::test]
 async fn a_missing_webhook_secret_shows_in_ready_and_a_bad_name_is_refused_at_admission() {
     let fixture = Fixture::new("sx-hook-secret", 0).await;
-    set_notify(&fixture, "daily", "no-such-hook").await;
+    set_notify(fixture.api(), "daily", "no-such-hook").await;
     let clock = ManualClock::new(utc("2026-11-30T15:00:00Z"));
     let store = fixture.artifact_store.clone();
     let controller = start_controller(&fixture, &clock, &store);
