@@ -156,6 +156,13 @@ impl Progress {
         self.shown.is_some()
     }
 
+    /// The total, once known (a stream's size is known only at its end).
+    pub fn set_total(&mut self, total: u64) {
+        if let Some(shown) = self.shown.as_mut() {
+            shown.total = Some(total);
+        }
+    }
+
     /// The counts so far; redraws the line when one is due.
     pub fn update(&mut self, rows: Option<u64>, bytes: u64) {
         let Some(shown) = self.shown.as_mut() else {

@@ -187,6 +187,59 @@ fn upload_with_key_delivers_the_exact_bytes_and_leaves_no_temporary_file() {
 }
 
 #[test]
+fn a_streamed_upload_stays_hidden_until_published_and_an_abandoned_one_leaves_nothing() {
+    let dir = TestDir::new("upload-stream");
+    let session = connect(&dir);
+    // Writes of uneven sizes, as the export's pieces and a slow source produce them; the sliding
+    // window hands libssh2 overlapping buffers, so any slip would show in the bytes.
+    let bytes: Vec<u8> = (0..5_000_003_usize)
+        .map(|i| (i * 31 + i / 997) as u8)
+        .collect();
+    let mut upload = session.begin_upload(FILE_NAME).expect("begin");
+    let mut offset = 0;
+    for size in [1, 4_095, 30_000, 262_144, 7, 1_048_576].iter().cycle() {
+        let end = (offset + size).min(bytes.len());
+        upload.write(&bytes[offset..end]).expect("write");
+        offset = end;
+        if offset == bytes.len() {
+            break;
+        }
+    }
+    let staged = upload.finish().expect("finish");
+    assert_eq!(staged.size, bytes.len() as u64);
+    assert!(
+        !dir.local.join(FILE_NAME).exists(),
+        "nothing under the final name before publish: {:?}",
+        dir.entries()
+    );
+    session.publish(&staged).expect("publish");
+    assert_eq!(
+        std::fs::read(dir.local.join(FILE_NAME)).expect("file"),
+        bytes
+    );
+    assert_eq!(dir.entries(), vec![FILE_NAME.to_string()]);
+
+    // Given up half-way (the export failed upstream): the temporary file goes with it.
+    let other = "proposals-20250102T120000Z.csv";
+    let mut upload = session.begin_upload(other).expect("begin");
+    upload.write(&bytes[..300_000]).expect("write");
+    assert_eq!(
+        dir.entries().len(),
+        2,
+        "the temporary file exists while it is written"
+    );
+    drop(upload);
+    assert_eq!(dir.entries(), vec![FILE_NAME.to_string()]);
+
+    // Staged but not to be published (another's file was found under the name): discarded.
+    let mut upload = session.begin_upload(other).expect("begin");
+    upload.write(b"a,b\n").expect("write");
+    let staged = upload.finish().expect("finish");
+    session.discard(&staged);
+    assert_eq!(dir.entries(), vec![FILE_NAME.to_string()]);
+}
+
+#[test]
 fn upload_of_an_empty_file_works() {
     let dir = TestDir::new("upload-empty");
     let local = local_file(0);

@@ -115,7 +115,8 @@ pub struct ExportArgs {
     /// Bound on each network step (database connect, each SFTP operation), e.g. 30s.
     #[arg(long, env = "EXPORT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
-    /// Directory for the file while it is written (an emptyDir in a Job).
+    /// Directory for temporary files (an emptyDir in a Job). The file itself streams to the
+    /// server and the artifact store and is never written here.
     #[arg(long, env = "SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
     pub spool_dir: std::path::PathBuf,
     /// Read the object's Secrets from files instead of the API server: the source Secret's keys

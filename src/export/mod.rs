@@ -5,10 +5,12 @@
 pub mod artifacts;
 pub mod columns;
 pub mod csv;
+pub mod deliver;
 pub mod encode;
 pub mod encrypt;
 pub mod file_name;
 pub mod run;
+pub mod stream;
 pub mod view;
 pub mod window;
 

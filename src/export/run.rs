@@ -1,14 +1,13 @@
-//! One export run (what a Job executes): read the object and its Secrets, export the window since
-//! the watermark into a spool file, then keep it in the artifact store and deliver it over SFTP
-//! (under a temporary name, then the final one) at the same time, and only then advance the
-//! watermark in status.
+//! One export run (what a Job executes): read the object and its Secrets, then stream the window
+//! since the watermark from PostgreSQL to the SFTP server and the artifact store at once (see
+//! `export::stream`), and only then advance the watermark in status.
 //!
 //! What makes a failure lose nothing: the store and the server are checked before the database
-//! is read; the file appears under its final name only complete; a run whose artifact or delivery
-//! failed undoes the other half (so no file stays without the artifact a recopy needs); and the
-//! watermark moves only after both succeeded.
+//! is read; the file appears under its final name only complete and size-checked, after its
+//! artifact was committed; a failed step undoes the steps before it (so no file stays without the
+//! artifact a recopy needs); and the watermark moves only after both copies are in place.
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,23 +16,24 @@ use kube::Client;
 use kube::api::Api;
 use tracing::{info, warn};
 
-use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore};
+use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore, ArtifactUpload};
 use crate::adapters::kubernetes::secrets::{self, SecretError, SecretReader};
 use crate::adapters::kubernetes::status::{
     StatusError, StatusWriter, check_incarnation, update_status, update_status_of,
 };
-use crate::adapters::postgres::WindowQuery;
-use crate::adapters::postgres::{self, SourceError};
-use crate::adapters::sftp::{SftpCredentials, SftpError, SftpSession, SftpTarget};
+use crate::adapters::postgres::{self, SourceError, WindowOutcome, WindowQuery};
+use crate::adapters::sftp::{SftpError, SftpSession, SftpTarget, StagedFile};
 use crate::digest::{ContentDigest, HashingWriter};
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::columns::{self, ColumnKind};
 use crate::export::csv::CsvFileWriter;
+use crate::export::deliver::{ChecksumFile, Found, Placement, decide, on_session, publish, survey};
 use crate::export::encode::FileEncoder;
 use crate::export::encrypt::{EncryptionKeyError, RecipientKey};
 use crate::export::file_name::{
     FileFormat, checksum_file_name, export_file_name, parse_export_file_name,
 };
+use crate::export::stream;
 use crate::export::view::ViewError;
 use crate::progress::Progress;
 use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
@@ -56,7 +56,7 @@ pub struct ExportRequest {
     pub object_uid: Option<String>,
     /// Bound on each network step (database connect, SFTP operations).
     pub timeout: Duration,
-    /// Where the file is spooled before delivery.
+    /// A writable directory for temporary files (the file itself streams and is never spooled).
     pub spool_dir: PathBuf,
     /// Where the Pod's volumes hold the object's Secrets (see [`SecretReader::Mounted`]); `None`
     /// reads them from the API server.
@@ -333,15 +333,48 @@ async fn deliver(
     };
 
     // Fail before touching the database when the store that makes recopies possible, or the
-    // server itself (host key, credentials, directory), is not usable.
+    // server itself (host key, credentials, directory), is not usable. The one SSH connection
+    // of the run is opened here and serves every later step.
     let store = ArtifactStore::from_url(&request.artifact_store_url)?;
     store.check().await?;
     let timeout = request.timeout;
-    let preflight = (target.clone(), credentials.clone());
-    tokio::task::spawn_blocking(move || {
-        SftpSession::connect(&preflight.0, &preflight.1, timeout).map(drop)
+    let session =
+        tokio::task::spawn_blocking(move || SftpSession::connect(&target, &credentials, timeout))
+            .await??;
+    session.set_upload_tag(ownership::upload_tag(
+        object.metadata.uid.as_deref().unwrap_or_default(),
+    ));
+    let directory = session.directory().to_string();
+
+    // What is under the final names already, and what an earlier attempt of this object stored,
+    // looked at before the stream; decided on once this run's digest is known.
+    let key = ArtifactKey {
+        namespace: request.namespace.clone(),
+        name: request.name.clone(),
+        file_name: file_name.to_string(),
+    };
+    let checksum_name = object
+        .spec
+        .checksum_file
+        .then(|| checksum_file_name(file_name));
+    let names = (file_name.to_string(), checksum_name.clone());
+    let (session, found) = on_session(session, move |session| {
+        let data = survey(session, &names.0)?;
+        let checksum = match &names.1 {
+            Some(name) => survey(session, name)?,
+            None => None,
+        };
+        Ok::<_, SftpError>((data, checksum))
     })
-    .await??;
+    .await?;
+    let (found_data, found_checksum) = found?;
+    let earlier = match found_data.is_some() || found_checksum.is_some() {
+        true => store.digest(&key).await?.map(|artifact| Content {
+            bytes: artifact.bytes,
+            sha256: artifact.sha256,
+        }),
+        false => None,
+    };
 
     // A full export starts from nothing; its watermark is stored as any other, so the next
     // window continues from it.
@@ -351,110 +384,107 @@ async fn deliver(
     };
     let (mut database, connection) =
         postgres::connect_with_ca(&source.url, source.ca_cert.as_deref(), request.timeout).await?;
-    let spool = tempfile::Builder::new()
-        .prefix(".scheduled-export-")
-        .tempfile_in(&request.spool_dir)?;
-    // The digest is of the bytes delivered, so it is taken after the encoding.
-    let mut counter = HashingWriter::new(spool.reopen()?);
     let (query, header) = source_query(&database, object).await?;
-    let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
-    let mut csv = CsvFileWriter::with_header(
-        BufWriter::with_capacity(1 << 20, encoder),
-        header.iter().map(|(name, kind)| (name.as_str(), *kind)),
-        &object.spec.csv,
-    )?
-    .with_progress(Progress::on_stderr(
-        request.progress,
-        format!("{file_name}: exported"),
-        None,
+
+    // The stream: COPY -> CSV -> encoding -> digest, and the same bytes at once to the upload
+    // (its own thread) and the artifact store (its own task).
+    let (chunks, fanout, consumers) = stream::fanout();
+    let upload_name = file_name.to_string();
+    let upload = tokio::task::spawn_blocking(move || {
+        stream::upload_stream(session, &upload_name, consumers.sftp)
+    });
+    let storing = tokio::spawn(stream::store_stream(
+        store.clone(),
+        key.clone(),
+        consumers.store,
     ));
-    let window = crate::export::window::export_window_within(
+    let stream_started = std::time::Instant::now();
+    let produced = produce(
         &mut database,
         query,
         previous.as_ref(),
-        &mut csv,
+        &header,
+        object,
+        recipient.as_ref(),
+        chunks,
+        fanout,
         crate::export::window::copy_stall_timeout(request.timeout),
+        Progress::on_stderr(request.progress, format!("{file_name}: exported"), None),
     )
     .await;
     drop(database);
     connection.abort();
-    let window = window?;
-    csv.finish()?
-        .into_inner()
-        .map_err(|err| err.into_error())?
-        .finish()?;
-    let (_, ContentDigest { sha256, bytes }) = counter.finish()?;
+    let (session, uploaded) = upload.await?;
+    let stored = storing.await?;
+    let (produced, uploaded, stored) = match (produced, uploaded, stored) {
+        (Ok(produced), Ok(uploaded), Ok(stored)) => (produced, uploaded, stored),
+        (produced, uploaded, stored) => {
+            return Err(stream_failure(session, produced, uploaded, stored).await);
+        }
+    };
+    let Produced {
+        window,
+        digest,
+        writing,
+        waited,
+    } = produced;
+    let (staged, upload_times) = uploaded;
+    info!(
+        database_s = secs(stream_started.elapsed().saturating_sub(writing + waited)),
+        writing_s = secs(writing),
+        waiting_for_delivery_s = secs(waited),
+        upload_sending_s = secs(upload_times.sending),
+        upload_waiting_s = secs(upload_times.waiting),
+        "where the stream's time went"
+    );
+    let ContentDigest { sha256, bytes } = digest.clone();
     info!(file = %file_name, rows = window.rows, bytes, "window exported");
     if let Some(full_export) = &window.full_export {
         warn!(file = %file_name, cause = %full_export, "the watermark belongs to another database; the file holds every row");
     }
 
-    let key = ArtifactKey {
-        namespace: request.namespace.clone(),
-        name: request.name.clone(),
-        file_name: file_name.to_string(),
-    };
-    // A file already under the final name is decided on before the artifact is written (the
-    // artifact of an earlier attempt is part of the proof).
-    let content = Content {
+    // Only now is this run's content known: decide on each name, then commit the artifact, then
+    // publish (what the institution sees comes last); a failed step undoes the steps before it.
+    let ours = Content {
         bytes,
         sha256: sha256.clone(),
     };
-    let placement = placement(&target, &credentials, timeout, &store, &key, &content).await?;
-    let checksum = match object.spec.checksum_file {
-        true => {
-            Some(checksum_placement(&target, &credentials, timeout, &store, &key, &content).await?)
+    let decided = decide_both(
+        file_name,
+        &ours,
+        earlier.as_ref(),
+        (found_data.as_ref(), found_checksum.as_ref()),
+        checksum_name,
+    );
+    let (placement, checksum) = match decided {
+        Ok(decided) => decided,
+        Err((name, bytes)) => {
+            stored.abort().await;
+            let _ = on_session(session, move |session| session.discard(&staged)).await;
+            return Err(ExportError::ForeignFile {
+                file: name,
+                directory,
+                bytes,
+            });
         }
-        false => None,
     };
-    // The two copies go out at once; the run counts only if both arrive, and a half-done pair is
-    // undone so a failed run leaves neither a file under the final name nor an orphan artifact.
-    let local = spool.path().to_path_buf();
-    let remote_name = file_name.to_string();
-    let (upload_target, upload_credentials) = (target.clone(), credentials.clone());
-    let tag = ownership::upload_tag(object.metadata.uid.as_deref().unwrap_or_default());
-    let progress = Progress::on_stderr(request.progress, format!("{file_name}: sent"), Some(bytes));
-    let upload = tokio::task::spawn_blocking(move || {
-        deliver_file(
-            &upload_target,
-            &upload_credentials,
-            timeout,
-            &local,
-            &remote_name,
-            placement,
-            checksum,
-            tag,
-            progress,
-        )
-    });
-    let (stored, delivered) = tokio::join!(store.put_file(&key, spool.path()), upload);
-    drop(spool);
-    let delivered = delivered
-        .map_err(ExportError::from)
-        .and_then(|result| result.map_err(ExportError::from));
-    match (stored, delivered) {
-        (Ok(_), Ok(_)) => {}
-        (Ok(_), Err(err)) => {
-            if let Err(cleanup) = store.delete(&key).await {
-                warn!(error = %cleanup, "could not remove the artifact of the failed delivery");
-            }
-            return Err(err);
-        }
-        (Err(err), delivered) => {
-            if delivered.is_ok() {
-                let name = file_name.to_string();
-                let with_checksum = object.spec.checksum_file;
-                let removed = tokio::task::spawn_blocking(move || {
-                    remove_delivered(&target, &credentials, timeout, &name, with_checksum)
-                })
-                .await;
-                if !matches!(removed, Ok(Ok(()))) {
-                    warn!(file = %file_name, "could not remove the file of a run whose artifact was not stored");
-                }
-            }
-            return Err(err.into());
-        }
+    if let Err(err) = stored.commit(&digest).await {
+        let _ = on_session(session, move |session| session.discard(&staged)).await;
+        return Err(err.into());
     }
+    let mut sent = Progress::on_stderr(request.progress, format!("{file_name}: sent"), None);
+    let (_session, published) = on_session(session, move |session| {
+        publish(session, &staged, placement, checksum.as_ref())
+    })
+    .await?;
+    if let Err(err) = published {
+        if let Err(cleanup) = store.delete(&key).await {
+            warn!(error = %cleanup, "could not remove the artifact of the failed delivery");
+        }
+        return Err(err.into());
+    }
+    sent.set_total(bytes);
+    sent.finish(None, bytes);
 
     Ok(DeliveredRun {
         slot,
@@ -477,6 +507,158 @@ async fn deliver(
         },
         destination: object.spec.destination.sftp.url(),
     })
+}
+
+fn secs(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// What the producing side of the stream ends with.
+struct Produced {
+    window: WindowOutcome,
+    digest: ContentDigest,
+    /// Formatting, compressing, encrypting and hashing.
+    writing: std::time::Duration,
+    /// Waiting for room in the consumers' queues.
+    waited: std::time::Duration,
+}
+
+/// Runs the COPY through the CSV writer and the encoding into the fan-out, and ends the stream.
+/// On any error the fan-out is dropped unended, so both consumers give their copies up.
+#[allow(clippy::too_many_arguments)] // each is one input of the stream; a struct would only rename them
+async fn produce(
+    database: &mut tokio_postgres::Client,
+    query: WindowQuery,
+    previous: Option<&crate::adapters::postgres::Watermark>,
+    header: &[(String, ColumnKind)],
+    object: &ScheduledExport,
+    recipient: Option<&RecipientKey>,
+    chunks: stream::ChunkWriter,
+    fanout: stream::Fanout,
+    stall_timeout: std::time::Duration,
+    progress: Progress,
+) -> Result<Produced, ExportError> {
+    // The digest is of the bytes delivered, so it is taken after the encoding.
+    let mut counter = HashingWriter::new(chunks);
+    let (window, writing, fanout) = {
+        let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient)?;
+        let csv = CsvFileWriter::with_header(
+            BufWriter::with_capacity(stream::CHUNK, encoder),
+            header.iter().map(|(name, kind)| (name.as_str(), *kind)),
+            &object.spec.csv,
+        )?
+        .with_progress(progress);
+        let mut sink = stream::StreamingCsv {
+            csv,
+            fanout,
+            writing: std::time::Duration::ZERO,
+        };
+        let window = crate::export::window::export_window_within(
+            database,
+            query,
+            previous,
+            &mut sink,
+            stall_timeout,
+        )
+        .await?;
+        let stream::StreamingCsv {
+            csv,
+            fanout,
+            writing,
+        } = sink;
+        csv.finish()?
+            .into_inner()
+            .map_err(|err| err.into_error())?
+            .finish()?;
+        (window, writing, fanout)
+    };
+    let (mut chunks, digest) = counter.finish()?;
+    chunks.flush()?;
+    let waited = fanout.end().await?;
+    Ok(Produced {
+        window,
+        digest,
+        writing,
+        waited,
+    })
+}
+
+/// The error of a stream that failed somewhere, after both copies were given up. A consumer's own
+/// failure (the server, the store) explains a producer that stopped for want of a reader; the
+/// producer's (the database, the file's encoding) explains consumers that were cut off.
+async fn stream_failure(
+    session: SftpSession,
+    produced: Result<Produced, ExportError>,
+    uploaded: Result<(StagedFile, stream::UploadTimes), SftpError>,
+    stored: Result<ArtifactUpload, ArtifactError>,
+) -> ExportError {
+    let stored = match stored {
+        Ok(upload) => {
+            upload.abort().await;
+            None
+        }
+        Err(ArtifactError::Incomplete { .. }) => None,
+        Err(err) => Some(err),
+    };
+    let uploaded = match uploaded {
+        Ok((staged, _)) => {
+            let _ = on_session(session, move |session| session.discard(&staged)).await;
+            None
+        }
+        Err(SftpError::SourceFailed { .. }) => None,
+        Err(err) => Some(err),
+    };
+    match (produced, uploaded, stored) {
+        (Err(ExportError::Source(SourceError::Write(_))), Some(err), _) => err.into(),
+        (Err(ExportError::Source(SourceError::Write(_))), None, Some(err)) => err.into(),
+        (Err(ExportError::Spool(_)), Some(err), _) => err.into(),
+        (Err(ExportError::Spool(_)), None, Some(err)) => err.into(),
+        (Err(err), _, _) => err,
+        (Ok(_), Some(err), _) => err.into(),
+        (Ok(_), None, Some(err)) => err.into(),
+        (Ok(_), None, None) => ExportError::Spool(std::io::Error::other(
+            "the delivery ended without a file and without an error",
+        )),
+    }
+}
+
+/// The placement of the data file and of its checksum file (when the spec asks for one), or the
+/// name and size of the first that is another's file.
+fn decide_both(
+    file_name: &str,
+    ours: &Content,
+    earlier: Option<&Content>,
+    found: (Option<&Found>, Option<&Found>),
+    checksum_name: Option<String>,
+) -> Result<(Placement, Option<ChecksumFile>), (String, u64)> {
+    let foreign = |name: &str, found: Option<&Found>| {
+        (
+            name.to_string(),
+            found.map(|found| found.content.bytes).unwrap_or_default(),
+        )
+    };
+    let placement = decide(found.0.map(|found| &found.content), earlier, ours)
+        .ok_or_else(|| foreign(file_name, found.0))?;
+    let Some(name) = checksum_name else {
+        return Ok((placement, None));
+    };
+    let (line, ours_line) = ownership::checksum_file_content(file_name, ours);
+    let earlier_line =
+        earlier.map(|artifact| ownership::checksum_file_content(file_name, artifact).1);
+    let checksum_placement = decide(
+        found.1.map(|found| &found.content),
+        earlier_line.as_ref(),
+        &ours_line,
+    )
+    .ok_or_else(|| foreign(&name, found.1))?;
+    Ok((
+        placement,
+        Some(ChecksumFile {
+            name,
+            line,
+            placement: checksum_placement,
+        }),
+    ))
 }
 
 /// The query of the object's rows and the file's columns: the file type's table, or the view
@@ -503,233 +685,4 @@ async fn source_query(
         .map(|column| (column.name.clone(), column.kind))
         .collect();
     Ok((crate::export::window::view_query(&shape), header))
-}
-
-/// What to do about the final name on the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Placement {
-    /// Nothing is there: upload.
-    New,
-    /// This run's very file is there (an earlier attempt delivered the same bytes): keep it.
-    Adopt,
-    /// An earlier attempt of this object left its file there without recording it (its status
-    /// write was lost): the artifact it stored under this object's key holds the same bytes. That
-    /// window started at the same watermark, so this file holds all of its rows and more.
-    ReplaceEarlierAttempt,
-}
-
-/// Decides, from what the file under the final name holds, whether it is provably this object's
-/// own: the same size and sha256 as this run's file, or as the artifact an earlier attempt of this
-/// object stored under its key. Anything else is another's file and the run fails, leaving it be.
-async fn placement(
-    target: &SftpTarget,
-    credentials: &SftpCredentials,
-    timeout: Duration,
-    store: &ArtifactStore,
-    key: &ArtifactKey,
-    content: &Content,
-) -> Result<Placement, ExportError> {
-    let (name, placed) = (key.file_name.as_str(), |artifact| artifact);
-    placement_of(
-        target,
-        credentials,
-        timeout,
-        store,
-        key,
-        name,
-        content,
-        placed,
-    )
-    .await
-}
-
-/// The checksum file to publish beside the data file, and what to do about its name: decided like
-/// [`placement`], its content being the line for this run's file or for an earlier attempt's.
-async fn checksum_placement(
-    target: &SftpTarget,
-    credentials: &SftpCredentials,
-    timeout: Duration,
-    store: &ArtifactStore,
-    key: &ArtifactKey,
-    content: &Content,
-) -> Result<ChecksumFile, ExportError> {
-    let name = checksum_file_name(&key.file_name);
-    let (line, ours) = ownership::checksum_file_content(&key.file_name, content);
-    let placed = |artifact| ownership::checksum_file_content(&key.file_name, &artifact).1;
-    let placement = placement_of(
-        target,
-        credentials,
-        timeout,
-        store,
-        key,
-        &name,
-        &ours,
-        placed,
-    )
-    .await?;
-    Ok(ChecksumFile {
-        name,
-        line,
-        placement,
-    })
-}
-
-/// The placement of `name`, which this run would fill with `ours`, and an earlier attempt with
-/// `placed` of the artifact it stored under `key`.
-#[allow(clippy::too_many_arguments)] // each is one fact of the decision; a struct would only rename them
-async fn placement_of(
-    target: &SftpTarget,
-    credentials: &SftpCredentials,
-    timeout: Duration,
-    store: &ArtifactStore,
-    key: &ArtifactKey,
-    name: &str,
-    ours: &Content,
-    placed: impl FnOnce(Content) -> Content,
-) -> Result<Placement, ExportError> {
-    let Some(existing) = existing_content(target, credentials, timeout, name).await? else {
-        return Ok(Placement::New);
-    };
-    if ours.matches(existing.bytes, &existing.sha256) {
-        info!(file = %name, "the file is already on the server with this run's content; keeping it");
-        return Ok(Placement::Adopt);
-    }
-    let earlier = store.digest(key).await?.map(|artifact| {
-        placed(Content {
-            bytes: artifact.bytes,
-            sha256: artifact.sha256,
-        })
-    });
-    if earlier.is_some_and(|earlier| earlier.matches(existing.bytes, &existing.sha256)) {
-        return Ok(Placement::ReplaceEarlierAttempt);
-    }
-    Err(foreign_file(target, name, existing.bytes))
-}
-
-/// The size and sha256 of the file of this name directly in the target directory, if any.
-async fn existing_content(
-    target: &SftpTarget,
-    credentials: &SftpCredentials,
-    timeout: Duration,
-    name: &str,
-) -> Result<Option<ContentDigest>, ExportError> {
-    let (target, credentials, name) = (target.clone(), credentials.clone(), name.to_string());
-    Ok(tokio::task::spawn_blocking(move || {
-        let session = SftpSession::connect(&target, &credentials, timeout)?;
-        match session.stat_file(&name)? {
-            Some(found) => Ok::<_, SftpError>(Some(session.content_digest(&found)?)),
-            None => Ok(None),
-        }
-    })
-    .await??)
-}
-
-fn foreign_file(target: &SftpTarget, name: &str, bytes: u64) -> ExportError {
-    ExportError::ForeignFile {
-        file: name.to_string(),
-        directory: target.directory.clone(),
-        bytes,
-    }
-}
-
-/// The `NAME.sha256` file published after the data file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ChecksumFile {
-    name: String,
-    line: String,
-    placement: Placement,
-}
-
-/// Uploads under a temporary name and renames (`upload` verifies the size on the server), unless
-/// `placement` says the file is there already. A file under the final name is removed first only
-/// for [`Placement::ReplaceEarlierAttempt`] (what `placement` found there moments before); in
-/// every other case a file there makes the upload fail, so a file is never overwritten. The
-/// checksum file follows the same rules once the data file is in place; when it cannot be
-/// published, the data file this call put there is taken back, so the run leaves neither.
-#[allow(clippy::too_many_arguments)] // each is one fact of this delivery; a struct would only rename them
-fn deliver_file(
-    target: &SftpTarget,
-    credentials: &SftpCredentials,
-    timeout: Duration,
-    local: &std::path::Path,
-    file_name: &str,
-    placement: Placement,
-    checksum: Option<ChecksumFile>,
-    upload_tag: u32,
-    mut progress: Progress,
-) -> Result<u64, SftpError> {
-    let session = SftpSession::connect(target, credentials, timeout)?;
-    session.set_upload_tag(upload_tag);
-    let size = std::fs::metadata(local)
-        .map_err(|source| SftpError::LocalFile {
-            path: local.to_path_buf(),
-            source,
-        })?
-        .len();
-    place(&session, file_name, placement, |session| {
-        let sent = session.upload_observed(local, file_name, &mut |sent| {
-            progress.update(None, sent);
-        })?;
-        progress.finish(None, sent);
-        Ok(sent)
-    })?;
-    if let Some(checksum) = checksum {
-        let published = place(&session, &checksum.name, checksum.placement, |session| {
-            session.upload_from(
-                &mut checksum.line.as_bytes(),
-                checksum.line.len() as u64,
-                &checksum.name,
-            )
-        });
-        if let Err(err) = published {
-            if placement != Placement::Adopt
-                && let Ok(Some(delivered)) = session.stat_file(file_name)
-                && session.remove(&delivered).is_err()
-            {
-                warn!(file = %file_name, "could not remove the file whose checksum file failed");
-            }
-            return Err(err);
-        }
-    }
-    Ok(size)
-}
-
-/// Puts one file under its final name as `placement` decided.
-fn place(
-    session: &SftpSession,
-    name: &str,
-    placement: Placement,
-    upload: impl FnOnce(&SftpSession) -> Result<u64, SftpError>,
-) -> Result<(), SftpError> {
-    match placement {
-        Placement::Adopt => return Ok(()),
-        Placement::ReplaceEarlierAttempt => {
-            if let Some(existing) = session.stat_file(name)? {
-                warn!(file = %name, "replacing the file of an earlier attempt of this object at this slot");
-                session.remove(&existing)?;
-            }
-        }
-        Placement::New => {}
-    }
-    upload(session).map(drop)
-}
-
-/// Takes back a delivered file (only when the run as a whole failed).
-fn remove_delivered(
-    target: &SftpTarget,
-    credentials: &SftpCredentials,
-    timeout: Duration,
-    file_name: &str,
-    with_checksum: bool,
-) -> Result<(), SftpError> {
-    let session = SftpSession::connect(target, credentials, timeout)?;
-    // The checksum file first (only when this run published one): while the data file is still
-    // there, nothing vouches for it.
-    let checksum = with_checksum.then(|| checksum_file_name(file_name));
-    for name in checksum.into_iter().chain([file_name.to_string()]) {
-        if let Some(found) = session.stat_file(&name)? {
-            session.remove(&found)?;
-        }
-    }
-    Ok(())
 }

@@ -82,11 +82,11 @@ pub fn view_query(shape: &ViewShape) -> WindowQuery {
 }
 
 /// [`export_window`], ending the run when no COPY data arrives for `stall_timeout`.
-pub async fn export_window_within<W: Write>(
+pub async fn export_window_within(
     client: &mut Client,
     query: WindowQuery,
     previous: Option<&Watermark>,
-    out: &mut CsvFileWriter<W>,
+    out: &mut impl RowSink,
     stall_timeout: Duration,
 ) -> Result<WindowOutcome, SourceError> {
     let query = WindowQuery {

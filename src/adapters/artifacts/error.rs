@@ -100,6 +100,10 @@ pub enum ArtifactError {
         source: std::io::Error,
     },
 
+    /// The stream feeding an upload ended before the file was complete; nothing was stored.
+    #[error("the artifact {key} was not stored: the export stopped before the file was complete")]
+    Incomplete { key: String },
+
     /// Any other failure reported by the store.
     #[error(
         "artifact store {store}: {operation} {key} failed: {}",

@@ -22,7 +22,8 @@
 //! missing, endpoint unreachable, access denied, object missing, checksum mismatch, bad URL.
 //!
 //! Layout: `store.rs` holds the handle and the operations common to both backends, `s3.rs` and
-//! `file.rs` the backend-specific opening and uploading, `key.rs` the naming of artifacts,
+//! `file.rs` the backend-specific opening and uploading, `upload.rs` an upload fed as the export
+//! streams and committed later, `key.rs` the naming of artifacts,
 //! `options.rs` the S3 settings, `error.rs` the errors and their classification. Hashing while
 //! copying is [`crate::digest`]'s.
 
@@ -32,8 +33,10 @@ mod key;
 mod options;
 mod s3;
 mod store;
+mod upload;
 
 pub use error::ArtifactError;
 pub use key::{ArtifactKey, StoredArtifact};
 pub use options::S3Options;
 pub use store::{ArtifactReader, ArtifactStore};
+pub use upload::ArtifactUpload;

@@ -25,14 +25,14 @@ use crate::redact::redact_url;
 ///
 /// One request is cheaper and simpler for the typical daily CSV; above this, multipart keeps memory
 /// bounded and lets a failed part be retried without resending the whole file.
-const SINGLE_PUT_MAX: u64 = 5 * 1024 * 1024;
+pub(super) const SINGLE_PUT_MAX: u64 = 5 * 1024 * 1024;
 
 /// Size of each multipart part (S3 requires at least 5 MiB for all but the last part).
-const PART_SIZE: usize = 5 * 1024 * 1024;
+pub(super) const PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// Parts uploading concurrently. With `PART_SIZE` this bounds an upload's memory to about
 /// `(PARTS_IN_FLIGHT + 1) * PART_SIZE`, whatever the file size.
-const PARTS_IN_FLIGHT: usize = 2;
+pub(super) const PARTS_IN_FLIGHT: usize = 2;
 
 /// Connect timeout for S3: a closed port fails at once, a black-holed address after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -390,7 +390,7 @@ impl ArtifactStore {
     }
 
     /// The object path for `key`, refusing components that would not be exactly one segment.
-    fn location(&self, key: &ArtifactKey) -> Result<Path, ArtifactError> {
+    pub(super) fn location(&self, key: &ArtifactKey) -> Result<Path, ArtifactError> {
         let shown = key.to_string();
         for part in [&key.namespace, &key.name, &key.file_name] {
             self.validate_part(&shown, part)?;

@@ -36,6 +36,12 @@ pub struct WindowQuery {
 /// Where decoded rows go, as they stream: one cell per column, `None` for NULL.
 pub trait RowSink {
     fn write_row(&mut self, cells: &[Option<&[u8]>]) -> std::io::Result<()>;
+
+    /// Called after the rows of each COPY message were written: a sink that hands its output on
+    /// waits here for room, which holds the COPY (back-pressure) instead of buffering.
+    fn after_message(&mut self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// How one window is bounded, decided from the stored watermark and what the export's
@@ -283,6 +289,7 @@ pub async fn copy_window(
             rows += 1;
             out.write_row(cells)
         })?;
+        out.after_message().await?;
     }
     decoder.finish()?;
     // Read-only: ending it either way releases the snapshot; commit reports any late error.

@@ -12,8 +12,8 @@
 //! - no error message, `Debug` output or log line contains a private key, passphrase or password.
 //!
 //! One file per concern: `algorithms` (what is offered in the handshake), `error` (what can fail, and libssh2's codes), `target` (the destination), `credentials`
-//! (the Secret), `known_hosts` (host key trust), `session` (connecting and authenticating) and `transfer` (upload,
-//! locate, list, remove).
+//! (the Secret), `known_hosts` (host key trust), `session` (connecting and authenticating), `upload` (staged,
+//! pipelined uploads) and `transfer` (locate, list, remove).
 
 mod algorithms;
 mod credentials;
@@ -22,8 +22,9 @@ mod known_hosts;
 mod session;
 mod target;
 mod transfer;
+mod upload;
 
-pub use algorithms::{CIPHERS, HOST_KEYS, KEY_EXCHANGE, MACS};
+pub use algorithms::{CIPHERS, HOST_KEYS, KEY_EXCHANGE, MACS, cipher_order, preferred_ciphers};
 pub use credentials::{
     SECRET_KEY_KNOWN_HOSTS, SECRET_KEY_PASSPHRASE, SECRET_KEY_PASSWORD, SECRET_KEY_PRIVATE_KEY,
     SftpAuth, SftpCredentials,
@@ -32,3 +33,4 @@ pub use error::SftpError;
 pub use session::SftpSession;
 pub use target::SftpTarget;
 pub use transfer::{Expected, Listing, RemoteFile};
+pub use upload::{StagedFile, StreamingUpload};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ssh2::{Session, Sftp};
 
-use super::algorithms::{diagnose_kex_failure, offer_safe_algorithms};
+use super::algorithms::{diagnose_kex_failure, offer_safe_algorithms, preferred_ciphers};
 use super::credentials::{SftpAuth, SftpCredentials};
 use super::error::{
     SftpError, describe, driver_message, is_disconnect, is_not_found, is_timeout, session_code,
@@ -56,6 +56,17 @@ impl SftpSession {
         credentials: &SftpCredentials,
         timeout: Duration,
     ) -> Result<Self, SftpError> {
+        Self::connect_offering(target, credentials, timeout, preferred_ciphers())
+    }
+
+    /// [`SftpSession::connect`], offering `ciphers` (of the safe ones) in this order, instead of
+    /// the order chosen for this CPU; for measuring them against each other.
+    pub fn connect_offering(
+        target: &SftpTarget,
+        credentials: &SftpCredentials,
+        timeout: Duration,
+        ciphers: &[&'static str],
+    ) -> Result<Self, SftpError> {
         credentials.register_secrets();
         validate_target(target)?;
         let address = target.address();
@@ -72,7 +83,7 @@ impl SftpSession {
         // Ask for a host key of a type knownHosts has for this host: a server usually holds several (ed25519, ecdsa,
         // rsa), and libssh2 would otherwise pick its own favourite and then "mismatch".
         let host_key_types = known.key_types_for(&target.host, target.port);
-        offer_safe_algorithms(&session, &host_key_types)?;
+        offer_safe_algorithms(&session, &host_key_types, ciphers)?;
 
         let stream = connect_tcp(target, &address, timeout)?;
         session.set_tcp_stream(stream);
@@ -139,6 +150,11 @@ impl SftpSession {
     /// several objects (a check round) sets it before each object's work.
     pub fn set_upload_tag(&self, tag: u32) {
         self.upload_tag.set(Some(tag));
+    }
+
+    /// The server, as `host:port`, for messages.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// The target directory, as used in remote paths.

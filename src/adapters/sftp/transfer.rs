@@ -5,13 +5,10 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
-use ssh2::{FileStat, OpenFlags, OpenType, RenameFlags};
+use ssh2::FileStat;
 
 use super::error::{
-    SftpError, driver_message, is_disconnect, is_not_found, is_timeout, session_code, sftp_code,
-    ssh2_sys_err, ssh2_sys_fx,
+    SftpError, driver_message, is_disconnect, is_not_found, is_timeout, session_code, ssh2_sys_err,
 };
 use super::session::SftpSession;
 use crate::digest::{ContentDigest, HashingWriter};
@@ -37,26 +34,6 @@ const MAX_PENDING_DIRECTORIES: usize = 10_000;
 const MAX_WALKED_ENTRIES: usize = 1_000_000;
 /// Files a listing returns at most; what lies beyond is reported as not seen.
 const MAX_LISTED_FILES: usize = 100_000;
-
-/// Permissions of a delivered file: readable by the account and its group (an import job on the customer's side often
-/// runs as another user of that group), never world-readable, since files hold CRM personal data.
-const FILE_MODE: i32 = 0o640;
-
-/// A reader that reports how much was read, and so handed to the server, after each read.
-struct ObservedRead<'a, R> {
-    inner: R,
-    read: u64,
-    observe: &'a mut dyn FnMut(u64),
-}
-
-impl<R: Read> Read for ObservedRead<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let count = self.inner.read(buf)?;
-        self.read += count as u64;
-        (self.observe)(self.read);
-        Ok(count)
-    }
-}
 
 /// A regular file found on the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,107 +63,6 @@ pub struct Expected<'a> {
 }
 
 impl SftpSession {
-    /// Uploads `local` as `file_name` in the target directory and returns the number of bytes delivered; see
-    /// [`SftpSession::upload_from`].
-    pub fn upload(&self, local: &Path, file_name: &str) -> Result<u64, SftpError> {
-        self.upload_observed(local, file_name, &mut |_| {})
-    }
-
-    /// [`SftpSession::upload`], telling `observe` the bytes read for sending so far (at most one buffer ahead of
-    /// the server) as the upload goes, for a progress line.
-    pub fn upload_observed(
-        &self,
-        local: &Path,
-        file_name: &str,
-        observe: &mut dyn FnMut(u64),
-    ) -> Result<u64, SftpError> {
-        let local_error = |source| SftpError::LocalFile {
-            path: local.to_path_buf(),
-            source,
-        };
-        let local_file = std::fs::File::open(local).map_err(local_error)?;
-        let local_size = local_file.metadata().map_err(local_error)?.len();
-        let mut observed = ObservedRead {
-            inner: local_file,
-            read: 0,
-            observe,
-        };
-        self.upload_from(&mut observed, local_size, file_name)
-            .map_err(|err| match err {
-                SftpError::SourceFailed { detail, .. } => SftpError::LocalFile {
-                    path: local.to_path_buf(),
-                    source: io::Error::other(detail),
-                },
-                other => other,
-            })
-    }
-
-    /// Uploads exactly `size` bytes read from `source` as `file_name` in the target directory.
-    ///
-    /// The bytes go to `.{file_name}.partial-<16 hex>` (a dot file that never matches an export file pattern; the
-    /// first 8 hex digits are the session's upload tag when it has one, so retention can tell its own dead uploads
-    /// apart), the size is checked, then the file is renamed to `file_name` and its size checked again. On any
-    /// failure, a read error of `source` included (a source that verifies what it hands out fails at its end), the
-    /// temporary file is removed (best effort) and nothing exists under the final name.
-    ///
-    /// Overwrite: never. If `file_name` already exists, the upload fails with [`SftpError::AlreadyExists`] and the
-    /// existing file is left untouched: whether a file of that name may be replaced is the caller's decision, made
-    /// on what the file holds (see [`SftpSession::content_digest`]). (SFTP v3 rename, as OpenSSH implements it,
-    /// refuses to replace a file anyway.)
-    pub fn upload_from(
-        &self,
-        source: &mut dyn Read,
-        size: u64,
-        file_name: &str,
-    ) -> Result<u64, SftpError> {
-        validate_file_name(file_name)?;
-        let final_path = self.remote_path(file_name);
-        let suffix = match self.upload_tag.get() {
-            Some(tag) => format!("{tag:08x}{:08x}", random_u64()? as u32),
-            None => format!("{:016x}", random_u64()?),
-        };
-        let temp_path = self.remote_path(&format!(".{file_name}.partial-{suffix}"));
-
-        // Refuse early (and without writing anything) when the final name is taken.
-        match self.sftp.lstat(Path::new(&final_path)) {
-            Ok(_) => {
-                return Err(SftpError::AlreadyExists {
-                    address: self.address.clone(),
-                    path: final_path,
-                });
-            }
-            Err(err) if is_not_found(&err) => {}
-            Err(err) => return Err(self.remote_error("stat", &final_path, err)),
-        }
-
-        let result = self.upload_to_temp(source, size, &temp_path, &final_path);
-        let result = result.and_then(|()| self.rename_into_place(&temp_path, &final_path));
-        if let Err(err) = result {
-            if let Err(cleanup) = self.sftp.unlink(Path::new(&temp_path))
-                && !is_not_found(&cleanup)
-            {
-                tracing::warn!(path = %temp_path, address = %self.address, error = %driver_message(&cleanup),
-                    "could not remove the temporary upload file");
-            }
-            return Err(err);
-        }
-
-        // The size is checked under the final name too; a file of the wrong size there is removed so that
-        // a reader never takes it for a complete export.
-        let actual = self.file_size(&final_path)?;
-        if actual != size {
-            let _ = self.sftp.unlink(Path::new(&final_path));
-            return Err(SftpError::SizeMismatch {
-                address: self.address.clone(),
-                path: final_path,
-                expected: size,
-                actual,
-            });
-        }
-        tracing::debug!(path = %final_path, bytes = size, address = %self.address, "uploaded");
-        Ok(size)
-    }
-
     /// The regular file of this name directly in the target directory, if there is one.
     pub fn stat_file(&self, file_name: &str) -> Result<Option<RemoteFile>, SftpError> {
         validate_file_name(file_name)?;
@@ -328,139 +204,12 @@ impl SftpSession {
         }
     }
 
-    fn remote_path(&self, name: &str) -> String {
+    pub(super) fn remote_path(&self, name: &str) -> String {
         if self.directory == "/" {
             format!("/{name}")
         } else {
             format!("{}/{name}", self.directory)
         }
-    }
-
-    fn upload_to_temp(
-        &self,
-        source: &mut dyn Read,
-        size: u64,
-        temp_path: &str,
-        final_path: &str,
-    ) -> Result<(), SftpError> {
-        let mut remote = self
-            .sftp
-            .open_mode(
-                Path::new(temp_path),
-                OpenFlags::WRITE | OpenFlags::EXCLUSIVE | OpenFlags::TRUNCATE,
-                FILE_MODE,
-                OpenType::File,
-            )
-            .map_err(|err| {
-                if sftp_code(&err) == Some(ssh2_sys_fx::PERMISSION_DENIED)
-                    || sftp_code(&err) == Some(ssh2_sys_fx::WRITE_PROTECT)
-                    || sftp_code(&err) == Some(ssh2_sys_fx::NO_SUCH_FILE)
-                {
-                    SftpError::DirectoryNotWritable {
-                        address: self.address.clone(),
-                        directory: self.directory.clone(),
-                        detail: driver_message(&err),
-                    }
-                } else {
-                    self.remote_error("create", temp_path, err)
-                }
-            })?;
-
-        let source_error = |err: io::Error| SftpError::SourceFailed {
-            address: self.address.clone(),
-            path: final_path.to_string(),
-            detail: err.to_string(),
-        };
-        let mut buffer = vec![0_u8; MAX_CHUNK];
-        let mut pending_start = 0;
-        let mut filled = 0;
-        let mut sent: u64 = 0;
-        let mut pace = Pace::new(self.timeout);
-        loop {
-            // Refill only once everything read was written, so the source is read in big pieces.
-            if pending_start == filled {
-                filled = fill(source, &mut buffer).map_err(source_error)?;
-                pending_start = 0;
-                if filled == 0 {
-                    break;
-                }
-            }
-            let pending = &buffer[pending_start..filled];
-            let piece = &pending[..pending.len().min(pace.chunk())];
-            let started = std::time::Instant::now();
-            remote
-                .write_all(piece)
-                .map_err(|err| self.io_error("write", temp_path, err))?;
-            pace.observe(piece.len(), started.elapsed());
-            pending_start += piece.len();
-            sent += piece.len() as u64;
-        }
-        if sent != size {
-            // The source held another length than it claimed.
-            return Err(source_error(io::Error::other(format!(
-                "the content changed while it was sent: read {sent} bytes, expected {size}"
-            ))));
-        }
-        // Durability before the rename makes the file visible; servers without fsync@openssh.com just skip it.
-        if let Err(err) = remote.fsync() {
-            if is_timeout(&err) || is_disconnect(&err) {
-                return Err(self.remote_error("fsync", temp_path, err));
-            }
-            tracing::debug!(error = %driver_message(&err), "server did not fsync the upload (extension unsupported?)");
-        }
-        let written = remote
-            .stat()
-            .map_err(|err| self.remote_error("stat", temp_path, err))?
-            .size
-            .unwrap_or(sent);
-        drop(remote); // closes the handle before the rename
-        if written != size {
-            return Err(SftpError::SizeMismatch {
-                address: self.address.clone(),
-                path: temp_path.to_string(),
-                expected: size,
-                actual: written,
-            });
-        }
-        Ok(())
-    }
-
-    fn rename_into_place(&self, temp_path: &str, final_path: &str) -> Result<(), SftpError> {
-        // ATOMIC|NATIVE ask for POSIX semantics where the server offers them (protocol v5+); OpenSSH speaks v3, where
-        // rename is a link+unlink that fails when the target exists, which is exactly the no-overwrite rule.
-        let flags = Some(RenameFlags::ATOMIC | RenameFlags::NATIVE);
-        match self
-            .sftp
-            .rename(Path::new(temp_path), Path::new(final_path), flags)
-        {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                if is_timeout(&err) || is_disconnect(&err) {
-                    return Err(self.remote_error("rename", temp_path, err));
-                }
-                // Name why: most often another writer created the final name since our check.
-                if self.sftp.lstat(Path::new(final_path)).is_ok() {
-                    return Err(SftpError::AlreadyExists {
-                        address: self.address.clone(),
-                        path: final_path.to_string(),
-                    });
-                }
-                Err(SftpError::Rename {
-                    address: self.address.clone(),
-                    from: temp_path.to_string(),
-                    to: final_path.to_string(),
-                    detail: driver_message(&err),
-                })
-            }
-        }
-    }
-
-    fn file_size(&self, path: &str) -> Result<u64, SftpError> {
-        let stat = self
-            .sftp
-            .stat(Path::new(path))
-            .map_err(|err| self.remote_error("stat", path, err))?;
-        Ok(stat.size.unwrap_or(0))
     }
 
     /// Depth-first walk over regular files below the directory; `visit` returns false to stop. Directories are read
@@ -602,29 +351,7 @@ fn remote_file(path: String, relative: String, stat: &FileStat) -> RemoteFile {
     }
 }
 
-/// Reads until `buffer` is full or EOF, so that every SFTP write call gets a full chunk.
-fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
-}
-
-/// Keeps two uploads of the same name apart (two operator replicas, a retry racing a slow first attempt).
-fn random_u64() -> Result<u64, SftpError> {
-    let mut rng = StdRng::try_from_os_rng().map_err(|err| SftpError::Session {
-        detail: format!("the operating system gave no random bytes for a temporary name: {err}"),
-    })?;
-    Ok(rng.next_u64())
-}
-
-fn validate_file_name(name: &str) -> Result<(), SftpError> {
+pub(super) fn validate_file_name(name: &str) -> Result<(), SftpError> {
     let reason = if name.is_empty() {
         Some("empty")
     } else if name == "." || name == ".." {

@@ -105,13 +105,14 @@ pub struct JobSettings {
     pub export_timeout: String,
     /// `LOG_FORMAT` of the export process (`text` or `json`); `None` keeps the binary's default.
     pub log_format: Option<String>,
-    /// `sizeLimit` of the spool `emptyDir`, which holds the whole file before delivery.
+    /// `sizeLimit` of the spool `emptyDir`, the Pod's only writable place (`TMPDIR`); the file
+    /// itself streams to the server and the store and is never written there.
     pub spool_size_limit: Option<String>,
 }
 
 impl Default for JobSettings {
     /// Defaults that run one export of a mid-sized institution: the file streams from the database
-    /// to the spool, so memory stays small while the spool needs disk.
+    /// to the server and the store in bounded memory.
     fn default() -> Self {
         let requests = BTreeMap::from([
             ("cpu".to_string(), Quantity("100m".into())),
