@@ -1,6 +1,6 @@
 //! The operator process: the reconcile loop that creates one Job per due slot, the pure plan and
 //! Job builder it relies on, leader election, metrics and health endpoints, and the delivery
-//! checker that runs beside the loop.
+//! checker and the preflight loop that run beside it.
 
 pub mod checker;
 pub mod config;
@@ -11,7 +11,8 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod preflight;
 pub mod server;
 
-pub use config::{ControllerConfig, DeliverySettings, Periods};
+pub use config::{ControllerConfig, DeliverySettings, Periods, PreflightSettings};
 pub use context::Context;
