@@ -404,11 +404,11 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
             "EncryptionKeyInvalid",
             "no valid, unexpired, unrevoked encryption subkey",
         ),
-        ("expiring", "EncryptionKeyInvalid", "expired at"),
+        ("expiring", "EncryptionKeyInvalid", "before the next run"),
         (
             "no-secret",
             "SecretNotFound",
-            "Secret does-not-exist (referenced by spec.destination.sftp.secretRef) not found",
+            "Secret does-not-exist (referenced by spec.destination.sftp.secretRef) not found in namespace sx-preflight-",
         ),
     ] {
         let (status, message) = wait_for_reason(&fixture, name, reason).await;

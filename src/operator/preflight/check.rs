@@ -48,6 +48,7 @@ pub(super) async fn run_check(
                         &reference.key,
                         &problem,
                         key_at,
+                        now,
                     ));
                 }
             }

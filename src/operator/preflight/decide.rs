@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::kubernetes::secrets::{
@@ -113,6 +112,7 @@ pub enum Due {
 }
 
 /// Whether `object` is due a check at `now`, given its inputs' fingerprint and its last check.
+/// Objects the controller has not yet seen in their current generation wait for it.
 pub fn due(
     now: DateTime<Utc>,
     object: &ScheduledExport,
@@ -121,6 +121,15 @@ pub fn due(
     settings: &PreflightSettings,
 ) -> Option<Due> {
     if object.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    // Until the controller has seen this generation, the next run (the instant the key is
+    // checked at) is not known; it writes status within moments of every change.
+    let observed = object
+        .status
+        .as_ref()
+        .and_then(|status| status.observed_generation);
+    if observed != object.metadata.generation {
         return None;
     }
     let Some(last) = last else {
@@ -296,27 +305,39 @@ pub fn previous_outcome(status: &ScheduledExportStatus) -> Option<(bool, String)
         .map(|condition| (condition.status == "True", condition.reason.clone()))
 }
 
-/// A Secret that could not be read. A missing one is named so.
+/// A Secret that could not be read. A missing one is named so, with the fix.
 pub fn secret_failure(err: &SecretError) -> Failure {
-    let reason = match err {
-        SecretError::NotFound { .. } => ConditionReason::SecretNotFound,
-        other => other.reason(),
-    };
-    Failure::new(reason, err.to_string())
+    match err {
+        SecretError::NotFound { field, .. } => Failure::new(
+            ConditionReason::SecretNotFound,
+            format!("{err}; create it, or correct the name in {field}"),
+        ),
+        other => Failure::new(other.reason(), other.to_string()),
+    }
 }
 
-/// The encryption key, checked as of `at`.
+/// The encryption key, checked as of `at` (the next run) at `now`: a key that expires in between
+/// is said to expire before the run, not to have expired.
 pub fn key_failure(
     secret: &str,
     key: &str,
     problem: &EncryptionKeyError,
     at: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Failure {
+    let problem = match problem {
+        EncryptionKeyError::Expired(expires) if *expires > now => format!(
+            "expires at {}, before the next run; ask the institution to extend it or send its \
+             new public key",
+            expires.to_rfc3339()
+        ),
+        other => other.to_string(),
+    };
     Failure::new(
         ConditionReason::EncryptionKeyInvalid,
         format!(
             "the OpenPGP key in Secret {secret} (key \"{key}\", referenced by \
-             {PGP_KEY_SECRET_FIELD}) {problem} (checked as of {})",
+             {PGP_KEY_SECRET_FIELD}) {problem} (checked as of the run at {})",
             at.to_rfc3339()
         ),
     )
@@ -379,15 +400,6 @@ pub fn source_failure(object: &ScheduledExport, err: &SourceError) -> Failure {
 /// A view the export would refuse.
 pub fn view_failure(err: &ViewError) -> Failure {
     Failure::new(ConditionReason::ViewInvalid, err.to_string())
-}
-
-/// The object's name for logs.
-pub fn describe(object: &ScheduledExport) -> String {
-    format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
 }
 
 #[cfg(test)]

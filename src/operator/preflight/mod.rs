@@ -287,14 +287,13 @@ async fn record(ctx: &Context, candidate: &Candidate, outcome: &Outcome, now: Da
     let previous = previous
         .as_ref()
         .map(|(passed, reason)| (*passed, reason.as_str()));
-    if decide::change_event(previous, outcome).is_some() {
-        announce_preflight_change(ctx, object, previous, outcome).await;
-    }
+    announce_preflight_change(ctx, object, previous, outcome).await;
 }
 
-/// Everything that tells people the outcome changed (passed after failing, failed for the first
-/// time or for another reason): the Event, and the log line. The failing gauge follows the status
-/// at scrape time (`Metrics::encode`), so it needs no call here and survives a leader change.
+/// Tells people when the outcome changed (the first outcome, passed after failing, failed for
+/// another reason); a repeat tells nothing. The one place for that: the Event and the log line
+/// today. The failing gauge follows the status at scrape time (`Metrics::encode`), so it needs no
+/// call here and is right after a leader change.
 pub async fn announce_preflight_change(
     ctx: &Context,
     object: &ScheduledExport,

@@ -2,7 +2,12 @@ use super::*;
 use crate::clock::{Clock, ManualClock};
 use chrono::{TimeDelta, TimeZone};
 
+/// An object of generation 3 that the controller has seen, with `status` merged in.
 fn object(status: serde_json::Value) -> ScheduledExport {
+    let mut status = status;
+    if status.get("observedGeneration").is_none() {
+        status["observedGeneration"] = 3.into();
+    }
     serde_json::from_value(serde_json::json!({
         "apiVersion": "exports.crm.dev/v1alpha1",
         "kind": "ScheduledExport",
@@ -90,10 +95,13 @@ fn an_unchecked_or_changed_object_is_due_at_once() {
         due(now, &plain, "b", Some(&checked), &settings()),
         Some(Due::Changed)
     );
+    // Not yet seen by the controller in this generation: its next run is unknown.
+    let unseen = object(serde_json::json!({"observedGeneration": 2}));
+    assert_eq!(due(now, &unseen, "b", None, &settings()), None);
     let mut deleted = object(serde_json::json!({}));
     deleted.metadata = serde_json::from_value(serde_json::json!({
         "name": "daily", "namespace": "univ", "uid": "uid-1",
-        "deletionTimestamp": "2026-12-01T02:59:00Z"
+        "generation": 3, "deletionTimestamp": "2026-12-01T02:59:00Z"
     }))
     .unwrap();
     assert_eq!(due(now, &deleted, "b", None, &settings()), None);
@@ -387,13 +395,20 @@ fn each_failure_gets_its_precise_reason() {
         field: SFTP_SECRET_FIELD,
     });
     assert_eq!(missing.reason, ConditionReason::SecretNotFound);
-    assert!(missing.message.contains("spec.destination.sftp.secretRef"));
+    assert!(
+        missing.message.ends_with(
+            "not found in namespace univ; create it, or correct the name in spec.destination.sftp.secretRef"
+        ),
+        "{}",
+        missing.message
+    );
 
     let key = key_failure(
         "key",
         "publicKey",
         &EncryptionKeyError::NoEncryptionSubkey,
         at(7, 0),
+        at(6, 45),
     );
     assert_eq!(key.reason, ConditionReason::EncryptionKeyInvalid);
     assert!(
@@ -403,7 +418,36 @@ fn each_failure_gets_its_precise_reason() {
     );
     assert!(
         key.message
-            .ends_with("(checked as of 2026-12-01T07:00:00+00:00)")
+            .ends_with("(checked as of the run at 2026-12-01T07:00:00+00:00)")
+    );
+    // Valid now, expired at the run: it expires before the run.
+    let expiring = key_failure(
+        "key",
+        "publicKey",
+        &EncryptionKeyError::Expired(at(6, 50)),
+        at(7, 0),
+        at(6, 45),
+    );
+    assert!(
+        expiring
+            .message
+            .contains(") expires at 2026-12-01T06:50:00+00:00, before the next run;"),
+        "{}",
+        expiring.message
+    );
+    let expired = key_failure(
+        "key",
+        "publicKey",
+        &EncryptionKeyError::Expired(at(6, 0)),
+        at(7, 0),
+        at(6, 45),
+    );
+    assert!(
+        expired
+            .message
+            .contains(") expired at 2026-12-01 06:00:00 UTC;"),
+        "{}",
+        expired.message
     );
     assert_eq!(
         view_failure(&ViewError::NoTxid {
@@ -430,4 +474,17 @@ fn a_passed_check_says_what_it_covered() {
     let mut unencrypted = plain.clone();
     unencrypted.spec.encryption = None;
     assert!(!passed_summary(&unencrypted, None).contains("encryption"));
+}
+
+#[test]
+fn the_probe_file_is_never_taken_for_a_delivery() {
+    use crate::adapters::sftp::PROBE_PREFIX;
+    use crate::operator::checker::decide::prune_may_concern;
+    for name in [
+        format!("{PROBE_PREFIX}0123abcd89abcdef"),
+        format!("{PROBE_PREFIX}0123abcd89abcdef.renamed"),
+    ] {
+        assert!(name.starts_with('.'), "hidden: {name}");
+        assert!(!prune_may_concern(&name), "{name}");
+    }
 }
