@@ -294,6 +294,32 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
     for (name, data) in &secrets {
         create_secret(&fixture.client, &fixture.namespace, name, data).await;
     }
+    // Views the export accepts and refuses, and a role that may not read the table.
+    let database = connect_database(&fixture.database_url).await;
+    database
+        .batch_execute(
+            "CREATE VIEW recent_calls AS SELECT interaction_id, summary, txid FROM interactions; \
+             CREATE VIEW calls_without_txid AS SELECT interaction_id, summary FROM interactions",
+        )
+        .await
+        .expect("create views");
+    let role = format!("sx_noread_{}", random_suffix());
+    admin_execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'noread-pass-2718'"
+    ))
+    .await;
+    let mut no_read = url::Url::parse(&fixture.database_url).expect("database URL");
+    no_read.set_username(&role).expect("user");
+    no_read
+        .set_password(Some("noread-pass-2718"))
+        .expect("password");
+    create_secret(
+        &fixture.client,
+        &fixture.namespace,
+        "db-no-read",
+        &[("url", no_read.to_string())],
+    )
+    .await;
     let institution = Institution::new();
     let good_key = institution.key("Good <good@example.edu>", "default", "default", "never");
     let sign_only = institution.key("Sign <sign@example.edu>", "ed25519", "sign", "never");
@@ -352,6 +378,23 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
     .await;
     create(&fixture, "sign-only", json!({}), encrypt("key-sign-only")).await;
     create(&fixture, "expiring", json!({}), encrypt("key-expiring")).await;
+    let view =
+        |name: &str| json!({"source": {"secretRef": {"name": "crm-database"}, "view": name}});
+    create(&fixture, "view-good", json!({}), view("recent_calls")).await;
+    create(
+        &fixture,
+        "view-invalid",
+        json!({}),
+        view("calls_without_txid"),
+    )
+    .await;
+    create(
+        &fixture,
+        "no-read",
+        json!({}),
+        json!({"source": {"secretRef": {"name": "db-no-read"}}}),
+    )
+    .await;
     create(
         &fixture,
         "no-secret",
@@ -360,6 +403,11 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
     )
     .await;
     let operator = start_operator(&fixture, Arc::new(SystemClock), quick_settings());
+    let extra_secrets = [
+        "not-the-password-4711",
+        "db-pass-unreachable-0815",
+        "noread-pass-2718",
+    ];
 
     let (status, message) = wait_for_reason(&fixture, "good", "Passed").await;
     assert_eq!(status, "True");
@@ -385,6 +433,10 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
     );
     // The probe file was made and removed: the directory is as empty as before.
     assert_eq!(entries(&fixture.local_dir), Vec::<String>::new());
+    // A view the export accepts passes, with the same query the run makes.
+    let (status, message) = wait_for_reason(&fixture, "view-good", "Passed").await;
+    assert_eq!(status, "True");
+    assert!(message.contains("view recent_calls"), "{message}");
 
     for (name, reason, says) in [
         ("host-key", "HostKeyMismatch", "HOST KEY MISMATCH"),
@@ -406,6 +458,16 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
         ),
         ("expiring", "EncryptionKeyInvalid", "before the next run"),
         (
+            "view-invalid",
+            "ViewInvalid",
+            "spec.source.view \"calls_without_txid\" has no column txid",
+        ),
+        (
+            "no-read",
+            "DatabasePermissionDenied",
+            "grant the URL's role SELECT on the table or view",
+        ),
+        (
             "no-secret",
             "SecretNotFound",
             "Secret does-not-exist (referenced by spec.destination.sftp.secretRef) not found in namespace sx-preflight-",
@@ -414,10 +476,7 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
         let (status, message) = wait_for_reason(&fixture, name, reason).await;
         assert_eq!(status, "False", "{name}");
         assert!(message.contains(says), "{name}: {message}");
-        assert_no_secret(
-            &message,
-            &["not-the-password-4711", "db-pass-unreachable-0815"],
-        );
+        assert_no_secret(&message, &extra_secrets);
         wait_for_event(&fixture, name, "PreflightFailed", reason).await;
     }
     assert!(entries(&read_only_local).is_empty());
@@ -446,19 +505,24 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
         "database",
         "sign-only",
         "expiring",
+        "view-good",
+        "view-invalid",
+        "no-read",
         "no-secret",
     ] {
         for (_, message, _) in preflight_events(&fixture, name).await {
-            assert_no_secret(
-                &message,
-                &["not-the-password-4711", "db-pass-unreachable-0815"],
-            );
+            assert_no_secret(&message, &extra_secrets);
         }
     }
 
     operator.stop().await;
     let _ = std::fs::remove_dir_all(&read_only_local);
+    drop(database);
     fixture.cleanup().await;
+    let _ = connect_database(&env_var("DATABASE_URL"))
+        .await
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
 }
 
 #[tokio::test]
