@@ -38,8 +38,8 @@ pub struct DeliverySettings {
     /// Bound on one check round as a whole: a server that answers every call just in time must
     /// not hold its destination, or a round permit other destinations wait for, for hours.
     pub round_deadline: Duration,
-    /// The preflight loop, or `None` for none. The binary always runs it; the library default
-    /// has none, so a test that embeds the controller opts in.
+    /// The preflight loop, or `None` for none. The binary runs it unless `--preflight=false`;
+    /// the library default has none, so a test that embeds the controller opts in.
     pub preflight: Option<PreflightSettings>,
 }
 

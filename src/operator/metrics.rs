@@ -1,8 +1,8 @@
 //! Prometheus metrics of the operator, served on `/metrics` in the OpenMetrics text format.
 //!
 //! Counters are this replica's since it started (Prometheus handles resets). "Seconds until next
-//! run" is computed from the objects' status at scrape time, so it never goes stale between
-//! reconciles.
+//! run" and "preflight failing" are computed from the objects' status at scrape time, so they
+//! never go stale between reconciles and are right after a leader change.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -290,13 +290,14 @@ impl Metrics {
 
     /// The OpenMetrics text of every metric, as of `now`.
     pub fn encode(&self, now: DateTime<Utc>) -> Result<String, std::fmt::Error> {
-        self.refresh_next_runs(now);
+        self.refresh_object_gauges(now);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
 
-    fn refresh_next_runs(&self, now: DateTime<Utc>) {
+    /// The per-object gauges (next run, failing preflight), from the objects' status as cached.
+    fn refresh_object_gauges(&self, now: DateTime<Utc>) {
         self.next_run_seconds.clear();
         self.preflight_failing.clear();
         let store = self
