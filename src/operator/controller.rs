@@ -79,10 +79,18 @@ pub async fn run(
     let synced = Arc::new(AtomicBool::new(false));
     let mut checker = tokio::spawn(supervise_checker(
         ctx.clone(),
-        store,
+        store.clone(),
         synced.clone(),
         shutdown.clone(),
     ));
+    // Preflight checks likewise, leader only; cancelled with the controller (they change nothing
+    // that a later check does not redo).
+    let preflight = AbortOnDrop(tokio::spawn(supervise_preflight(
+        ctx.clone(),
+        store,
+        synced.clone(),
+        shutdown.clone(),
+    )));
     let reconciles = controller
         // A restart reconciles every object at once; bounded, it does not flood the API server.
         .with_config(
@@ -122,6 +130,7 @@ pub async fn run(
     }
     // Dropping the reconciles cancelled them; aborting the checker cancels its rounds.
     checker.abort();
+    drop(preflight);
     ctx.metrics.leader.set(0);
     ctx.metrics.watch_objects(None);
 }
@@ -146,6 +155,30 @@ async fn supervise_checker(
             Ok(()) => return,
             Err(err) => {
                 tracing::error!(error = %err, "the delivery checker stopped unexpectedly; restarting it");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Runs the preflight loop until shutdown, restarting it should it ever panic.
+async fn supervise_preflight(
+    ctx: Arc<Context>,
+    store: kube::runtime::reflector::Store<ScheduledExport>,
+    synced: Arc<AtomicBool>,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()> + Send + 'static>,
+) {
+    loop {
+        let mut loop_task = AbortOnDrop(tokio::spawn(crate::operator::preflight::run(
+            ctx.clone(),
+            store.clone(),
+            synced.clone(),
+            shutdown.clone(),
+        )));
+        match (&mut loop_task.0).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "the preflight loop stopped unexpectedly; restarting it");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
