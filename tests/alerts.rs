@@ -212,13 +212,18 @@ fn every_alert_is_unit_tested_and_uses_metrics_the_operator_exposes() {
     }
 }
 
-/// The operator's /metrics text with one object in its cache, so the per-object gauge has a series.
+/// The operator's /metrics text with one object in its cache, so the per-object gauges have a
+/// series (its preflight fails, so the failing gauge has one too).
 fn operator_metrics_text() -> String {
     use kube::runtime::{reflector, watcher};
     use scheduled_exports::resource::ScheduledExport;
     let mut object = valid_object("daily");
     object["metadata"]["namespace"] = NAMESPACE.into();
-    object["status"] = serde_json::json!({"nextRunTime": "2026-12-01T12:00:00Z"});
+    object["status"] = serde_json::json!({
+        "nextRunTime": "2026-12-01T12:00:00Z",
+        "conditions": [{"type": "Preflight", "status": "False", "reason": "HostKeyMismatch",
+            "message": "", "lastTransitionTime": "2026-12-01T06:00:00Z"}],
+    });
     let object: ScheduledExport = serde_json::from_value(object).expect("object");
     let (store, mut writer) = reflector::store::<ScheduledExport>();
     writer.apply_watcher_event(&watcher::Event::Apply(object));

@@ -225,7 +225,7 @@ fn controller_rules() -> BTreeMap<String, BTreeSet<String>> {
 /// make each object's export identity.
 fn namespaced_rules() -> BTreeMap<String, BTreeSet<String>> {
     rule_set(&[
-        ("/secrets", &["get"]),
+        ("/secrets", &["get", "list"]),
         ("/serviceaccounts", &["create", "get", "patch"]),
         (
             "rbac.authorization.k8s.io/roles",

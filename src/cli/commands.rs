@@ -116,7 +116,9 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
     use crate::operator::job::JobSettings;
     use crate::operator::leader::{LeaderElection, LeaseSettings};
     use crate::operator::server::Health;
-    use crate::operator::{Context, ControllerConfig, DeliverySettings, Periods};
+    use crate::operator::{
+        Context, ControllerConfig, DeliverySettings, Periods, PreflightSettings,
+    };
 
     // First of all, so a SIGTERM at any later point is a clean shutdown, not the default death.
     let shutdown = shutdown_signal()?;
@@ -144,6 +146,12 @@ pub async fn controller(args: ControllerArgs) -> Result<(), CommandError> {
             s3: S3Options::from_env(),
             sftp_timeout: args.sftp_timeout,
             spool_dir: args.spool_dir,
+            preflight: args.preflight.then(|| PreflightSettings {
+                tick: args.preflight_interval,
+                lead: args.preflight_lead,
+                max_concurrent: usize::from(args.preflight_concurrency),
+                ..PreflightSettings::default()
+            }),
             ..DeliverySettings::default()
         },
         instance: identity.clone(),

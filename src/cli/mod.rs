@@ -84,6 +84,20 @@ pub struct ControllerArgs {
     /// Bound on each SFTP step of rechecks, recopies and pruning, e.g. 30s.
     #[arg(long, env = "SFTP_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub sftp_timeout: std::time::Duration,
+    /// Check what each object's runs need (database, SFTP server, encryption key, Secrets) when
+    /// its inputs change and ahead of each run, into the Preflight condition.
+    #[arg(long, env = "PREFLIGHT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub preflight: bool,
+    /// How long before each run the preflight checks its inputs again, e.g. 15m.
+    #[arg(long, env = "PREFLIGHT_LEAD", default_value = "15m", value_parser = parse_duration)]
+    pub preflight_lead: std::time::Duration,
+    /// How often the preflight looks for changed inputs (one metadata list of Secrets per
+    /// namespace each time), e.g. 30s.
+    #[arg(long, env = "PREFLIGHT_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub preflight_interval: std::time::Duration,
+    /// Preflight checks running at once.
+    #[arg(long, env = "PREFLIGHT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub preflight_concurrency: u16,
     /// Directory where a recopy keeps the file while it uploads it.
     #[arg(long, env = "SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
     pub spool_dir: std::path::PathBuf,

@@ -24,7 +24,7 @@ pub struct ControllerConfig {
     pub periods: Periods,
 }
 
-/// How the checker reaches servers and the artifact store.
+/// How the checker and the preflight loop reach servers and the artifact store.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     /// S3 settings for an `s3://` artifact store (the controller's environment in production).
@@ -38,6 +38,40 @@ pub struct DeliverySettings {
     /// Bound on one check round as a whole: a server that answers every call just in time must
     /// not hold its destination, or a round permit other destinations wait for, for hours.
     pub round_deadline: Duration,
+    /// The preflight loop, or `None` for none. The binary runs it unless `--preflight=false`;
+    /// the library default has none, so a test that embeds the controller opts in.
+    pub preflight: Option<PreflightSettings>,
+}
+
+/// When and how the preflight loop checks what runs need (see `operator::preflight`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreflightSettings {
+    /// Between two looks for changed inputs (one metadata list of Secrets per namespace): a
+    /// change is checked within about this plus the check's own time.
+    pub tick: Duration,
+    /// How long before each run its inputs are checked again.
+    pub lead: Duration,
+    /// While a check fails, how often it is repeated (a fix on the server side changes no input).
+    pub retry_failed: Duration,
+    /// Checks running at once.
+    pub max_concurrent: usize,
+    /// Bound on each network step of a check (database connect, each SFTP step).
+    pub step_timeout: Duration,
+    /// Bound on one check as a whole.
+    pub check_timeout: Duration,
+}
+
+impl Default for PreflightSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(30),
+            lead: Duration::from_secs(15 * 60),
+            retry_failed: Duration::from_secs(5 * 60),
+            max_concurrent: 4,
+            step_timeout: Duration::from_secs(15),
+            check_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for DeliverySettings {
@@ -48,6 +82,7 @@ impl Default for DeliverySettings {
             spool_dir: std::env::temp_dir(),
             max_concurrent_rounds: 8,
             round_deadline: Duration::from_secs(600),
+            preflight: None,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What every reconcile and check round shares: the API client, the clock, the configuration,
-//! the metrics and the Event recorder.
+//! the metrics, the Event recorder and the alert notifier.
 
 use std::sync::Arc;
 
@@ -9,12 +9,14 @@ use kube::runtime::events::{Recorder, Reporter};
 use crate::clock::Clock;
 use crate::operator::config::ControllerConfig;
 use crate::operator::metrics::Metrics;
+use crate::operator::notify::{Notifier, RetryPolicy};
 
 pub struct Context {
     pub client: Client,
     pub clock: Arc<dyn Clock>,
     pub config: ControllerConfig,
     pub metrics: Arc<Metrics>,
+    pub notifier: Notifier,
     pub(crate) recorder: Recorder,
 }
 
@@ -24,12 +26,20 @@ impl Context {
             controller: "scheduled-exports".into(),
             instance: Some(config.instance.clone()),
         };
+        let metrics = Arc::new(Metrics::new());
+        let notifier = Notifier::new(
+            client.clone(),
+            clock.clone(),
+            metrics.clone(),
+            RetryPolicy::default(),
+        );
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             clock,
             config,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            notifier,
         }
     }
 }

@@ -17,7 +17,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::adapters::kubernetes::client;
 use crate::adapters::kubernetes::secrets::{
-    PGP_KEY_SECRET_FIELD, SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD,
+    PGP_KEY_SECRET_FIELD, SFTP_SECRET_FIELD, SOURCE_SECRET_FIELD, WEBHOOK_SECRET_FIELD,
 };
 use crate::adapters::kubernetes::status::{StatusError, StatusWriter, update_status_from};
 use crate::operator::checker;
@@ -25,6 +25,7 @@ use crate::operator::context::Context;
 use crate::operator::events::publish;
 use crate::operator::job::{self, JobState, RunKind};
 use crate::operator::leader::{LeaderElection, LeaderError};
+use crate::operator::notify::{Notice, transitions};
 use crate::operator::plan::{self, RunToStart};
 use crate::resource::{ConditionReason, ConditionType, EventReason, ScheduledExport};
 use crate::status;
@@ -78,10 +79,18 @@ pub async fn run(
     let synced = Arc::new(AtomicBool::new(false));
     let mut checker = tokio::spawn(supervise_checker(
         ctx.clone(),
-        store,
+        store.clone(),
         synced.clone(),
         shutdown.clone(),
     ));
+    // Preflight checks likewise, leader only; cancelled with the controller (they change nothing
+    // that a later check does not redo).
+    let preflight = AbortOnDrop(tokio::spawn(supervise_preflight(
+        ctx.clone(),
+        store,
+        synced.clone(),
+        shutdown.clone(),
+    )));
     let reconciles = controller
         // A restart reconciles every object at once; bounded, it does not flood the API server.
         .with_config(
@@ -121,6 +130,7 @@ pub async fn run(
     }
     // Dropping the reconciles cancelled them; aborting the checker cancels its rounds.
     checker.abort();
+    drop(preflight);
     ctx.metrics.leader.set(0);
     ctx.metrics.watch_objects(None);
 }
@@ -145,6 +155,30 @@ async fn supervise_checker(
             Ok(()) => return,
             Err(err) => {
                 tracing::error!(error = %err, "the delivery checker stopped unexpectedly; restarting it");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Runs the preflight loop until shutdown, restarting it should it ever panic.
+async fn supervise_preflight(
+    ctx: Arc<Context>,
+    store: kube::runtime::reflector::Store<ScheduledExport>,
+    synced: Arc<AtomicBool>,
+    shutdown: futures::future::Shared<impl std::future::Future<Output = ()> + Send + 'static>,
+) {
+    loop {
+        let mut loop_task = AbortOnDrop(tokio::spawn(crate::operator::preflight::run(
+            ctx.clone(),
+            store.clone(),
+            synced.clone(),
+            shutdown.clone(),
+        )));
+        match (&mut loop_task.0).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "the preflight loop stopped unexpectedly; restarting it");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
@@ -485,10 +519,25 @@ async fn report_job_events(
         };
         publish(ctx, object, type_, reason, &note).await;
         match reason {
-            EventReason::Succeeded => record_success(ctx, object, job).await,
-            EventReason::Failed => ctx
-                .metrics
-                .record_run(object.spec.file_type.as_str(), false),
+            EventReason::Succeeded => {
+                let file = record_success(ctx, object, job).await;
+                if object.spec.notify.is_some() && transitions::previous_run_failed(job, jobs) {
+                    let notice = Notice::RunRecovered {
+                        job: job.name_any(),
+                        slot: job::job_slot(job),
+                        file,
+                    };
+                    ctx.notifier.notify(object, notice);
+                }
+            }
+            EventReason::Failed => {
+                ctx.metrics
+                    .record_run(object.spec.file_type.as_str(), false);
+                if object.spec.notify.is_some() {
+                    let notice = run_failure(ctx, object, job).await;
+                    ctx.notifier.notify(object, notice);
+                }
+            }
             _ => {}
         }
         let patch = serde_json::json!({"metadata": {"annotations": {mark: "true"}}});
@@ -505,9 +554,44 @@ async fn report_job_events(
     }
 }
 
+/// Why a run failed, for its alert: the export's own reason and message as it recorded them in
+/// status (read fresh, like the figures of a success), else the Job's condition (a Pod that never
+/// started records nothing).
+async fn run_failure(ctx: &Context, object: &ScheduledExport, job: &Job) -> Notice {
+    let job_name = job.name_any();
+    let (mut reason, mut message) = match job::job_state(job) {
+        JobState::Failed { reason, message } => (reason, message),
+        _ => (String::new(), String::new()),
+    };
+    let api: Api<ScheduledExport> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    match api.get_status(&object.name_any()).await {
+        Ok(fresh) => {
+            let recorded = fresh.status.and_then(|status| {
+                status
+                    .history
+                    .into_iter()
+                    .find(|run| run.job_name.as_deref() == Some(job_name.as_str()))
+            });
+            if let Some(run) = recorded {
+                reason = run.reason.unwrap_or(reason);
+                message = run.message.unwrap_or(message);
+            }
+        }
+        Err(err) => warn!(error = %err, "could not read why the run failed for its alert"),
+    }
+    Notice::RunFailed {
+        job: job_name,
+        slot: job::job_slot(job),
+        reason,
+        message,
+    }
+}
+
 /// Counts a delivered run in the metrics: rows and bytes as the export recorded them in status
-/// (read fresh, since the cached object may predate that write), duration from the Job.
-async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) {
+/// (read fresh, since the cached object may predate that write), duration from the Job. Returns
+/// the delivered file's name, when status has it.
+async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) -> Option<String> {
     let file_type = object.spec.file_type.as_str();
     ctx.metrics.record_run(file_type, true);
     let api: Api<ScheduledExport> =
@@ -521,14 +605,14 @@ async fn record_success(ctx: &Context, object: &ScheduledExport, job: &Job) {
     }
     .filter(|run| run.job_name == job.metadata.name);
     let seconds = job::succeeded_job_seconds(job);
-    if let Some(run) = last_run {
-        ctx.metrics.record_delivery(
-            file_type,
-            run.rows.unwrap_or(0),
-            run.bytes.unwrap_or(0),
-            seconds,
-        );
-    }
+    let run = last_run?;
+    ctx.metrics.record_delivery(
+        file_type,
+        run.rows.unwrap_or(0),
+        run.bytes.unwrap_or(0),
+        seconds,
+    );
+    run.file_name
 }
 
 /// The first referenced Secret that does not exist, as a sentence naming the field.
@@ -544,6 +628,11 @@ async fn missing_secret(
             &encryption.pgp.public_key_secret_ref.name,
         )
     });
+    let webhook_secret = object
+        .spec
+        .notify
+        .as_ref()
+        .map(|notify| (WEBHOOK_SECRET_FIELD, &notify.webhook.secret_ref.name));
     for (field, name) in [
         (SOURCE_SECRET_FIELD, &object.spec.source.secret_ref.name),
         (
@@ -553,6 +642,7 @@ async fn missing_secret(
     ]
     .into_iter()
     .chain(key_secret)
+    .chain(webhook_secret)
     {
         if secrets.get_metadata_opt(name).await?.is_none() {
             return Ok(Some(format!(

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the operator, served on `/metrics` in the OpenMetrics text format.
 //!
 //! Counters are this replica's since it started (Prometheus handles resets). "Seconds until next
-//! run" is computed from the objects' status at scrape time, so it never goes stale between
-//! reconciles.
+//! run" and "preflight failing" are computed from the objects' status at scrape time, so they
+//! never go stale between reconciles and are right after a leader change.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::resource::{CheckResult, FileType, ScheduledExport};
+use crate::resource::{CheckResult, ConditionType, FileType, ScheduledExport};
 
 /// Every file type and check result, so each counter series exists at 0 from the start: an alert on
 /// `increase()` then sees the first failure, which a series born at 1 would hide.
@@ -69,8 +69,32 @@ pub struct CheckLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `delivered`, `failed` (refused, or every attempt failed), `invalid_secret` or `dropped`
+    /// (the queue was full).
+    pub result: String,
+}
+
+/// Every `result` of the webhook deliveries counter, each series exported from the start.
+pub const WEBHOOK_RESULTS: [&str; 4] = ["delivered", "failed", "invalid_secret", "dropped"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileFailureLabels {
     /// What failed: `kubernetes_api`, `job`, `job_name_conflict`, `no_namespace`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PreflightLabels {
+    /// `passed` or `failed`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PreflightFailingLabels {
+    pub namespace: String,
+    pub name: String,
+    /// The Preflight condition's reason.
     pub reason: String,
 }
 
@@ -104,7 +128,12 @@ pub struct Metrics {
     pub reconcile_failures: Family<ReconcileFailureLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub leader: Gauge,
+    pub webhook_deliveries: Family<WebhookLabels, Counter>,
     next_run_seconds: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
+    pub preflight_checks: Family<PreflightLabels, Counter>,
+    /// One series per object whose Preflight condition is False (none for the others, so the
+    /// series count follows the failures, not the objects).
+    preflight_failing: Family<PreflightFailingLabels, Gauge>,
     /// The controller's cache of objects, while this replica runs the controller.
     objects: Mutex<Option<Store<ScheduledExport>>>,
 }
@@ -141,7 +170,10 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             leader: Gauge::default(),
+            webhook_deliveries: Family::default(),
             next_run_seconds: Family::default(),
+            preflight_checks: Family::default(),
+            preflight_failing: Family::default(),
             objects: Mutex::new(None),
             registry: Registry::default(),
         };
@@ -211,9 +243,24 @@ impl Metrics {
             metrics.leader.clone(),
         );
         registry.register(
+            "webhook_deliveries",
+            "Alerts sent to spec.notify webhooks, by result (delivered, failed, invalid_secret, dropped)",
+            metrics.webhook_deliveries.clone(),
+        );
+        registry.register(
             "next_run_seconds",
             "Seconds until each object's next scheduled run (negative while a due run waits)",
             metrics.next_run_seconds.clone(),
+        );
+        registry.register(
+            "preflight_checks",
+            "Preflight checks of what runs need, by result (passed, failed)",
+            metrics.preflight_checks.clone(),
+        );
+        registry.register(
+            "preflight_failing",
+            "1 for each object whose Preflight condition is False, labelled with its reason",
+            metrics.preflight_failing.clone(),
         );
         metrics.create_zero_series();
         Self {
@@ -238,6 +285,16 @@ impl Metrics {
             let _ = self.bytes_exported.get_or_create(&labels);
             let _ = self.export_duration.get_or_create(&labels);
         }
+        for result in WEBHOOK_RESULTS {
+            let _ = self.webhook_deliveries.get_or_create(&WebhookLabels {
+                result: result.to_string(),
+            });
+        }
+        for result in ["passed", "failed"] {
+            let _ = self.preflight_checks.get_or_create(&PreflightLabels {
+                result: result.to_string(),
+            });
+        }
         for result in CHECK_RESULTS {
             let _ = self.rechecks.get_or_create(&CheckLabels {
                 result: result.to_string(),
@@ -255,20 +312,34 @@ impl Metrics {
 
     /// The OpenMetrics text of every metric, as of `now`.
     pub fn encode(&self, now: DateTime<Utc>) -> Result<String, std::fmt::Error> {
-        self.refresh_next_runs(now);
+        self.refresh_object_gauges(now);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
 
-    fn refresh_next_runs(&self, now: DateTime<Utc>) {
+    /// The per-object gauges (next run, failing preflight), from the objects' status as cached.
+    fn refresh_object_gauges(&self, now: DateTime<Utc>) {
         self.next_run_seconds.clear();
+        self.preflight_failing.clear();
         let store = self
             .objects
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         for object in store.iter().flat_map(|store| store.state()) {
+            let failing = object.status.as_ref().and_then(|status| {
+                crate::status::condition(&status.conditions, ConditionType::Preflight)
+                    .filter(|condition| condition.status == "False")
+            });
+            if let Some(condition) = failing {
+                let labels = PreflightFailingLabels {
+                    namespace: object.namespace().unwrap_or_default(),
+                    name: object.name_any(),
+                    reason: condition.reason.clone(),
+                };
+                self.preflight_failing.get_or_create(&labels).set(1);
+            }
             let Some(next) = object.status.as_ref().and_then(|s| s.next_run_time) else {
                 continue;
             };
@@ -281,6 +352,14 @@ impl Metrics {
             let seconds = (next - now).num_milliseconds() as f64 / 1000.0;
             self.next_run_seconds.get_or_create(&labels).set(seconds);
         }
+    }
+
+    pub fn record_webhook_delivery(&self, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     pub fn record_run(&self, file_type: &str, succeeded: bool) {
@@ -301,6 +380,15 @@ impl Metrics {
         if let Some(seconds) = seconds {
             self.export_duration.get_or_create(&labels).observe(seconds);
         }
+    }
+
+    /// One preflight check ended.
+    pub fn record_preflight(&self, passed: bool) {
+        self.preflight_checks
+            .get_or_create(&PreflightLabels {
+                result: if passed { "passed" } else { "failed" }.to_string(),
+            })
+            .inc();
     }
 
     pub fn record_check(&self, result: CheckResult) {
@@ -381,5 +469,42 @@ mod tests {
             assert!(text.contains(&line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("result=\"unknown\""), "{text}");
+        for result in ["passed", "failed"] {
+            let line = format!("scheduled_exports_preflight_checks_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn only_objects_whose_preflight_fails_have_a_failing_series() {
+        use kube::runtime::{reflector, watcher};
+        let object = |name: &str, status: &str, reason: &str| -> ScheduledExport {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "exports.crm.dev/v1alpha1",
+                "kind": "ScheduledExport",
+                "metadata": {"name": name, "namespace": "univ", "uid": name},
+                "spec": {"fileType": "interactions", "time": "07:00",
+                    "source": {"secretRef": {"name": "db"}},
+                    "destination": {"sftp": {"host": "h", "username": "u", "secretRef": {"name": "s"}}}},
+                "status": {"conditions": [{"type": "Preflight", "status": status, "reason": reason,
+                    "message": "", "lastTransitionTime": "2026-12-01T06:00:00Z"}]}
+            }))
+            .unwrap()
+        };
+        let (store, mut writer) = reflector::store::<ScheduledExport>();
+        writer.apply_watcher_event(&watcher::Event::Apply(object("good", "True", "Passed")));
+        writer.apply_watcher_event(&watcher::Event::Apply(object(
+            "bad",
+            "False",
+            "HostKeyMismatch",
+        )));
+        let metrics = Metrics::new();
+        metrics.watch_objects(Some(store));
+        let text = metrics.encode(Utc::now()).unwrap();
+        assert!(
+            text.contains("scheduled_exports_preflight_failing{namespace=\"univ\",name=\"bad\",reason=\"HostKeyMismatch\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("name=\"good\",reason"), "{text}");
     }
 }

@@ -133,6 +133,14 @@ pub struct ScheduledExportSpec {
     /// two as one delivery.
     #[serde(default)]
     pub checksum_file: bool,
+
+    /// Where the operator sends alerts: when a run fails, when the next run succeeds again, when a
+    /// delivered file had to be copied again, and when a recheck cannot reach the SFTP server (once,
+    /// and once more when it can again). Omitted: no alerts (Events and metrics say the same
+    /// things either way). An alert is sent by the operator, never by the export, and never fails
+    /// or delays a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
 }
 
 /// The CRM record type a file holds, which fixes its columns and name prefix: `interactions` (calls,
@@ -301,6 +309,34 @@ impl Default for CsvOptions {
             escape_formulas: false,
         }
     }
+}
+
+/// Where alerts go.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notify {
+    /// A JSON POST to an HTTP(S) endpoint, Slack-incoming-webhook compatible (a `text` field with
+    /// one sentence) and structured (`event`, `namespace`, `name`, `reason`, ...); retried with
+    /// backoff. See the operations guide for the body and the signature.
+    pub webhook: WebhookNotify,
+}
+
+/// An alert webhook.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookNotify {
+    /// Secret in this namespace whose key `url` holds the endpoint (`https://...` or `http://...`;
+    /// the URL is treated as a credential, since incoming-webhook URLs carry their token), and
+    /// optional key `signingKey`: when present, each POST carries
+    /// `X-Scheduled-Exports-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` and
+    /// `X-Scheduled-Exports-Timestamp: <unix seconds>`, so the receiver can prove it came from
+    /// this operator and refuse replays. Only the operator reads this Secret, never the export Job.
+    #[x_kube(validation = Rule::new(
+        "self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')"
+    ).message(Message::Expression(
+        "'notify.webhook.secretRef.name \"' + self.name + '\" must be a Secret name: lower-case letters, digits, - and ., starting and ending with a letter or digit'".into()
+    )))]
+    pub secret_ref: SecretReference,
 }
 
 /// How delivered files are encrypted.

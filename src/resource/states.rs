@@ -92,12 +92,16 @@ pub enum ConditionType {
     Exported,
     /// The last delivered file is on the server.
     Delivered,
+    /// What the next run needs (database, SFTP server, encryption key, Secrets) was checked and
+    /// works.
+    Preflight,
 }
 
 state_names!(ConditionType {
     Ready => "Ready",
     Exported => "Exported",
     Delivered => "Delivered",
+    Preflight => "Preflight",
 });
 
 /// The `reason` of a condition. On the wire a reason stays a plain string (the Kubernetes
@@ -164,6 +168,20 @@ pub enum ConditionReason {
     LocalFileError,
     InvalidFileName,
     SessionError,
+    // Preflight: `Passed`, or why the check failed (with the SFTP, Secret and key reasons above).
+    Passed,
+    /// Nothing answered at the database's address, or not in time.
+    DatabaseUnreachable,
+    /// The database refused the URL's user or password.
+    DatabaseAuthenticationFailed,
+    /// The database the URL names does not exist.
+    DatabaseMissing,
+    /// The role may not read the table or view.
+    DatabasePermissionDenied,
+    /// The file type's table does not exist.
+    TableMissing,
+    /// The table lacks a column the file needs.
+    ColumnMissing,
 }
 
 state_names!(ConditionReason {
@@ -217,6 +235,13 @@ state_names!(ConditionReason {
     LocalFileError => "LocalFileError",
     InvalidFileName => "InvalidFileName",
     SessionError => "SessionError",
+    Passed => "Passed",
+    DatabaseUnreachable => "DatabaseUnreachable",
+    DatabaseAuthenticationFailed => "DatabaseAuthenticationFailed",
+    DatabaseMissing => "DatabaseMissing",
+    DatabasePermissionDenied => "DatabasePermissionDenied",
+    TableMissing => "TableMissing",
+    ColumnMissing => "ColumnMissing",
 });
 
 /// The `reason` of an Event the operator publishes about a ScheduledExport.
@@ -252,6 +277,10 @@ pub enum EventReason {
     PruneFailed,
     /// Pruning was refused because the files are not provably this object's.
     PruneRefused,
+    /// The preflight check passed (first time, or again after failing).
+    PreflightPassed,
+    /// The preflight check failed (first time, or for another reason than before).
+    PreflightFailed,
 }
 
 state_names!(EventReason {
@@ -270,6 +299,8 @@ state_names!(EventReason {
     Pruned => "Pruned",
     PruneFailed => "PruneFailed",
     PruneRefused => "PruneRefused",
+    PreflightPassed => "PreflightPassed",
+    PreflightFailed => "PreflightFailed",
 });
 
 #[cfg(test)]

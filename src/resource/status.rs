@@ -70,11 +70,40 @@ pub struct ScheduledExportStatus {
     /// whatever host alias or path spelling they use. Entries leave the list once pruned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered_files: Vec<DeliveredFile>,
-    /// `Ready` (the schedule is valid and running), `Exported` (the last run exported its rows) and
-    /// `Delivered` (the last file is on the server).
+    /// The last preflight check: when it ran and on which inputs. Its outcome is the `Preflight`
+    /// condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightStatus>,
+    /// `Ready` (the schedule is valid and running), `Exported` (the last run exported its rows),
+    /// `Delivered` (the last file is on the server) and `Preflight` (what the next run needs was
+    /// checked and works).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// When the operator last checked what a run needs, and against which inputs. The check runs
+/// again when the inputs change (the spec's source, destination or encryption, or the content of a
+/// Secret they name), ahead of each run, and every few minutes while it fails.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+// Fields of another version are stored, not pruned: during an upgrade or a rollback, a writer of one
+// version must not make the API server drop what a writer of the other version recorded.
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct PreflightStatus {
+    /// When the last check ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<DateTime<Utc>>,
+    /// The run the check was for (`nextRunTime` then): the encryption key was checked as of this
+    /// instant, so a key that expires before the run fails the check. Absent when no run was
+    /// scheduled (suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_for: Option<DateTime<Utc>>,
+    /// Fingerprint (hex) of the inputs checked: the spec's fileType, source, destination and
+    /// encryption, and the resourceVersion of each Secret they name (never the Secrets' content).
+    /// A change of any of them makes the operator check again within a minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 /// What identifies the database a watermark was taken in.
@@ -296,7 +325,7 @@ pub struct RetentionStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Exported` or `Delivered`.
+    /// `Ready`, `Exported`, `Delivered` or `Preflight`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

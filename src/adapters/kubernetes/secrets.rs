@@ -21,6 +21,7 @@ use crate::resource::{ConditionReason, KeySecretReference, ScheduledExport};
 pub const SOURCE_SECRET_FIELD: &str = "spec.source.secretRef";
 pub const SFTP_SECRET_FIELD: &str = "spec.destination.sftp.secretRef";
 pub const PGP_KEY_SECRET_FIELD: &str = "spec.encryption.pgp.publicKeySecretRef";
+pub const WEBHOOK_SECRET_FIELD: &str = "spec.notify.webhook.secretRef";
 /// The operator's setting that names the artifact store's credentials Secret of each namespace.
 pub const ARTIFACT_STORE_SECRET_FIELD: &str = "the operator's artifact store credentials setting";
 /// Key of the source Secret that holds the PostgreSQL URL.

@@ -47,6 +47,8 @@ pub enum StatusWriter {
     Export,
     /// The delivery checker: rechecks, recopies, retention, and Delivered.
     Checker,
+    /// The preflight loop: `preflight` and the Preflight condition.
+    Preflight,
 }
 
 impl StatusWriter {
@@ -55,6 +57,7 @@ impl StatusWriter {
             StatusWriter::Controller => "scheduled-exports-controller",
             StatusWriter::Export => "scheduled-exports-export",
             StatusWriter::Checker => "scheduled-exports-checker",
+            StatusWriter::Preflight => "scheduled-exports-preflight",
         }
     }
 }

@@ -19,11 +19,13 @@
 
 mod connect;
 mod copy;
+mod probe;
 mod tls;
 mod view;
 mod window;
 
 pub use connect::{connect, connect_with_ca, describe_target, parse_url};
+pub use probe::{is_permission_denied, probe_window};
 pub use tls::SslMode;
 pub use view::{RelationColumn, relation_columns};
 pub use window::{

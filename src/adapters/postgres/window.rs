@@ -325,7 +325,11 @@ fn snapshot_and_source(
     Ok((snapshot, in_recovery, control_readable, source))
 }
 
-fn classify_query_error(err: tokio_postgres::Error, table: &str, in_recovery: bool) -> SourceError {
+pub(super) fn classify_query_error(
+    err: tokio_postgres::Error,
+    table: &str,
+    in_recovery: bool,
+) -> SourceError {
     if let Some(db) = err.as_db_error() {
         if *db.code() == SqlState::UNDEFINED_TABLE {
             return SourceError::TableMissing {

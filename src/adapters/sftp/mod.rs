@@ -13,12 +13,13 @@
 //!
 //! One file per concern: `algorithms` (what is offered in the handshake), `error` (what can fail, and libssh2's codes), `target` (the destination), `credentials`
 //! (the Secret), `known_hosts` (host key trust), `session` (connecting and authenticating), `upload` (staged,
-//! pipelined uploads) and `transfer` (locate, list, remove).
+//! pipelined uploads), `transfer` (locate, list, remove) and `probe` (the preflight's writability check).
 
 mod algorithms;
 mod credentials;
 mod error;
 mod known_hosts;
+mod probe;
 mod session;
 mod target;
 mod transfer;
@@ -30,6 +31,7 @@ pub use credentials::{
     SftpAuth, SftpCredentials,
 };
 pub use error::SftpError;
+pub use probe::PROBE_PREFIX;
 pub use session::SftpSession;
 pub use target::SftpTarget;
 pub use transfer::{Expected, Listing, RemoteFile};

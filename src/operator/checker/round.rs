@@ -25,6 +25,7 @@ use crate::export::file_name::checksum_file_name;
 use crate::operator::config::DeliverySettings;
 use crate::operator::context::Context;
 use crate::operator::events::publish;
+use crate::operator::notify::transitions;
 use crate::resource::{
     CheckResult, ConditionReason, EventReason, ScheduledExport, ScheduledExportStatus,
 };
@@ -473,18 +474,24 @@ async fn record_in_span(
         }
     };
 
-    let was_unreachable = object
+    let previous_result = object
         .status
         .as_ref()
         .and_then(|status| status.delivery.as_ref())
-        .and_then(|delivery| delivery.last_check_result)
-        == Some(CheckResult::Unreachable);
+        .and_then(|delivery| delivery.last_check_result);
+    let was_unreachable = previous_result == Some(CheckResult::Unreachable);
     // A result for a file that is no longer the delivered one (a new run delivered meanwhile) was
     // dropped; it says nothing about the current file.
     let check = result
         .check
         .as_ref()
         .filter(|_| check_applied.load(std::sync::atomic::Ordering::Relaxed));
+    if let Some(check) = check {
+        let directory = &object.spec.destination.sftp.directory;
+        for notice in transitions::check_notices(previous_result, check, &file, directory) {
+            ctx.notifier.notify(object, notice);
+        }
+    }
     match check {
         Some(CheckOutcome::Found { relative }) => {
             let result = if relative.contains('/') {
