@@ -424,13 +424,15 @@ async fn deliver(
     let Produced {
         window,
         digest,
-        writing,
         waited,
     } = produced;
     let (staged, upload_times) = uploaded;
+    // Reading and writing rows (the database, formatting, encoding, hashing) is the stream's time
+    // less its waits for the consumers; the upload's time splits into libssh2 (encrypting,
+    // sending, acknowledgements) and waiting for the stream.
     info!(
-        database_s = secs(stream_started.elapsed().saturating_sub(writing + waited)),
-        writing_s = secs(writing),
+        stream_s = secs(stream_started.elapsed()),
+        reading_and_writing_rows_s = secs(stream_started.elapsed().saturating_sub(waited)),
         waiting_for_delivery_s = secs(waited),
         upload_sending_s = secs(upload_times.sending),
         upload_waiting_s = secs(upload_times.waiting),
@@ -516,8 +518,6 @@ fn secs(duration: std::time::Duration) -> f64 {
 struct Produced {
     window: WindowOutcome,
     digest: ContentDigest,
-    /// Formatting, compressing, encrypting and hashing.
-    writing: std::time::Duration,
     /// Waiting for room in the consumers' queues.
     waited: std::time::Duration,
 }
@@ -539,7 +539,7 @@ async fn produce(
 ) -> Result<Produced, ExportError> {
     // The digest is of the bytes delivered, so it is taken after the encoding.
     let mut counter = HashingWriter::new(chunks);
-    let (window, writing, fanout) = {
+    let (window, fanout) = {
         let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
         let csv = CsvFileWriter::with_header(
             BufWriter::with_capacity(stream::CHUNK, encoder),
@@ -547,11 +547,7 @@ async fn produce(
             &object.spec.csv,
         )?
         .with_progress(progress);
-        let mut sink = stream::StreamingCsv {
-            csv,
-            fanout,
-            writing: std::time::Duration::ZERO,
-        };
+        let mut sink = stream::StreamingCsv { csv, fanout };
         let window = crate::export::window::export_window_within(
             &mut database,
             query,
@@ -560,16 +556,12 @@ async fn produce(
             stall_timeout,
         )
         .await?;
-        let stream::StreamingCsv {
-            csv,
-            fanout,
-            writing,
-        } = sink;
+        let stream::StreamingCsv { csv, fanout } = sink;
         csv.finish()?
             .into_inner()
             .map_err(|err| err.into_error())?
             .finish()?;
-        (window, writing, fanout)
+        (window, fanout)
     };
     let (mut chunks, digest) = counter.finish()?;
     chunks.flush()?;
@@ -577,7 +569,6 @@ async fn produce(
     Ok(Produced {
         window,
         digest,
-        writing,
         waited,
     })
 }

@@ -23,8 +23,8 @@ use crate::export::csv::CsvFileWriter;
 
 /// The size of the pieces handed to the consumers.
 pub const CHUNK: usize = 256 * 1024;
-/// Pieces waiting for each consumer at most: with [`CHUNK`], 2 MiB per consumer.
-const QUEUE: usize = 8;
+/// Pieces waiting for each consumer at most: with [`CHUNK`], 1 MiB per consumer.
+const QUEUE: usize = 4;
 
 /// What goes down a consumer's queue. A queue that closes without [`Piece::End`] means the stream
 /// failed upstream: the consumer gives its copy up.
@@ -142,16 +142,11 @@ impl Fanout {
 pub struct StreamingCsv<W: Write> {
     pub csv: CsvFileWriter<W>,
     pub fanout: Fanout,
-    /// Time spent writing rows: formatting, compressing, encrypting and hashing.
-    pub writing: Duration,
 }
 
 impl<W: Write> RowSink for StreamingCsv<W> {
     fn write_row(&mut self, cells: &[Option<&[u8]>]) -> io::Result<()> {
-        let started = Instant::now();
-        let written = self.csv.write_row(cells);
-        self.writing += started.elapsed();
-        written
+        self.csv.write_row(cells)
     }
 
     fn after_message(&mut self) -> impl Future<Output = io::Result<()>> + Send {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, IsolationLevel, SimpleQueryMessage};
 
@@ -274,7 +274,12 @@ pub async fn copy_window(
     let mut rows = 0;
     let mut decoder = BinaryCopyDecoder::new(query.columns);
     loop {
-        let next = tokio::time::timeout(query.stall_timeout, stream.next()).await;
+        // Rows usually wait in the connection's queue already: take one without arming the stall
+        // timer (a timer and a clock read per row are a noticeable share of a fast export).
+        let next = match stream.next().now_or_never() {
+            Some(ready) => Ok(ready),
+            None => tokio::time::timeout(query.stall_timeout, stream.next()).await,
+        };
         let chunk = match next {
             Err(_) => {
                 return Err(SourceError::Stalled {

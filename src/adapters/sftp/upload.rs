@@ -22,10 +22,10 @@ use super::error::{
 use super::session::SftpSession;
 use super::transfer::validate_file_name;
 
-/// The most bytes kept in flight. At a 40 ms round trip, 8 MiB in flight carries up to 200 MiB/s,
-/// beyond what one SSH channel reaches; the server's channel window (2 MiB for OpenSSH) bounds
-/// what is actually sent unacknowledged.
-const MAX_WINDOW: usize = 8 * 1024 * 1024;
+/// The most bytes handed to libssh2 unacknowledged. The server's channel window (2 MiB for
+/// OpenSSH) bounds what is actually on the wire; twice that keeps the window full while
+/// acknowledgements come back, and more would only sit in libssh2's queue as a second copy.
+const MAX_WINDOW: usize = 4 * 1024 * 1024;
 /// The first and smallest window. The session timeout bounds each libssh2 call as a whole
 /// (sending what was added and waiting for the first acknowledgement), and libssh2 makes requests
 /// of up to 30,000 bytes of what it is handed, so on a slow link a call must stay small enough to
