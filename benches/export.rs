@@ -191,6 +191,32 @@ fn main() {
             peak as f64 / 1024.0
         );
     }
+    // The bench's data is large (gigabytes at 10,000,000 rows, on the database, its standby and
+    // the store): none of it outlives the run.
+    runtime.block_on(async {
+        let store = scheduled_exports::adapters::artifacts::ArtifactStore::from_url_with(
+            &artifact_store,
+            &testbed_s3_options(),
+        )
+        .expect("artifact store");
+        let names = (1..=export_number)
+            .map(|number| format!("bench-{number}"))
+            .chain(["bench-large".to_string()]);
+        for name in names {
+            for key in store
+                .list(&fixture.namespace, &name)
+                .await
+                .unwrap_or_default()
+            {
+                let _ = store.delete(&key).await;
+            }
+        }
+        admin_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            database_name(&fixture.database_url)
+        ))
+        .await;
+    });
     runtime.block_on(fixture.cleanup());
 }
 

@@ -536,6 +536,58 @@ fn exported_condition(object: &scheduled_exports::resource::ScheduledExport) -> 
 }
 
 /// The interaction ids in the database at `url`, ascending.
+/// One SSH connection carries the whole run: the check before the database is read, the look at
+/// the final names, the streamed upload, its rename and the checksum file.
+#[tokio::test]
+async fn a_run_opens_one_ssh_connection_and_streams_the_file_whole() {
+    let fixture = Fixture::new("sx-one-connection", 2_000).await;
+    fixture
+        .patch_spec("daily", json!({"checksumFile": true}))
+        .await;
+    let output = run_binary(
+        &[
+            "export",
+            "--namespace",
+            &fixture.namespace,
+            "--name",
+            "daily",
+            "--slot",
+            "2026-11-30T12:00:00Z",
+            "--artifact-store",
+            &fixture.artifact_store,
+        ],
+        &[(
+            "RUST_LOG",
+            "info,scheduled_exports::adapters::sftp=debug".to_string(),
+        )],
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert_eq!(
+        log.matches("SSH connection open").count(),
+        1,
+        "one connection per run: {log}"
+    );
+    assert!(log.contains("where the stream's time went"), "{log}");
+    let name = "interactions-20261130T120000Z.csv";
+    let (_, rows) = read_csv(&fixture.local_dir.join(name));
+    assert_eq!(rows.len(), 2_000);
+    let ids: Vec<u64> = rows
+        .iter()
+        .map(|row| row[0].parse().expect("numeric id"))
+        .collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "rows stream in numeric key order"
+    );
+    assert_eq!(
+        files_in(&fixture.local_dir),
+        [name.to_string(), format!("{name}.sha256")],
+        "no temporary file is left"
+    );
+    fixture.cleanup().await;
+}
+
 async fn interaction_ids(url: &str) -> Vec<String> {
     connect_database(url)
         .await

@@ -133,6 +133,7 @@ impl SftpSession {
                 }
             }
         })?;
+        tracing::debug!(address = %address, "SSH connection open");
         let this = SftpSession {
             sftp,
             session,
