@@ -3,11 +3,13 @@
 
   scale.py plan    --out DIR --count N --hot H --lead S --instants K --ours-ns NS --cron-ns NS --image IMG
   scale.py watch   --namespace NS --out FILE            (until SIGTERM; one JSON line per new Job)
-  scale.py cpu     --pid PID                            (prints utime+stime in seconds)
+  scale.py cpu     [--fine] --pid PID                   (prints utime+stime in seconds; --fine: ns run time)
   scale.py mem     --pid PID                            (prints VmRSS and VmHWM in KiB)
   scale.py create  [--threads N] FILE...                (POSTs the objects; prints seconds per side)
   scale.py count-status --namespace NS                  (ScheduledExports with a status.nextRunTime)
-  scale.py report  --dir DIR                            (prints the results table)
+  scale.py report  --dir DIR [--out FILE]              (prints the results table, writes DIR/results.json)
+  scale.py curve   --dir DIR... [--out FILE]            (the table over sizes and the linearity verdict)
+  scale.py selftest                                     (checks the pure functions here)
 
 Standard library only. Talks to the API server with the test bed's admin certificate
 (KUBE_APISERVER_URL, KUBE_CA_FILE, KUBE_ADMIN_CERT_FILE, KUBE_ADMIN_KEY_FILE from target/testbed/env).
@@ -465,8 +467,24 @@ def proc_mem_kib(pid):
     return rss, hwm
 
 
+def proc_run_seconds(pid):
+    """Run time of the process's live threads from the scheduler, in ns (/proc/PID/task/*/schedstat,
+    first field): tick-based utime+stime moves in 10 ms steps, too coarse for a quiet minute."""
+    total = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread ended meanwhile
+    return total / 1e9
+
+
 def cmd_cpu(args):
-    print("%.2f" % proc_cpu_seconds(args.pid))
+    if args.fine:
+        print("%.6f" % proc_run_seconds(args.pid))
+    else:
+        print("%.2f" % proc_cpu_seconds(args.pid))
 
 
 def cmd_mem(args):
@@ -488,8 +506,11 @@ def percentile(values, p):
 
 
 def side_figures(d, side, plan):
+    """The figures of one side, or None when the run had no such side (BENCH_CRONJOBS=0)."""
+    proc_path = os.path.join(d, "proc-%s.json" % side)
+    if not os.path.exists(proc_path):
+        return None
     expected = plan["expected"]
-    measured = set(plan["instants"])
     jobs = []
     path = os.path.join(d, "jobs-%s.jsonl" % side)
     if os.path.exists(path):
@@ -514,7 +535,7 @@ def side_figures(d, side, plan):
         delays.append(job["received"] - instant)
         if job.get("created"):
             delays_ct.append(parse_iso(job["created"]).timestamp() - instant)
-    with open(os.path.join(d, "proc-%s.json" % side)) as f:
+    with open(proc_path) as f:
         proc = json.load(f)
     return {
         "jobs": len(hit),
@@ -531,6 +552,58 @@ def side_figures(d, side, plan):
     }
 
 
+def load_figures(d, meta):
+    """1-minute load average of the machine: over the whole run, and from 10 s before the burst to
+    15 s after its last Job."""
+    samples = []
+    path = os.path.join(d, "loadavg.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    samples.append((int(parts[0]), float(parts[1])))
+    burst = (meta.get("phases") or {}).get("burst")
+    in_burst = [v for t, v in samples if burst and burst[0] <= t <= burst[1]]
+    every = [v for _, v in samples]
+
+    def stats(values):
+        if not values:
+            return None
+        return {"mean": sum(values) / len(values), "max": max(values)}
+
+    return {"run": stats(every), "burst": stats(in_burst)}
+
+
+def watch_expiries(d, meta):
+    """Watch re-lists of our controller (the API server's 410 Expired, logged by the controller),
+    counted from its log's timestamps: before the objects settled, in the idle window, in all."""
+    path = os.path.join(d, "controller.log")
+    phases = meta.get("phases") or {}
+    if not os.path.exists(path) or "settled" not in phases:
+        return {}
+    settled, burst = phases["settled"], phases["burst"]
+    start = settled if meta["idle_where"] == "before" else burst[1]
+    window = (start, start + meta["idle_seconds"])
+    times = []
+    with open(path) as f:
+        for line in f:
+            if "too old resource version" in line:
+                try:
+                    times.append(parse_iso(line.split()[0]).timestamp())
+                except ValueError:
+                    pass
+    return {
+        "watch_expiries_sync": sum(1 for t in times if t < settled),
+        "watch_expiries_idle": sum(1 for t in times if window[0] <= t <= window[1]),
+        "watch_expiries_run": len(times),
+    }
+
+
+def fmt_load(stats):
+    return "n/a" if not stats else "%.1f (max %.1f)" % (stats["mean"], stats["max"])
+
+
 def cmd_report(args):
     with open(os.path.join(args.dir, "plan.json")) as f:
         plan = json.load(f)
@@ -538,6 +611,9 @@ def cmd_report(args):
         meta = json.load(f)
     ours = side_figures(args.dir, "ours", plan)
     cron = side_figures(args.dir, "cron", plan)
+    load = load_figures(args.dir, meta)
+    ours.update(watch_expiries(args.dir, meta))
+    none = {k: None for k in ours}
 
     def sec(v):
         return "n/a" if v is None else "%.3f s" % v
@@ -548,23 +624,31 @@ def cmd_report(args):
     def num(v, fmt="%.1f"):
         return "n/a" if v is None else fmt % v
 
+    def row(label, fn):
+        return (label, fn(ours), "-" if cron is None else fn(cron))
+
     rows = [
-        ("delay to Job creationTimestamp p50 / p99 / max",
-         "%s / %s / %s" % (num(ours["p50_ct"], "%.0f"), num(ours["p99_ct"], "%.0f"), num(ours["max_ct"], "%.0f s")),
-         "%s / %s / %s" % (num(cron["p50_ct"], "%.0f"), num(cron["p99_ct"], "%.0f"), num(cron["max_ct"], "%.0f s"))),
-        ("delay to Job seen on a watch p50", sec(ours["p50"]), sec(cron["p50"])),
-        ("delay to Job seen on a watch p99", sec(ours["p99"]), sec(cron["p99"])),
-        ("delay to Job seen on a watch max", sec(ours["max"]), sec(cron["max"])),
-        ("peak RSS (VmHWM)", mib(ours["hwm_kib"]), mib(cron["hwm_kib"])),
-        ("RSS once the objects are synced", mib(ours["rss_settled_kib"]), mib(cron["rss_settled_kib"])),
-        ("RSS at the end", mib(ours["rss_kib"]), mib(cron["rss_kib"])),
-        ("idle CPU (s per hour)", num(ours["idle_cpu_per_hour"], "%.2f"), num(cron["idle_cpu_per_hour"], "%.2f")),
-        ("CPU s: start + sync of %d objects" % plan["count"], num(ours["cpu_sync"], "%.2f"), num(cron["cpu_sync"], "%.2f")),
-        ("CPU s: the due burst", num(ours["cpu_burst"], "%.2f"), num(cron["cpu_burst"], "%.2f")),
-        ("Jobs created / expected", "%d / %d" % (ours["jobs"], ours["expected"]),
-         "%d / %d" % (cron["jobs"], cron["expected"])),
-        ("unexpected or duplicate Jobs", str(ours["unexpected"] + ours["wrong_slot"]),
-         str(cron["unexpected"] + cron["wrong_slot"])),
+        row("delay to Job creationTimestamp p50 / p99 / max", lambda s: "%s / %s / %s" % (
+            num(s["p50_ct"], "%.0f"), num(s["p99_ct"], "%.0f"), num(s["max_ct"], "%.0f s"))),
+        row("delay to Job seen on a watch p50", lambda s: sec(s["p50"])),
+        row("delay to Job seen on a watch p99", lambda s: sec(s["p99"])),
+        row("delay to Job seen on a watch max", lambda s: sec(s["max"])),
+        row("peak RSS (VmHWM)", lambda s: mib(s["hwm_kib"])),
+        row("RSS with no objects (the base)", lambda s: mib(s.get("base_rss_kib"))),
+        row("RSS once the objects are synced", lambda s: mib(s["rss_settled_kib"])),
+        row("RSS at the end", lambda s: mib(s["rss_kib"])),
+        row("idle CPU with no objects (s per hour)", lambda s: num(s.get("base_idle_cpu_per_hour"), "%.2f")),
+        row("idle CPU (s per hour)", lambda s: num(s["idle_cpu_per_hour"], "%.2f")),
+        row("CPU s: start + sync of %d objects" % plan["count"], lambda s: num(s["cpu_sync"], "%.2f")),
+        row("CPU s: the due burst", lambda s: num(s["cpu_burst"], "%.2f")),
+        row("Jobs created / expected", lambda s: "%d / %d" % (s["jobs"], s["expected"])),
+        ("reconciles: sync / idle window / whole run", "%s / %s / %s" % (
+            num(ours.get("reconciles_sync"), "%.0f"), num(ours.get("reconciles_idle"), "%.0f"),
+            num(ours.get("reconciles_run"), "%.0f")), "-"),
+        ("watch re-lists (410 Expired): sync / idle window / whole run", "%s / %s / %s" % (
+            num(ours.get("watch_expiries_sync"), "%.0f"), num(ours.get("watch_expiries_idle"), "%.0f"),
+            num(ours.get("watch_expiries_run"), "%.0f")), "-"),
+        row("unexpected or duplicate Jobs", lambda s: str(s["unexpected"] + s["wrong_slot"])),
     ]
     restart = {}
     path = os.path.join(args.dir, "restart-ours.json")
@@ -572,34 +656,44 @@ def cmd_report(args):
         with open(path) as f:
             restart = json.load(f)
         rows.append(("CPU s: one pass over all objects (restart)",
-                     "%.2f (%.0f s)" % (restart["cpu_pass"], restart["pass_seconds"]), "- (no periodic pass)"))
+                     "%.2f (%.0f s, %s reconciles)" % (restart["cpu_pass"], restart["pass_seconds"],
+                                                      num(restart.get("reconciles_pass"), "%.0f")),
+                     "- (no periodic pass)"))
         rows.append(("peak RSS of the restarted process", mib(restart["hwm_pass_kib"]), "-"))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows + [("", "scheduled-exports", "")])
+    versus = ("%d CronJobs (timeZone)" % plan["count"]) if cron is not None else "no CronJobs"
     lines = [
-        "Scale benchmark (benches/scale/run), %s" % meta["finished"],
-        "%d ScheduledExports vs %d CronJobs (timeZone), %d slots x %d zones; measured instants: %s"
-        % (plan["count"], plan["count"], plan["slots_used"], len(plan["zones_used"]),
+        "Scale benchmark (benches/scale/run), %s, commit %s" % (meta["finished"], meta.get("commit", "?")),
+        "%d ScheduledExports vs %s, %d slots x %d zones; measured instants: %s"
+        % (plan["count"], versus, plan["slots_used"], len(plan["zones_used"]),
            ", ".join("%s (%d due)" % kv for kv in plan["due_per_instant"].items())),
-        "idle window: %.0f s %s the burst; CronJob controller: kube-controller-manager %s %s"
-        % (meta["idle_seconds"], meta["idle_where"], meta["kube_version"], meta["kcm_flags"]),
-        "objects created in %.0f s (both sides interleaved, %d in all)" % (meta["create_seconds"], 2 * plan["count"]),
+        "idle window: %.0f s %s the burst" % (meta["idle_seconds"], meta["idle_where"])
+        + ("; CronJob controller: kube-controller-manager %s %s" % (meta["kube_version"], meta["kcm_flags"])
+           if cron is not None else ""),
+        "objects created in %.0f s (%d in all)" % (meta["create_seconds"], plan["count"] * (2 if cron else 1)),
+        "machine: %s; load average (1 min) over the run %s, during the burst %s"
+        % (meta.get("machine", "?"), fmt_load(load["run"]), fmt_load(load["burst"])),
         "",
         "%-*s  %-*s  %s" % (w0, "", w1, "scheduled-exports", "CronJob controller"),
     ]
     for r in rows:
         lines.append("%-*s  %-*s  %s" % (w0, r[0], w1, r[1], r[2]))
     verdict = []
-    if ours["p99_ct"] is not None and cron["p99_ct"] is not None:
+    cron_or = cron or none
+    if ours["p99_ct"] is not None and cron_or["p99_ct"] is not None:
         verdict.append("p99 delay (creationTimestamp) %s" % ("OK (<= CronJob)" if ours["p99_ct"] <= cron["p99_ct"] else "WORSE than CronJob"))
-    if ours["p99"] is not None and cron["p99"] is not None:
+    if ours["p99"] is not None and cron_or["p99"] is not None:
         verdict.append("p99 delay (watch) %s" % ("OK (<= CronJob)" if ours["p99"] <= cron["p99"] else "WORSE than CronJob"))
-    if ours["hwm_kib"] and cron["hwm_kib"]:
+    if ours["hwm_kib"] and cron_or["hwm_kib"]:
         verdict.append("peak RSS %s" % ("OK (<= CronJob)" if ours["hwm_kib"] <= cron["hwm_kib"] else "WORSE than CronJob"))
-    if restart and cron["hwm_kib"]:
+    if restart and cron_or["hwm_kib"]:
         verdict.append("peak RSS of a restart %s" % ("OK (<= CronJob)" if restart["hwm_pass_kib"] <= cron["hwm_kib"] else "WORSE than CronJob"))
-    if ours["jobs"] != ours["expected"]:
-        verdict.append("MISSING Jobs: %d of %d" % (ours["expected"] - ours["jobs"], ours["expected"]))
+    if ours["jobs"] != ours["expected"] or ours["unexpected"] + ours["wrong_slot"]:
+        verdict.append("MISSING Jobs: %d of %d, %d unexpected" % (
+            ours["expected"] - ours["jobs"], ours["expected"], ours["unexpected"] + ours["wrong_slot"]))
+    if not verdict:
+        verdict.append("no CronJob side to compare with; every due object got its one Job")
     lines += [
         "",
         "creationTimestamp has whole seconds (the true delay is up to 1 s more); the watch figure adds",
@@ -611,6 +705,217 @@ def cmd_report(args):
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
+    with open(os.path.join(args.dir, "results.json"), "w") as f:
+        json.dump({
+            "count": plan["count"],
+            "due": len(plan["expected"]),
+            "instants": plan["instants"],
+            "ours": ours,
+            "cron": cron,
+            "restart": restart or None,
+            "load": load,
+            "meta": meta,
+        }, f, indent=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# curve: one run per size, side by side, and whether cost grows no faster than linearly
+# ---------------------------------------------------------------------------------------------
+
+# Between two sizes, a cost is linear or better when the larger run's cost above the base is at
+# most LINEAR_TOLERANCE times the smaller run's scaled by the ratio of sizes, plus the metric's
+# noise floor (what a shared two-core machine moves a figure by between runs).
+LINEAR_TOLERANCE = 1.25
+
+
+def per_unit_metrics(r):
+    """Each cost above the fixed base, with the quantity it should be proportional to:
+    (name, unit, value, scale, noise floor). None values are skipped by the verdict."""
+    o, n, due = r["ours"], r["count"], r["due"]
+    base_rss = o.get("base_rss_kib") or 0
+    base_idle = o.get("base_idle_cpu_per_hour") or 0
+    restart = r.get("restart") or {}
+
+    def minus(v, base):
+        return None if v is None else v - base
+
+    return [
+        ("RSS once synced, above the base", "KiB", minus(o["rss_settled_kib"], base_rss), n, 8 * 1024),
+        ("peak RSS, above the base", "KiB", minus(o["hwm_kib"], base_rss), n, 8 * 1024),
+        ("idle CPU, above the base", "s/h", minus(o["idle_cpu_per_hour"], base_idle), n, 0.5),
+        ("CPU for the sync", "s", o["cpu_sync"], n, 1.0),
+        ("CPU for one pass over all objects (restart)", "s", restart.get("cpu_pass"), n, 1.0),
+        ("API server + etcd CPU for that pass (shared bed)", "s", restart.get("control_plane_cpu_pass"), n, 2.0),
+        ("CPU for the burst", "s", o["cpu_burst"], due, 0.5),
+        ("p99 delay, slot to Job seen (watch)", "s", o["p99"], due, 1.0),
+    ]
+
+
+def linearity(runs):
+    """Verdicts between consecutive sizes: a list of (metric, smaller, larger, growth, ok), where
+    growth is the larger run's cost over the smaller's scaled linearly (1.0 = exactly linear)."""
+    runs = sorted(runs, key=lambda r: r["count"])
+    out = []
+    for small, large in zip(runs, runs[1:]):
+        for a, b in zip(per_unit_metrics(small), per_unit_metrics(large)):
+            name, unit, va, sa, floor = a
+            _, _, vb, sb, _ = b
+            if va is None or vb is None or sa <= 0 or sb <= 0:
+                continue
+            linear = max(va, 0.0) * sb / sa
+            growth = vb / linear if linear > 0 else None
+            ok = vb <= LINEAR_TOLERANCE * linear + floor
+            out.append((name, unit, small["count"], large["count"], va, vb, sa, sb, growth, ok))
+    return out
+
+
+def cmd_curve(args):
+    runs = []
+    missing = []
+    for d in args.dir:
+        path = os.path.join(d, "results.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                runs.append(json.load(f))
+        else:
+            missing.append(d)
+    if not runs:
+        sys.exit("no results.json in %s" % ", ".join(args.dir))
+    runs.sort(key=lambda r: r["count"])
+    cron_run = next((r for r in runs if r.get("cron")), None)
+
+    def mib(kib):
+        return "n/a" if kib is None else "%.1f MiB" % (kib / 1024)
+
+    def num(v, fmt="%.2f"):
+        return "n/a" if v is None else fmt % v
+
+    def delays(s, suffix, fmt):
+        return " / ".join(num(s[k + suffix], fmt) for k in ("p50", "p99", "max"))
+
+    def col(r, s, restart):
+        """One column: our side of run r (s = r["ours"]) or the CronJob side (restart None)."""
+        load = r.get("load") or {}
+        meta = r["meta"]
+        return [
+            "%d / %d" % (r["count"], r["due"]),
+            delays(s, "_ct", "%.0f"),
+            delays(s, "", "%.2f"),
+            mib(s["hwm_kib"]),
+            "%s / %s" % (mib(s.get("base_rss_kib")), mib(s["rss_settled_kib"])),
+            "%s / %s" % (num(s.get("base_idle_cpu_per_hour")), num(s["idle_cpu_per_hour"])),
+            num(s["cpu_sync"]),
+            num(s["cpu_burst"]),
+            ("%.2f (%.0f s)" % (restart["cpu_pass"], restart["pass_seconds"])) if restart else "-",
+            mib(restart["hwm_pass_kib"]) if restart else "-",
+            ("%s / %s" % (num(meta.get("control_plane_cpu_sync")), num(restart.get("control_plane_cpu_pass"))))
+            if restart else "(same run)",
+            "%d / %d, %d" % (s["jobs"], s["expected"], s["unexpected"] + s["wrong_slot"]),
+            ("%s / %s / %s" % (num(s.get("reconciles_sync"), "%.0f"), num(s.get("reconciles_idle"), "%.0f"),
+                               num(restart.get("reconciles_pass"), "%.0f"))) if restart else "-",
+            ("%s / %s" % (num(s.get("watch_expiries_idle"), "%.0f"), num(s.get("watch_expiries_run"), "%.0f")))
+            if restart else "-",
+            "%.0f s" % meta["create_seconds"],
+            "%s / %s" % (fmt_load(load.get("run")), fmt_load(load.get("burst"))),
+            "%s, %s" % (meta["finished"], meta.get("commit", "?")),
+        ]
+
+    labels = [
+        "objects / due at the measured instant",
+        "delay, slot to Job `creationTimestamp`, p50 / p99 / max (s)",
+        "delay, slot to Job seen on a watch, p50 / p99 / max (s)",
+        "peak RSS (VmHWM)",
+        "RSS: no objects (base) / once synced",
+        "idle CPU, s per hour: no objects (base) / with the objects",
+        "CPU s: start + sync of the objects",
+        "CPU s: the due burst",
+        "CPU s: one pass over all objects (restart), wall time",
+        "peak RSS of the restarted process",
+        "API server + etcd CPU s (shared bed): sync / restart pass",
+        "Jobs created / expected, unexpected",
+        "reconciles: sync / idle window / restart pass",
+        "watch re-lists (410 Expired): idle window / whole run",
+        "objects created in (both sides)",
+        "load average (1 min), run / burst: mean (max)",
+        "run finished, commit",
+    ]
+    heads = ["scheduled-exports, %s" % "{:,}".format(r["count"]) for r in runs]
+    cols = [col(r, r["ours"], r.get("restart")) for r in runs]
+    if cron_run:
+        heads.append("CronJob controller, %s" % "{:,}".format(cron_run["count"]))
+        cols.append(col(cron_run, cron_run["cron"], None))
+    lines = ["| | " + " | ".join(heads) + " |", "| --- |" + " --- |" * len(heads)]
+    for i, label in enumerate(labels):
+        lines.append("| %s | %s |" % (label, " | ".join(c[i] for c in cols)))
+    machines = sorted({r["meta"].get("machine", "?") for r in runs})
+    lines += ["", "Machine: %s." % "; ".join(machines)]
+    if missing:
+        lines.append("Not run (no results): %s." % ", ".join(missing))
+
+    verdicts = linearity(runs)
+    lines += ["", "Cost above the fixed base (the same process with no objects), per unit, between consecutive "
+              "sizes; growth 1.00 is exactly linear, below 1 better than linear. Linear or better when the "
+              "larger run's cost is at most %.2fx the smaller's scaled by the size ratio, plus the metric's "
+              "noise floor." % LINEAR_TOLERANCE, "",
+              "| cost (per what) | sizes | smaller run | larger run | growth vs linear | verdict |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for name, unit, na, nb, va, vb, sa, sb, growth, ok in verdicts:
+        per = "per due object" if name.startswith(("CPU for the burst", "p99")) else "per object"
+        scale = 1000.0 if unit in ("s/h", "s") and per == "per object" else 1.0
+        per_label = ("per 1,000 objects" if scale == 1000 else per)
+        unit_label = {"KiB": "KiB", "s/h": "s/h", "s": "s" if per == "per object" else "ms"}[unit]
+        factor = 1000.0 if unit_label == "ms" else scale
+
+        def show(v, s):
+            return "%.3g %s" % (v / s * factor, unit_label)
+        lines.append("| %s (%s %s) | %s -> %s | %s | %s | %s | %s |" % (
+            name, unit_label, per_label, "{:,}".format(na), "{:,}".format(nb), show(va, sa), show(vb, sb),
+            "n/a (base-level)" if growth is None else "%.2f" % growth, "linear or better" if ok else "FASTER than linear"))
+    bad = [v for v in verdicts if not v[-1]]
+    if not verdicts:
+        overall = "no verdict: fewer than two sizes have results"
+    elif bad:
+        overall = "cost grows FASTER than linearly: " + "; ".join(
+            "%s from %s to %s (%.2fx linear)" % (v[0], "{:,}".format(v[2]), "{:,}".format(v[3]), v[8] or 0) for v in bad)
+    else:
+        overall = "cost grows no faster than linearly (%d comparisons over %s)" % (
+            len(verdicts), ", ".join("{:,}".format(r["count"]) for r in runs))
+    lines += ["", "**Verdict:** " + overall + "."]
+    if cron_run:
+        o, c = cron_run["ours"], cron_run["cron"]
+        lines.append("**Against the CronJob controller at %s:** p99 delay (watch) %.2f s vs %.2f s, peak RSS %s vs %s, "
+                     "idle CPU %.2f vs %.2f s per hour." % ("{:,}".format(cron_run["count"]), o["p99"] or 0, c["p99"] or 0,
+                                                              mib(o["hwm_kib"]), mib(c["hwm_kib"]),
+                                                              o["idle_cpu_per_hour"], c["idle_cpu_per_hour"]))
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+def cmd_selftest(_args):
+    """Checks the percentile and the linearity verdict on made-up runs."""
+    assert percentile([3, 1, 2], 50) == 2
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile([], 99) is None
+
+    def run(n, due, rss_mib, idle, sync, burst, p99):
+        side = {"rss_settled_kib": rss_mib * 1024, "hwm_kib": rss_mib * 1024, "base_rss_kib": 20 * 1024,
+                "idle_cpu_per_hour": idle, "base_idle_cpu_per_hour": 0.1, "cpu_sync": sync,
+                "cpu_burst": burst, "p99": p99}
+        return {"count": n, "due": due, "ours": side, "restart": {"cpu_pass": sync / 3}}
+
+    linear = [run(1000, 50, 40, 0.3, 2.0, 0.2, 1.0), run(4000, 200, 100, 1.0, 8.0, 0.8, 4.0)]
+    assert all(v[-1] for v in linearity(linear)), linearity(linear)
+    # RSS above the base 20 MiB -> 300 MiB for 4x the objects: 14x, not linear.
+    quadratic = [run(1000, 50, 40, 0.3, 2.0, 0.2, 1.0), run(4000, 200, 320, 1.0, 8.0, 0.8, 4.0)]
+    bad = [v[0] for v in linearity(quadratic) if not v[-1]]
+    assert bad == ["RSS once synced, above the base", "peak RSS, above the base"], bad
+    # Better than linear (fixed costs dominate the small run) passes; so does noise below the floor.
+    better = [run(1000, 50, 40, 0.3, 2.0, 0.2, 3.0), run(4000, 200, 60, 0.6, 5.0, 0.5, 3.5)]
+    assert all(v[-1] for v in linearity(better))
+    print("selftest OK")
 
 
 def main():
@@ -632,6 +937,7 @@ def main():
     a.add_argument("--ready-file")
     a = sub.add_parser("cpu")
     a.add_argument("--pid", type=int, required=True)
+    a.add_argument("--fine", action="store_true")
     a = sub.add_parser("mem")
     a.add_argument("--pid", type=int, required=True)
     a = sub.add_parser("create")
@@ -642,9 +948,14 @@ def main():
     a = sub.add_parser("report")
     a.add_argument("--dir", required=True)
     a.add_argument("--out")
+    a = sub.add_parser("curve")
+    a.add_argument("--dir", required=True, action="append")
+    a.add_argument("--out")
+    sub.add_parser("selftest")
     args = p.parse_args()
     {"plan": cmd_plan, "watch": cmd_watch, "cpu": cmd_cpu, "mem": cmd_mem,
-     "count-status": cmd_count_status, "create": cmd_create, "report": cmd_report}[args.cmd](args)
+     "count-status": cmd_count_status, "create": cmd_create, "report": cmd_report,
+     "curve": cmd_curve, "selftest": cmd_selftest}[args.cmd](args)
 
 
 if __name__ == "__main__":
