@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use tracing::{Instrument, info, warn};
 
 use crate::adapters::kubernetes::client;
@@ -70,7 +71,11 @@ pub async fn run(
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let jobs_config = client::watcher_config().labels("app.kubernetes.io/component=export");
-    let controller = Controller::new(objects, client::watcher_config()).owns(jobs, jobs_config);
+    let (reader, writer) = reflector::store();
+    let triggers = changed_objects(
+        reflector(writer, watcher(objects, client::watcher_config())).applied_objects(),
+    );
+    let controller = Controller::for_stream(triggers, reader).owns(jobs, jobs_config);
     let store = controller.store();
     ctx.metrics.watch_objects(Some(store.clone()));
     ctx.metrics.leader.set(1);
@@ -133,6 +138,16 @@ pub async fn run(
     drop(preflight);
     ctx.metrics.leader.set(0);
     ctx.metrics.watch_objects(None);
+}
+
+/// The objects that need a reconcile: those whose resourceVersion changed since last seen. When
+/// the API server expires a watch's resourceVersion (410 Gone, frequent when other namespaces'
+/// objects of the kind churn), the watcher lists every object again; unchanged ones already have
+/// their wake-up scheduled, and reconciling them all would be a pass of API reads per re-list.
+fn changed_objects(
+    objects: impl Stream<Item = Result<ScheduledExport, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<ScheduledExport, watcher::Error>> + Send + 'static {
+    objects.predicate_filter(predicates::resource_version, PredicateConfig::default())
 }
 
 /// Runs the delivery checker until shutdown, restarting it should it ever panic, so rechecks do
@@ -651,4 +666,62 @@ async fn missing_secret(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, uid: &str, resource_version: &str) -> ScheduledExport {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "exports.crm.dev/v1alpha1",
+            "kind": "ScheduledExport",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid, "resourceVersion": resource_version},
+            "spec": {
+                "fileType": "interactions", "time": "07:00", "timeZone": "UTC",
+                "source": {"secretRef": {"name": "db"}},
+                "destination": {"sftp": {"host": "h", "username": "u", "secretRef": {"name": "s"}}}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_relist_triggers_only_objects_that_changed() {
+        let events = vec![
+            // The first list: everything.
+            object("a", "uid-a", "10"),
+            object("b", "uid-b", "11"),
+            // A re-list after 410 Gone: a unchanged, b's status written meanwhile.
+            object("a", "uid-a", "10"),
+            object("b", "uid-b", "15"),
+            // a deleted and created again under the same name.
+            object("a", "uid-a2", "10"),
+        ];
+        let triggered: Vec<(String, String, String)> =
+            changed_objects(futures::stream::iter(events.into_iter().map(Ok)))
+                .map(|result| {
+                    let object = result.unwrap();
+                    (
+                        object.name_any(),
+                        object.uid().unwrap(),
+                        object.resource_version().unwrap(),
+                    )
+                })
+                .collect()
+                .await;
+        let expected = [
+            ("a", "uid-a", "10"),
+            ("b", "uid-b", "11"),
+            ("b", "uid-b", "15"),
+            ("a", "uid-a2", "10"),
+        ];
+        assert_eq!(
+            triggered,
+            expected
+                .iter()
+                .map(|(n, u, v)| (n.to_string(), u.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        );
+    }
 }
