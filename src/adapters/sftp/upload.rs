@@ -343,11 +343,14 @@ impl<'s> StreamingUpload<'s> {
         let started = Instant::now();
         let acknowledged = loop {
             match remote.write(&self.buffer[self.start..end]) {
+                // libssh2 sent part of the oldest request (the server's window ran out inside
+                // it) and so has no acknowledgement to count yet: call again, within the timeout.
+                Ok(0) if started.elapsed() < self.session.timeout => continue,
                 Ok(0) => {
-                    return Err(SftpError::ConnectionLost {
+                    return Err(SftpError::Timeout {
                         address: self.session.address.clone(),
-                        operation: format!("write {:?}", self.staged.temp_path),
-                        detail: "the server acknowledged nothing".to_string(),
+                        step: format!("write {:?}", self.staged.temp_path),
+                        timeout: self.session.timeout,
                     });
                 }
                 Ok(count) => break count,
