@@ -258,13 +258,7 @@ async fn endpoint(
             );
         }
     }
-    let known_hosts =
-        std::fs::read_to_string(env_var("SFTP_KNOWN_HOSTS_FILE")).expect("known_hosts");
-    let host_key = known_hosts
-        .lines()
-        .find_map(|line| line.split_once(' ').map(|(_, key)| key.to_string()))
-        .expect("a host key line");
-    let entry = format!("[{}]:{} {host_key}\n", proxy.host, proxy.port);
+    let entry = proxy.sshd_known_hosts_line();
     let known_hosts_file = work.join(format!("known_hosts-{}", proxy.port));
     std::fs::write(&known_hosts_file, &entry).expect("write known_hosts");
     let secret = format!("sftp-proxied-{}", proxy.port);

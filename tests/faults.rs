@@ -315,12 +315,6 @@ impl Bed {
             &[("url", proxied_url.to_string())],
         )
         .await;
-        let known_hosts =
-            std::fs::read_to_string(env_var("SFTP_KNOWN_HOSTS_FILE")).expect("known_hosts");
-        let host_key = known_hosts
-            .lines()
-            .find_map(|line| line.split_once(' ').map(|(_, key)| key.to_string()))
-            .expect("a host key line");
         create_secret(
             &fixture.client,
             &fixture.namespace,
@@ -330,10 +324,7 @@ impl Bed {
                     "privateKey",
                     std::fs::read_to_string(env_var("SFTP_PRIVATE_KEY_FILE")).expect("key"),
                 ),
-                (
-                    "knownHosts",
-                    format!("[{}]:{} {host_key}\n", sftp.host, sftp.port),
-                ),
+                ("knownHosts", sftp.sshd_known_hosts_line()),
             ],
         )
         .await;

@@ -216,6 +216,18 @@ impl Proxy {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// A known_hosts line for a proxy in front of the bed's sshd: its host key under the proxy's
+    /// address (OpenSSH records host keys per host and port).
+    pub fn sshd_known_hosts_line(&self) -> String {
+        let known_hosts =
+            std::fs::read_to_string(super::env_var("SFTP_KNOWN_HOSTS_FILE")).expect("known_hosts");
+        let host_key = known_hosts
+            .lines()
+            .find_map(|line| line.split_once(' ').map(|(_, key)| key.to_string()))
+            .expect("a host key line");
+        format!("[{}]:{} {host_key}\n", self.host, self.port)
+    }
+
     /// Adds `toxic` under `name` to every connection, present and future, in direction `stream`.
     pub fn add_toxic(&self, name: &str, stream: Stream, toxic: Toxic) {
         let (kind, attributes) = toxic.type_and_attributes();
