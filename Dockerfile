@@ -36,6 +36,7 @@ RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/export.rs \
+ && echo 'fn main() {}' > benches/sftp_ciphers.rs \
  && cargo build --release --locked --bin scheduled-exports \
  && rm -rf src benches \
       target/release/scheduled-exports* \

@@ -5,8 +5,12 @@
 
 use tracing::warn;
 
+use crate::adapters::artifacts::{ArtifactKey, ArtifactStore, ArtifactUpload};
 use crate::adapters::sftp::{RemoteFile, SftpError, SftpSession, StagedFile};
-use crate::status::ownership::Content;
+use crate::digest::ContentDigest;
+use crate::export::error::ExportError;
+use crate::export::file_name::checksum_file_name;
+use crate::status::ownership::{self, Content};
 
 /// What to do about a final name on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +147,144 @@ pub async fn on_session<T: Send + 'static>(
         (session, result)
     })
     .await
+}
+
+/// What was under the final names before the stream, and what an earlier attempt of this object
+/// stored as its artifact (read only when a name is taken).
+pub struct Surveyed {
+    directory: String,
+    checksum_name: Option<String>,
+    data: Option<Found>,
+    checksum: Option<Found>,
+    earlier: Option<Content>,
+}
+
+pub async fn survey_names(
+    session: SftpSession,
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    with_checksum: bool,
+) -> Result<(SftpSession, Surveyed), ExportError> {
+    let checksum_name = with_checksum.then(|| checksum_file_name(&key.file_name));
+    let names = (key.file_name.clone(), checksum_name.clone());
+    let (session, found) = on_session(session, move |session| {
+        let data = survey(session, &names.0)?;
+        let checksum = match &names.1 {
+            Some(name) => survey(session, name)?,
+            None => None,
+        };
+        Ok::<_, SftpError>((data, checksum))
+    })
+    .await?;
+    let (data, checksum) = found?;
+    let earlier = match data.is_some() || checksum.is_some() {
+        true => store.digest(key).await?.map(|artifact| Content {
+            bytes: artifact.bytes,
+            sha256: artifact.sha256,
+        }),
+        false => None,
+    };
+    let directory = session.directory().to_string();
+    Ok((
+        session,
+        Surveyed {
+            directory,
+            checksum_name,
+            data,
+            checksum,
+            earlier,
+        },
+    ))
+}
+
+/// Only once this run's content is known: decides on each name, then commits the artifact, then
+/// publishes (what the institution sees comes last). A failed step undoes the steps before it.
+pub async fn place_copies(
+    session: SftpSession,
+    staged: StagedFile,
+    stored: ArtifactUpload,
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    surveyed: Surveyed,
+    digest: &ContentDigest,
+) -> Result<(), ExportError> {
+    let ours = Content {
+        bytes: digest.bytes,
+        sha256: digest.sha256.clone(),
+    };
+    let decided = decide_both(
+        &key.file_name,
+        &ours,
+        surveyed.earlier.as_ref(),
+        (surveyed.data.as_ref(), surveyed.checksum.as_ref()),
+        surveyed.checksum_name,
+    );
+    let (placement, checksum) = match decided {
+        Ok(decided) => decided,
+        Err((name, bytes)) => {
+            stored.abort().await;
+            let _ = on_session(session, move |session| session.discard(&staged)).await;
+            return Err(ExportError::ForeignFile {
+                file: name,
+                directory: surveyed.directory,
+                bytes,
+            });
+        }
+    };
+    if let Err(err) = stored.commit(digest).await {
+        let _ = on_session(session, move |session| session.discard(&staged)).await;
+        return Err(err.into());
+    }
+    let (_session, published) = on_session(session, move |session| {
+        publish(session, &staged, placement, checksum.as_ref())
+    })
+    .await?;
+    if let Err(err) = published {
+        if let Err(cleanup) = store.delete(key).await {
+            warn!(error = %cleanup, "could not remove the artifact of the failed delivery");
+        }
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// The placement of the data file and of its checksum file (when the spec asks for one), or the
+/// name and size of the first that is another's file.
+fn decide_both(
+    file_name: &str,
+    ours: &Content,
+    earlier: Option<&Content>,
+    found: (Option<&Found>, Option<&Found>),
+    checksum_name: Option<String>,
+) -> Result<(Placement, Option<ChecksumFile>), (String, u64)> {
+    let foreign = |name: &str, found: Option<&Found>| {
+        (
+            name.to_string(),
+            found.map(|found| found.content.bytes).unwrap_or_default(),
+        )
+    };
+    let placement = decide(found.0.map(|found| &found.content), earlier, ours)
+        .ok_or_else(|| foreign(file_name, found.0))?;
+    let Some(name) = checksum_name else {
+        return Ok((placement, None));
+    };
+    let (line, ours_line) = ownership::checksum_file_content(file_name, ours);
+    let earlier_line =
+        earlier.map(|artifact| ownership::checksum_file_content(file_name, artifact).1);
+    let checksum_placement = decide(
+        found.1.map(|found| &found.content),
+        earlier_line.as_ref(),
+        &ours_line,
+    )
+    .ok_or_else(|| foreign(&name, found.1))?;
+    Ok((
+        placement,
+        Some(ChecksumFile {
+            name,
+            line,
+            placement: checksum_placement,
+        }),
+    ))
 }
 
 #[cfg(test)]

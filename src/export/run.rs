@@ -7,7 +7,6 @@
 //! artifact was committed; a failed step undoes the steps before it (so no file stays without the
 //! artifact a recopy needs); and the watermark moves only after both copies are in place.
 
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,27 +15,24 @@ use kube::Client;
 use kube::api::Api;
 use tracing::{info, warn};
 
-use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore, ArtifactUpload};
-use crate::adapters::kubernetes::secrets::{self, SecretError, SecretReader};
+use crate::adapters::artifacts::{ArtifactKey, ArtifactStore};
+use crate::adapters::kubernetes::secrets::{self, SecretReader};
 use crate::adapters::kubernetes::status::{
-    StatusError, StatusWriter, check_incarnation, update_status, update_status_of,
+    StatusWriter, check_incarnation, update_status, update_status_of,
 };
-use crate::adapters::postgres::{self, SourceError, WindowOutcome, WindowQuery};
-use crate::adapters::sftp::{SftpError, SftpSession, SftpTarget, StagedFile};
-use crate::digest::{ContentDigest, HashingWriter};
+use crate::adapters::postgres::{self, WindowQuery};
+use crate::adapters::sftp::{SftpSession, SftpTarget};
+use crate::digest::ContentDigest;
 use crate::export::artifacts::prune_older_artifacts;
 use crate::export::columns::{self, ColumnKind};
-use crate::export::csv::CsvFileWriter;
-use crate::export::deliver::{ChecksumFile, Found, Placement, decide, on_session, publish, survey};
-use crate::export::encode::FileEncoder;
-use crate::export::encrypt::{EncryptionKeyError, RecipientKey};
-use crate::export::file_name::{
-    FileFormat, checksum_file_name, export_file_name, parse_export_file_name,
-};
-use crate::export::stream;
+use crate::export::deliver::{place_copies, survey_names};
+use crate::export::encrypt::RecipientKey;
+pub use crate::export::error::ExportError;
+use crate::export::file_name::{FileFormat, export_file_name, parse_export_file_name};
+use crate::export::stream::{self, Produced, produce, stream_failure};
 use crate::export::view::ViewError;
 use crate::progress::Progress;
-use crate::resource::{ConditionReason, RunPhase, ScheduledExport, ScheduledExportStatus};
+use crate::resource::{RunPhase, ScheduledExport, ScheduledExportStatus};
 use crate::status::ownership::{self, Content};
 use crate::status::{self, DeliveredRun};
 
@@ -75,99 +71,6 @@ pub enum ExportOutcome {
     AlreadyDelivered {
         file_name: String,
     },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error("ScheduledExport {namespace}/{name} not found")]
-    NotFound { namespace: String, name: String },
-    /// The object this run was started for is gone; another of the same name took its place.
-    #[error("{0}")]
-    Replaced(StatusError),
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    #[error("the artifact store cannot be used: {0}")]
-    ArtifactStore(#[from] ArtifactError),
-    #[error("{0}")]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    View(#[from] ViewError),
-    #[error("SFTP delivery failed: {0}")]
-    Sftp(#[from] SftpError),
-    #[error("cannot spool the file locally: {0}")]
-    Spool(#[from] std::io::Error),
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("the delivery task stopped unexpectedly: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    #[error(
-        "the OpenPGP key in Secret {secret} (key \"{key}\", referenced by \
-         spec.encryption.pgp.publicKeySecretRef) {problem}"
-    )]
-    EncryptionKey {
-        secret: String,
-        key: String,
-        problem: EncryptionKeyError,
-    },
-    #[error(
-        "another file named {file} already exists in {directory} ({bytes} bytes) and is not this \
-         object's delivery: its size and sha256 match neither this run's file nor an earlier attempt \
-         of this object kept in the artifact store. It was left untouched and nothing was delivered. \
-         If another ScheduledExport delivers the same file type into this directory, give each its \
-         own directory; if the file is a leftover nobody needs, remove it on the server; the next \
-         run then delivers"
-    )]
-    ForeignFile {
-        file: String,
-        directory: String,
-        bytes: u64,
-    },
-}
-
-impl ExportError {
-    /// CamelCase reason for the `Exported` condition.
-    pub fn reason(&self) -> ConditionReason {
-        match self {
-            ExportError::NotFound { .. } | ExportError::Replaced(_) => ConditionReason::NotFound,
-            // An SFTP Secret that is unusable is still the Secret's fault, whatever its content.
-            ExportError::Secret(SecretError::Api { .. }) => ConditionReason::KubernetesApiFailed,
-            ExportError::Secret(_) => ConditionReason::SecretInvalid,
-            ExportError::ArtifactStore(_) => ConditionReason::ArtifactStoreFailed,
-            ExportError::Source(SourceError::RecoveryConflict { .. }) => {
-                ConditionReason::RecoveryConflict
-            }
-            ExportError::Source(SourceError::Tls { .. }) => ConditionReason::DatabaseTlsFailed,
-            ExportError::Source(
-                SourceError::InvalidCaCert { .. } | SourceError::InvalidUrl { .. },
-            ) => ConditionReason::SecretInvalid,
-            ExportError::Source(_) => ConditionReason::DatabaseFailed,
-            ExportError::View(_) => ConditionReason::ViewInvalid,
-            ExportError::Sftp(err) => err.reason(),
-            ExportError::Spool(_) | ExportError::Task(_) => ConditionReason::SpoolFailed,
-            ExportError::Kube(_) => ConditionReason::KubernetesApiFailed,
-            ExportError::ForeignFile { .. } => ConditionReason::FileExists,
-            ExportError::EncryptionKey { .. } => ConditionReason::EncryptionKeyInvalid,
-        }
-    }
-
-    /// Bad input (a name that does not exist, or is another object now, or a view that cannot
-    /// be exported losslessly) exits 2, which the Job's
-    /// failure policy does not retry; everything else 1.
-    pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            ExportError::NotFound { .. } | ExportError::Replaced(_) | ExportError::View(_)
-        )
-    }
-}
-
-impl From<StatusError> for ExportError {
-    fn from(err: StatusError) -> Self {
-        match err {
-            StatusError::Kube(err) => ExportError::Kube(err),
-            replaced @ StatusError::Replaced { .. } => ExportError::Replaced(replaced),
-        }
-    }
 }
 
 /// A status write of this run: only into the object it belongs to, when the Job said which.
@@ -301,36 +204,12 @@ async fn deliver(
     file_name: &str,
     started: DateTime<Utc>,
 ) -> Result<DeliveredRun, ExportError> {
-    let secrets = match &request.secrets_dir {
-        Some(root) => SecretReader::Mounted {
-            root: root.clone(),
-            namespace: request.namespace.clone(),
-        },
-        None => SecretReader::Api(Box::new(Api::namespaced(client, &request.namespace))),
-    };
-    let source = secrets::database_source(&secrets, object).await?;
-    // A URL that cannot be used fails before anything else is touched.
-    postgres::parse_url(&source.url)?;
-    let sftp_spec = &object.spec.destination.sftp;
-    let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
-    let target = SftpTarget::of(sftp_spec);
-    // A key that cannot encrypt fails the run before anything is read or written.
-    let recipient = match &object.spec.encryption {
-        Some(encryption) => {
-            let reference = &encryption.pgp.public_key_secret_ref;
-            let key = secrets::pgp_public_key(&secrets, reference).await?;
-            let recipient = RecipientKey::parse(&key, started).map_err(|problem| {
-                ExportError::EncryptionKey {
-                    secret: reference.name.clone(),
-                    key: reference.key.clone(),
-                    problem,
-                }
-            })?;
-            info!(fingerprint = %recipient.fingerprint(), "encrypting to the OpenPGP key");
-            Some(recipient)
-        }
-        None => None,
-    };
+    let RunInputs {
+        source,
+        credentials,
+        target,
+        recipient,
+    } = read_inputs(client, request, object, started).await?;
 
     // Fail before touching the database when the store that makes recopies possible, or the
     // server itself (host key, credentials, directory), is not usable. The one SSH connection
@@ -344,37 +223,14 @@ async fn deliver(
     session.set_upload_tag(ownership::upload_tag(
         object.metadata.uid.as_deref().unwrap_or_default(),
     ));
-    let directory = session.directory().to_string();
 
-    // What is under the final names already, and what an earlier attempt of this object stored,
-    // looked at before the stream; decided on once this run's digest is known.
     let key = ArtifactKey {
         namespace: request.namespace.clone(),
         name: request.name.clone(),
         file_name: file_name.to_string(),
     };
-    let checksum_name = object
-        .spec
-        .checksum_file
-        .then(|| checksum_file_name(file_name));
-    let names = (file_name.to_string(), checksum_name.clone());
-    let (session, found) = on_session(session, move |session| {
-        let data = survey(session, &names.0)?;
-        let checksum = match &names.1 {
-            Some(name) => survey(session, name)?,
-            None => None,
-        };
-        Ok::<_, SftpError>((data, checksum))
-    })
-    .await?;
-    let (found_data, found_checksum) = found?;
-    let earlier = match found_data.is_some() || found_checksum.is_some() {
-        true => store.digest(&key).await?.map(|artifact| Content {
-            bytes: artifact.bytes,
-            sha256: artifact.sha256,
-        }),
-        false => None,
-    };
+    let (session, surveyed) =
+        survey_names(session, &store, &key, object.spec.checksum_file).await?;
 
     // A full export starts from nothing; its watermark is stored as any other, so the next
     // window continues from it.
@@ -444,46 +300,8 @@ async fn deliver(
         warn!(file = %file_name, cause = %full_export, "the watermark belongs to another database; the file holds every row");
     }
 
-    // Only now is this run's content known: decide on each name, then commit the artifact, then
-    // publish (what the institution sees comes last); a failed step undoes the steps before it.
-    let ours = Content {
-        bytes,
-        sha256: sha256.clone(),
-    };
-    let decided = decide_both(
-        file_name,
-        &ours,
-        earlier.as_ref(),
-        (found_data.as_ref(), found_checksum.as_ref()),
-        checksum_name,
-    );
-    let (placement, checksum) = match decided {
-        Ok(decided) => decided,
-        Err((name, bytes)) => {
-            stored.abort().await;
-            let _ = on_session(session, move |session| session.discard(&staged)).await;
-            return Err(ExportError::ForeignFile {
-                file: name,
-                directory,
-                bytes,
-            });
-        }
-    };
-    if let Err(err) = stored.commit(&digest).await {
-        let _ = on_session(session, move |session| session.discard(&staged)).await;
-        return Err(err.into());
-    }
     let mut sent = Progress::on_stderr(request.progress, format!("{file_name}: sent"), None);
-    let (_session, published) = on_session(session, move |session| {
-        publish(session, &staged, placement, checksum.as_ref())
-    })
-    .await?;
-    if let Err(err) = published {
-        if let Err(cleanup) = store.delete(&key).await {
-            warn!(error = %cleanup, "could not remove the artifact of the failed delivery");
-        }
-        return Err(err.into());
-    }
+    place_copies(session, staged, stored, &store, &key, surveyed, &digest).await?;
     sent.set_total(bytes);
     sent.finish(None, bytes);
 
@@ -510,145 +328,62 @@ async fn deliver(
     })
 }
 
-fn secs(duration: std::time::Duration) -> f64 {
-    (duration.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-/// What the producing side of the stream ends with.
-struct Produced {
-    window: WindowOutcome,
-    digest: ContentDigest,
-    /// Waiting for room in the consumers' queues.
-    waited: std::time::Duration,
-}
-
-/// Runs the COPY through the CSV writer and the encoding into the fan-out, and ends the stream.
-/// On any error the fan-out is dropped unended, so both consumers give their copies up.
-#[allow(clippy::too_many_arguments)] // each is one input of the stream; a struct would only rename them
-async fn produce(
-    mut database: tokio_postgres::Client,
-    query: WindowQuery,
-    previous: Option<crate::adapters::postgres::Watermark>,
-    header: Vec<(String, ColumnKind)>,
-    object: ScheduledExport,
+/// What a run reads before it touches anything: the source, the SFTP destination and its
+/// credentials, and the OpenPGP key, checked at the run's instant.
+struct RunInputs {
+    source: secrets::DatabaseSource,
+    credentials: crate::adapters::sftp::SftpCredentials,
+    target: SftpTarget,
     recipient: Option<RecipientKey>,
-    chunks: stream::ChunkWriter,
-    fanout: stream::Fanout,
-    stall_timeout: std::time::Duration,
-    progress: Progress,
-) -> Result<Produced, ExportError> {
-    // The digest is of the bytes delivered, so it is taken after the encoding.
-    let mut counter = HashingWriter::new(chunks);
-    let (window, fanout) = {
-        let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
-        let csv = CsvFileWriter::with_header(
-            BufWriter::with_capacity(stream::CHUNK, encoder),
-            header.iter().map(|(name, kind)| (name.as_str(), *kind)),
-            &object.spec.csv,
-        )?
-        .with_progress(progress);
-        let mut sink = stream::StreamingCsv { csv, fanout };
-        let window = crate::export::window::export_window_within(
-            &mut database,
-            query,
-            previous.as_ref(),
-            &mut sink,
-            stall_timeout,
-        )
-        .await?;
-        let stream::StreamingCsv { csv, fanout } = sink;
-        csv.finish()?
-            .into_inner()
-            .map_err(|err| err.into_error())?
-            .finish()?;
-        (window, fanout)
+}
+
+async fn read_inputs(
+    client: Client,
+    request: &ExportRequest,
+    object: &ScheduledExport,
+    started: DateTime<Utc>,
+) -> Result<RunInputs, ExportError> {
+    let secrets = match &request.secrets_dir {
+        Some(root) => SecretReader::Mounted {
+            root: root.clone(),
+            namespace: request.namespace.clone(),
+        },
+        None => SecretReader::Api(Box::new(Api::namespaced(client, &request.namespace))),
     };
-    let (mut chunks, digest) = counter.finish()?;
-    chunks.flush()?;
-    let waited = fanout.end().await?;
-    Ok(Produced {
-        window,
-        digest,
-        waited,
+    let source = secrets::database_source(&secrets, object).await?;
+    // A URL that cannot be used fails before anything else is touched.
+    postgres::parse_url(&source.url)?;
+    let sftp_spec = &object.spec.destination.sftp;
+    let credentials = secrets::sftp_credentials(&secrets, &sftp_spec.secret_ref.name).await?;
+    let target = SftpTarget::of(sftp_spec);
+    // A key that cannot encrypt fails the run before anything is read or written.
+    let recipient = match &object.spec.encryption {
+        Some(encryption) => {
+            let reference = &encryption.pgp.public_key_secret_ref;
+            let key = secrets::pgp_public_key(&secrets, reference).await?;
+            let recipient = RecipientKey::parse(&key, started).map_err(|problem| {
+                ExportError::EncryptionKey {
+                    secret: reference.name.clone(),
+                    key: reference.key.clone(),
+                    problem,
+                }
+            })?;
+            info!(fingerprint = %recipient.fingerprint(), "encrypting to the OpenPGP key");
+            Some(recipient)
+        }
+        None => None,
+    };
+
+    Ok(RunInputs {
+        source,
+        credentials,
+        target,
+        recipient,
     })
 }
 
-/// The error of a stream that failed somewhere, after both copies were given up. A consumer's own
-/// failure (the server, the store) explains a producer that stopped for want of a reader; the
-/// producer's (the database, the file's encoding) explains consumers that were cut off.
-async fn stream_failure(
-    session: SftpSession,
-    produced: Result<Produced, ExportError>,
-    uploaded: Result<(StagedFile, stream::UploadTimes), SftpError>,
-    stored: Result<ArtifactUpload, ArtifactError>,
-) -> ExportError {
-    let stored = match stored {
-        Ok(upload) => {
-            upload.abort().await;
-            None
-        }
-        Err(ArtifactError::Incomplete { .. }) => None,
-        Err(err) => Some(err),
-    };
-    let uploaded = match uploaded {
-        Ok((staged, _)) => {
-            let _ = on_session(session, move |session| session.discard(&staged)).await;
-            None
-        }
-        Err(SftpError::SourceFailed { .. }) => None,
-        Err(err) => Some(err),
-    };
-    match (produced, uploaded, stored) {
-        (Err(ExportError::Source(SourceError::Write(_))), Some(err), _) => err.into(),
-        (Err(ExportError::Source(SourceError::Write(_))), None, Some(err)) => err.into(),
-        (Err(ExportError::Spool(_)), Some(err), _) => err.into(),
-        (Err(ExportError::Spool(_)), None, Some(err)) => err.into(),
-        (Err(err), _, _) => err,
-        (Ok(_), Some(err), _) => err.into(),
-        (Ok(_), None, Some(err)) => err.into(),
-        (Ok(_), None, None) => ExportError::Spool(std::io::Error::other(
-            "the delivery ended without a file and without an error",
-        )),
-    }
-}
-
-/// The placement of the data file and of its checksum file (when the spec asks for one), or the
-/// name and size of the first that is another's file.
-fn decide_both(
-    file_name: &str,
-    ours: &Content,
-    earlier: Option<&Content>,
-    found: (Option<&Found>, Option<&Found>),
-    checksum_name: Option<String>,
-) -> Result<(Placement, Option<ChecksumFile>), (String, u64)> {
-    let foreign = |name: &str, found: Option<&Found>| {
-        (
-            name.to_string(),
-            found.map(|found| found.content.bytes).unwrap_or_default(),
-        )
-    };
-    let placement = decide(found.0.map(|found| &found.content), earlier, ours)
-        .ok_or_else(|| foreign(file_name, found.0))?;
-    let Some(name) = checksum_name else {
-        return Ok((placement, None));
-    };
-    let (line, ours_line) = ownership::checksum_file_content(file_name, ours);
-    let earlier_line =
-        earlier.map(|artifact| ownership::checksum_file_content(file_name, artifact).1);
-    let checksum_placement = decide(
-        found.1.map(|found| &found.content),
-        earlier_line.as_ref(),
-        &ours_line,
-    )
-    .ok_or_else(|| foreign(&name, found.1))?;
-    Ok((
-        placement,
-        Some(ChecksumFile {
-            name,
-            line,
-            placement: checksum_placement,
-        }),
-    ))
+fn secs(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// The query of the object's rows and the file's columns: the file type's table, or the view

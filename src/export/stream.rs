@@ -9,7 +9,7 @@
 //! (see `export::deliver`).
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,17 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use crate::adapters::artifacts::{ArtifactError, ArtifactKey, ArtifactStore, ArtifactUpload};
-use crate::adapters::postgres::RowSink;
+use crate::adapters::postgres::{RowSink, SourceError, Watermark, WindowOutcome, WindowQuery};
 use crate::adapters::sftp::{SftpError, SftpSession, StagedFile};
+use crate::digest::{ContentDigest, HashingWriter};
+use crate::export::columns::ColumnKind;
 use crate::export::csv::CsvFileWriter;
+use crate::export::deliver::on_session;
+use crate::export::encode::FileEncoder;
+use crate::export::encrypt::RecipientKey;
+use crate::export::error::ExportError;
+use crate::progress::Progress;
+use crate::resource::ScheduledExport;
 
 /// The size of the pieces handed to the consumers.
 pub const CHUNK: usize = 256 * 1024;
@@ -227,6 +235,104 @@ pub async fn store_stream(
                 });
             }
         }
+    }
+}
+
+/// What the producing side of the stream ends with.
+pub struct Produced {
+    pub window: WindowOutcome,
+    pub digest: ContentDigest,
+    /// Waiting for room in the consumers' queues.
+    pub waited: std::time::Duration,
+}
+
+/// Runs the COPY through the CSV writer and the encoding into the fan-out, and ends the stream.
+/// On any error the fan-out is dropped unended, so both consumers give their copies up.
+#[allow(clippy::too_many_arguments)] // each is one input of the stream; a struct would only rename them
+pub async fn produce(
+    mut database: tokio_postgres::Client,
+    query: WindowQuery,
+    previous: Option<Watermark>,
+    header: Vec<(String, ColumnKind)>,
+    object: ScheduledExport,
+    recipient: Option<RecipientKey>,
+    chunks: ChunkWriter,
+    fanout: Fanout,
+    stall_timeout: std::time::Duration,
+    progress: Progress,
+) -> Result<Produced, ExportError> {
+    // The digest is of the bytes delivered, so it is taken after the encoding.
+    let mut counter = HashingWriter::new(chunks);
+    let (window, fanout) = {
+        let encoder = FileEncoder::new(&mut counter, object.spec.compression, recipient.as_ref())?;
+        let csv = CsvFileWriter::with_header(
+            BufWriter::with_capacity(CHUNK, encoder),
+            header.iter().map(|(name, kind)| (name.as_str(), *kind)),
+            &object.spec.csv,
+        )?
+        .with_progress(progress);
+        let mut sink = StreamingCsv { csv, fanout };
+        let window = crate::export::window::export_window_within(
+            &mut database,
+            query,
+            previous.as_ref(),
+            &mut sink,
+            stall_timeout,
+        )
+        .await?;
+        let StreamingCsv { csv, fanout } = sink;
+        csv.finish()?
+            .into_inner()
+            .map_err(|err| err.into_error())?
+            .finish()?;
+        (window, fanout)
+    };
+    let (mut chunks, digest) = counter.finish()?;
+    chunks.flush()?;
+    let waited = fanout.end().await?;
+    Ok(Produced {
+        window,
+        digest,
+        waited,
+    })
+}
+
+/// The error of a stream that failed somewhere, after both copies were given up. A consumer's own
+/// failure (the server, the store) explains a producer that stopped for want of a reader; the
+/// producer's (the database, the file's encoding) explains consumers that were cut off.
+pub async fn stream_failure(
+    session: SftpSession,
+    produced: Result<Produced, ExportError>,
+    uploaded: Result<(StagedFile, UploadTimes), SftpError>,
+    stored: Result<ArtifactUpload, ArtifactError>,
+) -> ExportError {
+    let stored = match stored {
+        Ok(upload) => {
+            upload.abort().await;
+            None
+        }
+        Err(ArtifactError::Incomplete { .. }) => None,
+        Err(err) => Some(err),
+    };
+    let uploaded = match uploaded {
+        Ok((staged, _)) => {
+            let _ = on_session(session, move |session| session.discard(&staged)).await;
+            None
+        }
+        Err(SftpError::SourceFailed { .. }) => None,
+        Err(err) => Some(err),
+    };
+    match (produced, uploaded, stored) {
+        (Err(ExportError::Source(SourceError::Write(_))), Some(err), _) => err.into(),
+        (Err(ExportError::Source(SourceError::Write(_))), None, Some(err)) => err.into(),
+        (Err(ExportError::Spool(_)), Some(err), _) => err.into(),
+        (Err(ExportError::Spool(_)), None, Some(err)) => err.into(),
+        (Err(err), _, _) => err,
+        (Ok(_), Some(err), _) => err.into(),
+        (Ok(_), None, Some(err)) => err.into(),
+        (Ok(_), None, None) => ExportError::Spool(std::io::Error::other(
+            "the delivery ended without a file and without an error",
+        )),
     }
 }
 
