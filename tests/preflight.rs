@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use common::fixture::Fixture;
+use common::gpg::Institution;
 use common::running::{RunningController, TEST_PERIODS};
 use common::*;
 use k8s_openapi::api::core::v1::{Event, Secret};
@@ -204,44 +205,6 @@ fn read_bed_file(var: &str) -> String {
     std::fs::read_to_string(env_var(var)).expect("read test bed file")
 }
 
-/// GnuPG as the institution runs it, in a home of its own.
-struct Institution {
-    home: tempfile::TempDir,
-}
-
-impl Institution {
-    fn new() -> Self {
-        let home = tempfile::tempdir().expect("GnuPG home");
-        std::fs::set_permissions(
-            home.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .expect("GnuPG home permissions");
-        Self { home }
-    }
-
-    /// A new key (`gpg --quick-gen-key uid algo usage expire`), ASCII-armoured public part.
-    fn key(&self, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
-        let gpg = |args: &[&str]| {
-            let output = Command::new("gpg")
-                .arg("--homedir")
-                .arg(self.home.path())
-                .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-                .args(args)
-                .output()
-                .expect("run gpg");
-            assert!(
-                output.status.success(),
-                "gpg {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            output.stdout
-        };
-        gpg(&["--quick-gen-key", uid, algo, usage, expire]);
-        String::from_utf8(gpg(&["--armor", "--export", uid])).expect("armoured key")
-    }
-}
-
 /// A directory under the server's /exports that root owns, so the SFTP user cannot write there.
 fn read_only_directory(name: &str) -> (String, PathBuf) {
     let local = PathBuf::from(env_var("SFTP_ROOT"))
@@ -321,14 +284,21 @@ async fn each_cause_gets_its_reason_a_message_that_says_what_to_fix_and_one_even
     )
     .await;
     let institution = Institution::new();
-    let good_key = institution.key("Good <good@example.edu>", "default", "default", "never");
-    let sign_only = institution.key("Sign <sign@example.edu>", "ed25519", "sign", "never");
+    let good_key = institution.key(
+        "Good <good@example.edu>",
+        "default",
+        "default",
+        "never",
+        None,
+    );
+    let sign_only = institution.key("Sign <sign@example.edu>", "ed25519", "sign", "never", None);
     // Valid now, expired at the next run (about three hours away): it must fail now.
     let expiring = institution.key(
         "Soon <soon@example.edu>",
         "default",
         "default",
         "seconds=3600",
+        None,
     );
     for (name, key) in [
         ("key-good", good_key),

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod fixture;
+pub mod gpg;
 pub mod running;
 pub mod toxiproxy;
 
