@@ -14,7 +14,7 @@ use scheduled_exports::adapters::postgres::{
 };
 use scheduled_exports::export::columns;
 use scheduled_exports::export::csv::CsvFileWriter;
-use scheduled_exports::export::window::{export_window, window_query};
+use scheduled_exports::export::window::{export_window, text_window_query};
 use scheduled_exports::resource::{CsvOptions, FileType, LineTerminator};
 use scheduled_exports::sample_data::{apply_schema, generate, run_sample_data};
 use sha2::{Digest, Sha256};
@@ -562,7 +562,7 @@ async fn assert_matches_database(
     file_type: FileType,
     records: &[csv::StringRecord],
 ) {
-    let query = window_query(file_type, None);
+    let query = text_window_query(file_type, None);
     let messages = client
         .simple_query(&format!(
             "BEGIN; {}; {query}; COMMIT",
@@ -587,6 +587,54 @@ async fn assert_matches_database(
             );
         }
     }
+}
+
+/// Ids, dates, timestamps and lists travel in binary and are rendered by the client: at the edges
+/// of each type (BC years, far years, infinities, NULL list elements, nested lists) the file still
+/// says what the server's own rendering says.
+#[tokio::test]
+async fn edge_values_render_as_the_server_renders_them() {
+    let db = TestDb::create().await;
+    run_sample_data(&db.url, 0, 0, 0, 1)
+        .await
+        .expect("schema only");
+    let (mut client, _connection) = connect(&db.url, TIMEOUT).await.expect("connect");
+    client
+        .batch_execute(
+            r#"INSERT INTO interactions (interaction_id, constituent_id, occurred_on, solicitors,
+                   proposal_id, created_at, updated_at) VALUES
+               (-5, -9223372036854775808, '4713-01-01 BC', '{}', NULL,
+                '4713-01-01 00:00:00+00 BC', '1969-12-31 23:59:59.999999+00'),
+               (0, 0, '0001-12-31 BC', '{NULL}', 0, '0001-01-01 00:00:00+00', '2000-01-01 00:00:00+00'),
+               (9223372036854775807, 1, '10000-01-01', '{a,NULL,b}', 9223372036854775807,
+                '294276-12-31 23:59:59.999999+00', 'infinity'),
+               (7, 2, 'infinity', '{{a,b},{c,d}}', -1, '-infinity', '1999-12-31 23:59:59.5+00'),
+               (8, 3, '-infinity', '{"",x}', NULL, '2024-02-29 12:00:00.000001+00',
+                '0044-03-15 12:00:00+00 BC'),
+               (9, 4, NULL, '{"semi;colon","quo\"te"}', NULL, '1900-03-01 00:00:00+00',
+                '2100-02-28 23:59:59+00');
+               INSERT INTO proposals (proposal_id, constituent_id, ask_amount, ask_date, expected_date,
+                   funded_date, deleted) VALUES
+               (1, 1, -0.50, '2000-02-29', NULL, 'infinity', true),
+               (2, 2, 12345678901.99, '1582-10-15', '1582-10-04', '-infinity', false)"#,
+        )
+        .await
+        .expect("edge rows");
+    let (records, _) = export(&mut client, FileType::Interactions, None).await;
+    assert_eq!(records.len(), 6);
+    assert_matches_database(&client, FileType::Interactions, &records).await;
+    // In key order: -5, 0, 7, 8, 9, then the largest id.
+    let created: Vec<&str> = records.iter().map(|r| &r[13]).collect();
+    assert_eq!(
+        created[0], "4713-01-01T00:00:00.000000Z",
+        "to_char shows no BC"
+    );
+    assert_eq!(created[2], "", "an infinite timestamp has no text");
+    let (records, _) = export(&mut client, FileType::Proposals, None).await;
+    assert_eq!(records.len(), 2);
+    assert_matches_database(&client, FileType::Proposals, &records).await;
+    drop(client);
+    db.drop().await;
 }
 
 #[tokio::test]
@@ -805,7 +853,7 @@ async fn benchmark_generate_and_export_interactions() {
             path.display()
         );
     }
-    let query = window_query(FileType::Interactions, None);
+    let query = text_window_query(FileType::Interactions, None);
     // The password stays out of the output: psql takes it from PGPASSWORD or ~/.pgpass.
     let mut shown = url::Url::parse(&db.url).expect("url");
     shown.set_password(None).ok();

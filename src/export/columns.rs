@@ -1,9 +1,10 @@
 //! The columns of each file type (docs/design.md, "File format"), in file order, with how each is rendered.
 //!
 //! This is the single place that fixes a file's shape: the CSV header, which cells `escapeFormulas`
-//! may alter, and the SQL expression that turns each source column into the exact text of its cell.
-//! Rendering happens in PostgreSQL so that the export streams already-formatted text (`COPY ... TO
-//! STDOUT`) and the client only frames it as CSV.
+//! may alter, and how each source column becomes the exact text of its cell. Text columns arrive
+//! as they are; ids, dates, timestamps, booleans and lists arrive in binary and the client renders
+//! them ([`WireType`]), which costs the database far less than formatting them itself.
+//! [`Column::text_sql`] is the same rendering done by the server, which tests compare with.
 //!
 //! Rendering decisions:
 //! - Timestamps are UTC, RFC 3339, always with six fractional digits (microseconds, PostgreSQL's
@@ -28,6 +29,7 @@
 //! Identifiers, including the `*_import_id` keys, are never altered: they are join keys that
 //! consumers match back against their own systems, and a `'` prefix would break that match.
 
+use crate::adapters::postgres::WireType;
 use crate::resource::FileType;
 
 /// What a column holds, which decides whether `escapeFormulas` may alter it.
@@ -64,169 +66,345 @@ pub struct Column {
     pub name: &'static str,
     /// What it holds.
     pub kind: ColumnKind,
-    /// SQL expression rendering the column as the cell's text (type `text`), or NULL.
+    /// The type `sql` yields, which fixes how the client renders the cell.
+    pub wire: WireType,
+    /// SQL expression reading the column as `wire`'s type (a cast, so a source column of a
+    /// compatible type reads the same), or NULL.
     pub sql: &'static str,
 }
 
 impl Column {
-    const fn new(name: &'static str, kind: ColumnKind, sql: &'static str) -> Self {
-        Self { name, kind, sql }
+    const fn new(name: &'static str, kind: ColumnKind, wire: WireType, sql: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            wire,
+            sql,
+        }
+    }
+
+    /// The SQL expression that renders this cell's text in the server, as the client renders
+    /// `sql`'s value: what a script exporting the same file would select.
+    pub fn text_sql(&self) -> String {
+        let sql = self.sql;
+        match self.wire {
+            WireType::Text => sql.to_string(),
+            WireType::Int8 | WireType::Bool | WireType::Date => format!("({sql})::text"),
+            WireType::Timestamp => {
+                format!("to_char(({sql}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+            }
+            WireType::TextList => format!("array_to_string({sql}, ';')"),
+        }
     }
 }
 
-/// Session settings the [`Column::sql`] expressions rely on; the export sets them with `SET LOCAL`
-/// so a server or role default (e.g. `DateStyle = 'SQL, DMY'` or a local `TimeZone`) cannot change
-/// the file. `TimeZone = UTC` also makes `timestamp without time zone` columns of user views read
+/// Session settings the [`Column::text_sql`] renderings rely on; the export sets them with
+/// `SET LOCAL` so a server or role default (e.g. `DateStyle = 'SQL, DMY'` or a local `TimeZone`)
+/// cannot change the file. `TimeZone = UTC` also makes `timestamp without time zone` columns read
 /// as UTC.
 pub const SESSION_SETTINGS: &str = "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'iso_8601'";
 
 /// Longest column list of any file type, so callers can size fixed buffers.
 pub const MAX_COLUMNS: usize = 19;
 
-macro_rules! ts {
-    ($col:literal) => {
-        concat!(
-            "to_char(",
-            $col,
-            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        )
-    };
-}
-
 const INTERACTIONS: [Column; 16] = [
-    Column::new("interaction_id", ColumnKind::Id, "interaction_id::text"),
+    Column::new(
+        "interaction_id",
+        ColumnKind::Id,
+        WireType::Int8,
+        "interaction_id::int8",
+    ),
     Column::new(
         "interaction_import_id",
         ColumnKind::Id,
+        WireType::Text,
         "interaction_import_id::text",
     ),
-    Column::new("constituent_id", ColumnKind::Id, "constituent_id::text"),
+    Column::new(
+        "constituent_id",
+        ColumnKind::Id,
+        WireType::Int8,
+        "constituent_id::int8",
+    ),
     Column::new(
         "constituent_import_id",
         ColumnKind::Id,
+        WireType::Text,
         "constituent_import_id::text",
     ),
-    Column::new("category", ColumnKind::FreeText, "category::text"),
+    Column::new(
+        "category",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "category::text",
+    ),
     Column::new(
         "interaction_type",
         ColumnKind::FreeText,
+        WireType::Text,
         "interaction_type::text",
     ),
-    Column::new("occurred_on", ColumnKind::Date, "occurred_on::date::text"),
-    Column::new("summary", ColumnKind::FreeText, "summary::text"),
-    Column::new("description", ColumnKind::FreeText, "description::text"),
+    Column::new(
+        "occurred_on",
+        ColumnKind::Date,
+        WireType::Date,
+        "occurred_on::date",
+    ),
+    Column::new(
+        "summary",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "summary::text",
+    ),
+    Column::new(
+        "description",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "description::text",
+    ),
     Column::new(
         "solicitors",
         ColumnKind::List,
-        "array_to_string(solicitors, ';')",
+        WireType::TextList,
+        "solicitors::text[]",
     ),
-    Column::new("creator_user_id", ColumnKind::Id, "creator_user_id::text"),
-    Column::new("proposal_id", ColumnKind::Id, "proposal_id::text"),
+    Column::new(
+        "creator_user_id",
+        ColumnKind::Id,
+        WireType::Text,
+        "creator_user_id::text",
+    ),
+    Column::new(
+        "proposal_id",
+        ColumnKind::Id,
+        WireType::Int8,
+        "proposal_id::int8",
+    ),
     Column::new(
         "proposal_import_id",
         ColumnKind::Id,
+        WireType::Text,
         "proposal_import_id::text",
     ),
-    Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
-    Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
+    Column::new(
+        "created_at",
+        ColumnKind::Timestamp,
+        WireType::Timestamp,
+        "created_at::timestamptz",
+    ),
+    Column::new(
+        "updated_at",
+        ColumnKind::Timestamp,
+        WireType::Timestamp,
+        "updated_at::timestamptz",
+    ),
     Column::new(
         "deleted",
         ColumnKind::Boolean,
-        "coalesce(deleted, false)::boolean::text",
+        WireType::Bool,
+        "coalesce(deleted, false)::boolean",
     ),
 ];
 
 const PROPOSALS: [Column; 17] = [
-    Column::new("proposal_id", ColumnKind::Id, "proposal_id::text"),
+    Column::new(
+        "proposal_id",
+        ColumnKind::Id,
+        WireType::Int8,
+        "proposal_id::int8",
+    ),
     Column::new(
         "proposal_import_id",
         ColumnKind::Id,
+        WireType::Text,
         "proposal_import_id::text",
     ),
-    Column::new("constituent_id", ColumnKind::Id, "constituent_id::text"),
+    Column::new(
+        "constituent_id",
+        ColumnKind::Id,
+        WireType::Int8,
+        "constituent_id::int8",
+    ),
     Column::new(
         "constituent_import_id",
         ColumnKind::Id,
+        WireType::Text,
         "constituent_import_id::text",
     ),
-    Column::new("title", ColumnKind::FreeText, "title::text"),
-    Column::new("status", ColumnKind::FreeText, "status::text"),
-    Column::new("stage", ColumnKind::FreeText, "stage::text"),
+    Column::new("title", ColumnKind::FreeText, WireType::Text, "title::text"),
+    Column::new(
+        "status",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "status::text",
+    ),
+    Column::new("stage", ColumnKind::FreeText, WireType::Text, "stage::text"),
     Column::new(
         "ask_amount",
         ColumnKind::Number,
+        WireType::Text,
         "ask_amount::numeric::text",
     ),
     Column::new(
         "expected_amount",
         ColumnKind::Number,
+        WireType::Text,
         "expected_amount::numeric::text",
     ),
     Column::new(
         "funded_amount",
         ColumnKind::Number,
+        WireType::Text,
         "funded_amount::numeric::text",
     ),
-    Column::new("ask_date", ColumnKind::Date, "ask_date::date::text"),
+    Column::new(
+        "ask_date",
+        ColumnKind::Date,
+        WireType::Date,
+        "ask_date::date",
+    ),
     Column::new(
         "expected_date",
         ColumnKind::Date,
-        "expected_date::date::text",
+        WireType::Date,
+        "expected_date::date",
     ),
-    Column::new("funded_date", ColumnKind::Date, "funded_date::date::text"),
+    Column::new(
+        "funded_date",
+        ColumnKind::Date,
+        WireType::Date,
+        "funded_date::date",
+    ),
     Column::new(
         "solicitors",
         ColumnKind::List,
-        "array_to_string(solicitors, ';')",
+        WireType::TextList,
+        "solicitors::text[]",
     ),
-    Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
-    Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
+    Column::new(
+        "created_at",
+        ColumnKind::Timestamp,
+        WireType::Timestamp,
+        "created_at::timestamptz",
+    ),
+    Column::new(
+        "updated_at",
+        ColumnKind::Timestamp,
+        WireType::Timestamp,
+        "updated_at::timestamptz",
+    ),
     Column::new(
         "deleted",
         ColumnKind::Boolean,
-        "coalesce(deleted, false)::boolean::text",
+        WireType::Bool,
+        "coalesce(deleted, false)::boolean",
     ),
 ];
 
 const CONSTITUENTS: [Column; 19] = [
-    Column::new("constituent_id", ColumnKind::Id, "constituent_id::text"),
+    Column::new(
+        "constituent_id",
+        ColumnKind::Id,
+        WireType::Int8,
+        "constituent_id::int8",
+    ),
     Column::new(
         "constituent_import_id",
         ColumnKind::Id,
+        WireType::Text,
         "constituent_import_id::text",
     ),
-    Column::new("name_prefix", ColumnKind::FreeText, "name_prefix::text"),
-    Column::new("first_name", ColumnKind::FreeText, "first_name::text"),
-    Column::new("middle_name", ColumnKind::FreeText, "middle_name::text"),
-    Column::new("last_name", ColumnKind::FreeText, "last_name::text"),
-    Column::new("name_suffix", ColumnKind::FreeText, "name_suffix::text"),
-    Column::new("primary_email", ColumnKind::FreeText, "primary_email::text"),
-    Column::new("phone", ColumnKind::FreeText, "phone::text"),
+    Column::new(
+        "name_prefix",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "name_prefix::text",
+    ),
+    Column::new(
+        "first_name",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "first_name::text",
+    ),
+    Column::new(
+        "middle_name",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "middle_name::text",
+    ),
+    Column::new(
+        "last_name",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "last_name::text",
+    ),
+    Column::new(
+        "name_suffix",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "name_suffix::text",
+    ),
+    Column::new(
+        "primary_email",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "primary_email::text",
+    ),
+    Column::new("phone", ColumnKind::FreeText, WireType::Text, "phone::text"),
     Column::new(
         "address_line_1",
         ColumnKind::FreeText,
+        WireType::Text,
         "address_line_1::text",
     ),
     Column::new(
         "address_line_2",
         ColumnKind::FreeText,
+        WireType::Text,
         "address_line_2::text",
     ),
-    Column::new("city", ColumnKind::FreeText, "city::text"),
-    Column::new("region", ColumnKind::FreeText, "region::text"),
-    Column::new("postal_code", ColumnKind::FreeText, "postal_code::text"),
-    Column::new("country", ColumnKind::FreeText, "country::text"),
+    Column::new("city", ColumnKind::FreeText, WireType::Text, "city::text"),
+    Column::new(
+        "region",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "region::text",
+    ),
+    Column::new(
+        "postal_code",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "postal_code::text",
+    ),
+    Column::new(
+        "country",
+        ColumnKind::FreeText,
+        WireType::Text,
+        "country::text",
+    ),
     Column::new(
         "affiliations",
         ColumnKind::List,
-        "array_to_string(affiliations, ';')",
+        WireType::TextList,
+        "affiliations::text[]",
     ),
-    Column::new("created_at", ColumnKind::Timestamp, ts!("created_at")),
-    Column::new("updated_at", ColumnKind::Timestamp, ts!("updated_at")),
+    Column::new(
+        "created_at",
+        ColumnKind::Timestamp,
+        WireType::Timestamp,
+        "created_at::timestamptz",
+    ),
+    Column::new(
+        "updated_at",
+        ColumnKind::Timestamp,
+        WireType::Timestamp,
+        "updated_at::timestamptz",
+    ),
     Column::new(
         "deleted",
         ColumnKind::Boolean,
-        "coalesce(deleted, false)::boolean::text",
+        WireType::Bool,
+        "coalesce(deleted, false)::boolean",
     ),
 ];
 
@@ -253,13 +431,31 @@ pub fn table(file_type: FileType) -> &'static str {
     file_type.as_str()
 }
 
-/// The select list rendering every column as text, aliased to its header name.
+/// The select list the export reads, each column aliased to its header name.
 pub fn select_list(file_type: FileType) -> String {
     columns(file_type)
         .iter()
         .map(|column| format!("{} AS {}", column.sql, column.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The select list that renders every cell's text in the server, aliased to its header name:
+/// the same file, the way a script would `COPY` it (benchmarks and the rendering tests use it).
+pub fn text_select_list(file_type: FileType) -> String {
+    columns(file_type)
+        .iter()
+        .map(|column| format!("{} AS {}", column.text_sql(), column.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How each column of [`select_list`] travels, in order.
+pub fn wire_types(file_type: FileType) -> Vec<WireType> {
+    columns(file_type)
+        .iter()
+        .map(|column| column.wire)
+        .collect()
 }
 
 #[cfg(test)]
@@ -320,15 +516,29 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_render_utc_rfc3339_with_microseconds() {
-        let created = columns(FileType::Interactions)
-            .iter()
-            .find(|c| c.name == "created_at")
-            .map(|c| c.sql);
+    fn the_server_rendering_of_each_cell_matches_the_client_rendering() {
+        let text_sql = |name: &str| {
+            columns(FileType::Interactions)
+                .iter()
+                .find(|c| c.name == name)
+                .map(Column::text_sql)
+        };
         assert_eq!(
-            created,
-            Some("to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+            text_sql("created_at").as_deref(),
+            Some(
+                "to_char((created_at::timestamptz) AT TIME ZONE 'UTC', \
+                 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            )
         );
+        assert_eq!(
+            text_sql("solicitors").as_deref(),
+            Some("array_to_string(solicitors::text[], ';')")
+        );
+        assert_eq!(
+            text_sql("interaction_id").as_deref(),
+            Some("(interaction_id::int8)::text")
+        );
+        assert_eq!(text_sql("summary").as_deref(), Some("summary::text"));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! A saved search as the file's source (`spec.source.view`): the view's columns, in its order,
-//! each rendered as text by its type, and the checks that keep its windows lossless.
+//! each read as its type (rendered as the file types' cells are), and the checks that keep its windows lossless.
 //!
 //! No I/O here: the adapter reads the view's columns from the catalog ([`RelationColumn`]); this module
 //! decides what the file holds or why the view cannot be exported.
 
-use crate::adapters::postgres::{MAX_COLUMNS, RelationColumn};
+use crate::adapters::postgres::{MAX_COLUMNS, RelationColumn, WireType};
 use crate::export::columns::ColumnKind;
 
 /// The column the windows compare with snapshots: the id of the transaction that last changed the
@@ -18,7 +18,9 @@ pub struct ViewColumn {
     pub name: String,
     /// What it holds, which decides whether `escapeFormulas` may alter it.
     pub kind: ColumnKind,
-    /// SQL expression rendering the column as the cell's text.
+    /// The type `sql` yields, which fixes how the client renders the cell.
+    pub wire: WireType,
+    /// SQL expression reading the column as `wire`'s type.
     pub sql: String,
 }
 
@@ -119,10 +121,11 @@ pub fn shape(view: &str, columns: &[RelationColumn]) -> Result<ViewShape, ViewEr
     })
 }
 
-/// How a column of the catalog's type becomes a cell, in the file types' formats.
+/// How a column of the catalog's type becomes a cell, in the file types' formats: read as the
+/// type whose binary form the client renders (see [`WireType`]), or as text.
 fn render(column: &RelationColumn) -> ViewColumn {
     let quoted = quote_identifier(&column.name);
-    let (kind, sql) = match (column.category.as_str(), column.type_name.as_str()) {
+    let (kind, wire, sql) = match (column.category.as_str(), column.type_name.as_str()) {
         ("A", _) => (
             // A list of names a person typed; a list of numbers or ids is never altered.
             if column.element_category == "S" {
@@ -130,25 +133,44 @@ fn render(column: &RelationColumn) -> ViewColumn {
             } else {
                 ColumnKind::Id
             },
-            format!("array_to_string({quoted}, ';')"),
+            WireType::TextList,
+            format!("{quoted}::text[]"),
         ),
+        // A timestamp without time zone reads as UTC (the export pins `TimeZone`).
         (_, "timestamp with time zone" | "timestamp without time zone") => (
             ColumnKind::Timestamp,
-            format!("to_char({quoted} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
+            WireType::Timestamp,
+            format!("{quoted}::timestamptz"),
         ),
-        (_, "date") => (ColumnKind::Date, format!("{quoted}::text")),
-        ("B", _) => (ColumnKind::Boolean, format!("{quoted}::text")),
-        ("N", _) => (ColumnKind::Number, format!("{quoted}::text")),
+        (_, "date") => (ColumnKind::Date, WireType::Date, format!("{quoted}::date")),
+        ("B", _) => (
+            ColumnKind::Boolean,
+            WireType::Bool,
+            format!("{quoted}::boolean"),
+        ),
+        ("N", "bigint" | "integer" | "smallint") => (
+            ColumnKind::Number,
+            WireType::Int8,
+            format!("{quoted}::int8"),
+        ),
+        ("N", _) => (
+            ColumnKind::Number,
+            WireType::Text,
+            format!("{quoted}::text"),
+        ),
         // Text is what a person typed, unless its name says it is an identifier (a join key that
         // a `'` prefix would break).
-        ("S", _) if !is_identifier_name(&column.name) => {
-            (ColumnKind::FreeText, format!("{quoted}::text"))
-        }
-        _ => (ColumnKind::Id, format!("{quoted}::text")),
+        ("S", _) if !is_identifier_name(&column.name) => (
+            ColumnKind::FreeText,
+            WireType::Text,
+            format!("{quoted}::text"),
+        ),
+        _ => (ColumnKind::Id, WireType::Text, format!("{quoted}::text")),
     };
     ViewColumn {
         name: column.name.clone(),
         kind,
+        wire,
         sql,
     }
 }
@@ -219,11 +241,23 @@ mod tests {
                 ("deleted", ColumnKind::Boolean),
             ]
         );
-        assert_eq!(shape.columns[4].sql, "array_to_string(\"tags\", ';')");
-        assert!(
-            shape.columns[5]
-                .sql
-                .starts_with("to_char(\"updated_at\" AT TIME ZONE 'UTC'")
+        let read: Vec<_> = shape
+            .columns
+            .iter()
+            .map(|c| (c.wire, c.sql.as_str()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (WireType::Int8, "\"constituent_id\"::int8"),
+                (WireType::Text, "\"last_name\"::text"),
+                (WireType::Text, "\"constituent_import_id\"::text"),
+                (WireType::Text, "\"total_given\"::text"),
+                (WireType::TextList, "\"tags\"::text[]"),
+                (WireType::Timestamp, "\"updated_at\"::timestamptz"),
+                (WireType::Date, "\"first_gift\"::date"),
+                (WireType::Bool, "\"deleted\"::boolean"),
+            ]
         );
     }
 

@@ -31,16 +31,25 @@ pub fn query_of(file_type: FileType) -> WindowQuery {
         table: columns::table(file_type).to_string(),
         key: columns::key_column(file_type).to_string(),
         select_list: columns::select_list(file_type),
-        columns: columns::columns(file_type).len(),
+        wire_types: columns::wire_types(file_type),
         session_settings: columns::SESSION_SETTINGS,
         stall_timeout: COPY_STALL_TIMEOUT,
     }
 }
 
-/// The SQL of one window of `file_type` on a primary. Public so benchmarks can run the same query
-/// through `psql`.
+/// The SQL of one window of `file_type` on a primary. Public so tests can check its plan.
 pub fn window_query(file_type: FileType, previous: Option<&Snapshot>) -> String {
     window_sql(&query_of(file_type), previous, None)
+}
+
+/// [`window_query`] with every cell rendered as text by the server: the same file's cells, the
+/// way a script would `COPY` them. Benchmarks run it through `psql`; tests compare with it.
+pub fn text_window_query(file_type: FileType, previous: Option<&Snapshot>) -> String {
+    let query = WindowQuery {
+        select_list: columns::text_select_list(file_type),
+        ..query_of(file_type)
+    };
+    window_sql(&query, previous, None)
 }
 
 /// Exports the rows of `file_type` written since `previous` (all rows when `None`) into `out`,
@@ -75,7 +84,7 @@ pub fn view_query(shape: &ViewShape) -> WindowQuery {
             .map(|column| format!("{} AS {}", column.sql, quote_identifier(&column.name)))
             .collect::<Vec<_>>()
             .join(", "),
-        columns: shape.columns.len(),
+        wire_types: shape.columns.iter().map(|column| column.wire).collect(),
         session_settings: columns::SESSION_SETTINGS,
         stall_timeout: COPY_STALL_TIMEOUT,
     }
@@ -192,11 +201,15 @@ mod tests {
     fn every_file_type_fits_the_decoder() {
         for file_type in FileType::ALL {
             let query = query_of(file_type);
-            assert!(query.columns <= MAX_COLUMNS, "{file_type}");
+            assert!(query.wire_types.len() <= MAX_COLUMNS, "{file_type}");
+            assert_eq!(
+                query.wire_types.len(),
+                query.select_list.matches(" AS ").count()
+            );
             assert!(
                 query
                     .select_list
-                    .starts_with(&format!("{}::text AS ", query.key))
+                    .starts_with(&format!("{}::int8 AS ", query.key))
             );
         }
     }

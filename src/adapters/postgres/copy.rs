@@ -3,16 +3,20 @@
 use bytes::{Buf, BytesMut};
 
 use super::SourceError;
+use super::values::{WireType, render};
 use super::window::MAX_COLUMNS;
 
-/// Incremental parser of PostgreSQL's binary COPY format, for rows whose fields are all text:
-/// an 11-byte signature, flags and header extension, then per tuple an i16 field count and per
-/// field an i32 length (-1 for NULL) and its bytes, and finally a -1 trailer.
+/// Incremental parser of PostgreSQL's binary COPY format: an 11-byte signature, flags and header
+/// extension, then per tuple an i16 field count and per field an i32 length (-1 for NULL) and its
+/// bytes, and finally a -1 trailer. Each field is handed on as its cell's text: text fields as
+/// they are, the others rendered from their binary form (see [`WireType`]).
 ///
 /// Tuples may span chunks; only an incomplete tail is kept between chunks, so memory stays at one
 /// row plus one chunk.
 pub(super) struct BinaryCopyDecoder {
-    columns: usize,
+    wire_types: Vec<WireType>,
+    /// The rendered fields of the current row.
+    rendered: Vec<u8>,
     pending: BytesMut,
     header_done: bool,
     trailer_seen: bool,
@@ -28,9 +32,10 @@ enum Step {
 }
 
 impl BinaryCopyDecoder {
-    pub(super) fn new(columns: usize) -> Self {
+    pub(super) fn new(wire_types: Vec<WireType>) -> Self {
         Self {
-            columns,
+            wire_types,
+            rendered: Vec::with_capacity(256),
             pending: BytesMut::new(),
             header_done: false,
             trailer_seen: false,
@@ -118,32 +123,52 @@ impl BinaryCopyDecoder {
             self.trailer_seen = true;
             return Ok(Step::Consumed(2));
         }
-        if usize::try_from(count).ok() != Some(self.columns) {
+        let columns = self.wire_types.len();
+        if usize::try_from(count).ok() != Some(columns) {
             return Err(SourceError::MalformedCopy(format!(
-                "tuple has {count} fields, expected {}",
-                self.columns
+                "tuple has {count} fields, expected {columns}"
             )));
         }
-        let mut cells: [Option<&[u8]>; MAX_COLUMNS] = [None; MAX_COLUMNS];
+        // Where each cell's text is: in `data`, or rendered into `self.rendered`. Slices are taken
+        // once the row is complete, since rendering grows the buffer.
+        let mut spans = [Span::Null; MAX_COLUMNS];
+        self.rendered.clear();
         let mut at = 2;
-        for cell in cells.iter_mut().take(self.columns) {
+        for (span, wire) in spans.iter_mut().zip(&self.wire_types) {
             if data.len() < at + 4 {
                 return Ok(Step::Incomplete);
             }
             let length = read_i32(&data[at..]);
             at += 4;
-            if length < 0 {
-                *cell = None;
-                continue;
-            }
-            let length = length as usize;
+            let Ok(length) = usize::try_from(length) else {
+                continue; // NULL
+            };
             if data.len() < at + length {
                 return Ok(Step::Incomplete);
             }
-            *cell = Some(&data[at..at + length]);
+            let value = &data[at..at + length];
+            *span = match wire {
+                WireType::Text => Span::Data(at, at + length),
+                wire => {
+                    let start = self.rendered.len();
+                    if render(*wire, value, &mut self.rendered)? {
+                        Span::Rendered(start, self.rendered.len())
+                    } else {
+                        Span::Null
+                    }
+                }
+            };
             at += length;
         }
-        row(&cells[..self.columns])?;
+        let mut cells: [Option<&[u8]>; MAX_COLUMNS] = [None; MAX_COLUMNS];
+        for (cell, span) in cells.iter_mut().zip(&spans[..columns]) {
+            *cell = match *span {
+                Span::Null => None,
+                Span::Data(start, end) => Some(&data[start..end]),
+                Span::Rendered(start, end) => Some(&self.rendered[start..end]),
+            };
+        }
+        row(&cells[..columns])?;
         Ok(Step::Consumed(at))
     }
 
@@ -155,6 +180,13 @@ impl BinaryCopyDecoder {
         }
         Ok(())
     }
+}
+
+#[derive(Clone, Copy)]
+enum Span {
+    Null,
+    Data(usize, usize),
+    Rendered(usize, usize),
 }
 
 fn read_i32(data: &[u8]) -> i32 {
@@ -193,7 +225,7 @@ mod tests {
         ];
         let data = encode(&rows);
         for chunk_size in 1..=data.len() {
-            let mut decoder = BinaryCopyDecoder::new(3);
+            let mut decoder = BinaryCopyDecoder::new(vec![WireType::Text; 3]);
             let mut seen: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
             for chunk in data.chunks(chunk_size) {
                 decoder
@@ -213,18 +245,69 @@ mod tests {
     }
 
     #[test]
+    fn typed_fields_arrive_as_their_text_at_any_split() {
+        let (id, infinite, day) = (
+            42i64.to_be_bytes(),
+            i64::MAX.to_be_bytes(),
+            0i32.to_be_bytes(),
+        );
+        let data = encode(&[
+            vec![
+                Some(&id[..]),
+                Some(&b"note"[..]),
+                Some(&infinite[..]),
+                Some(&day[..]),
+            ],
+            vec![None, Some(&b""[..]), None, None],
+        ]);
+        let wire_types = vec![
+            WireType::Int8,
+            WireType::Text,
+            WireType::Timestamp,
+            WireType::Date,
+        ];
+        for chunk_size in 1..=data.len() {
+            let mut decoder = BinaryCopyDecoder::new(wire_types.clone());
+            let mut seen: Vec<Vec<Option<String>>> = Vec::new();
+            for chunk in data.chunks(chunk_size) {
+                decoder
+                    .feed(chunk, |cells| {
+                        seen.push(
+                            cells
+                                .iter()
+                                .map(|c| c.map(|c| String::from_utf8_lossy(c).into_owned()))
+                                .collect(),
+                        );
+                        Ok(())
+                    })
+                    .expect("decode");
+            }
+            decoder.finish().expect("complete");
+            let text = |s: &str| Some(s.to_string());
+            assert_eq!(
+                seen,
+                [
+                    vec![text("42"), text("note"), None, text("2000-01-01")],
+                    vec![None, text(""), None, None],
+                ],
+                "chunk size {chunk_size}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_truncated_or_foreign_streams() {
         let data = encode(&[vec![Some(b"1")]]);
-        let mut decoder = BinaryCopyDecoder::new(1);
+        let mut decoder = BinaryCopyDecoder::new(vec![WireType::Text]);
         decoder
             .feed(&data[..data.len() - 3], |_| Ok(()))
             .expect("partial is fine");
         assert!(decoder.finish().is_err());
 
-        let mut decoder = BinaryCopyDecoder::new(1);
+        let mut decoder = BinaryCopyDecoder::new(vec![WireType::Text]);
         assert!(decoder.feed(b"id,name\r\n1,x\r\n", |_| Ok(())).is_err());
 
-        let mut decoder = BinaryCopyDecoder::new(2);
+        let mut decoder = BinaryCopyDecoder::new(vec![WireType::Text; 2]);
         assert!(decoder.feed(&data, |_| Ok(())).is_err());
     }
 }

@@ -13,20 +13,23 @@
 //! On a hot standby the snapshot's in-progress transactions are not in its text form, so there the
 //! window ends at the snapshot's `xmin` instead: see [`copy_window`].
 //!
-//! Rows stream through `COPY (SELECT ...) TO STDOUT (FORMAT binary)` with every column already
-//! rendered as text by the query's select list: binary framing needs no unescaping, so the client only
-//! copies bytes into the CSV writer, in constant memory.
+//! Rows stream through `COPY (SELECT ...) TO STDOUT (FORMAT binary)`: binary framing needs no
+//! unescaping, text columns arrive as the cells' bytes, and integers, dates, timestamps and lists
+//! arrive in their binary forms, which the client renders (see [`WireType`]) so the database spends
+//! its time reading rows rather than formatting them. Memory stays constant.
 
 mod connect;
 mod copy;
 mod probe;
 mod tls;
+mod values;
 mod view;
 mod window;
 
 pub use connect::{connect, connect_with_ca, describe_target, parse_url};
 pub use probe::{is_permission_denied, probe_window};
 pub use tls::SslMode;
+pub use values::WireType;
 pub use view::{RelationColumn, relation_columns};
 pub use window::{
     MAX_COLUMNS, RowSink, WindowPlan, WindowQuery, copy_window, plan_window,

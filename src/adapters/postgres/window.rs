@@ -10,13 +10,14 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, IsolationLevel, SimpleQueryMessage};
 
 use super::copy::BinaryCopyDecoder;
+use super::values::WireType;
 use super::{FullExport, Snapshot, SourceError, SourceIdentity, Watermark, WindowOutcome};
 
 /// Most columns a window may select (the decoder keeps one row's cells on the stack).
 pub const MAX_COLUMNS: usize = 64;
 
-/// What a window reads: every column already rendered as text by `select_list`, so the client
-/// only copies bytes.
+/// What a window reads: `select_list` yields one value per cell, each of the type its
+/// [`WireType`] names, which the client renders as the cell's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowQuery {
     /// The table or view as SQL (a view named in the spec arrives quoted).
@@ -24,8 +25,8 @@ pub struct WindowQuery {
     /// The primary key (a view's first column), which orders the rows.
     pub key: String,
     pub select_list: String,
-    /// How many columns `select_list` yields.
-    pub columns: usize,
+    /// Per column of `select_list`, in order, the type it yields.
+    pub wire_types: Vec<WireType>,
     /// `SET LOCAL` statements that fix how values are rendered (dates, zones).
     pub session_settings: &'static str,
     /// The longest wait for the next piece of COPY data. A link held open by a proxy or firewall
@@ -196,10 +197,11 @@ pub async fn copy_window(
     previous: Option<&Watermark>,
     out: &mut impl RowSink,
 ) -> Result<WindowOutcome, SourceError> {
-    if query.columns > MAX_COLUMNS {
+    if query.wire_types.len() > MAX_COLUMNS {
         return Err(SourceError::MalformedCopy(format!(
             "{} columns asked of {}, at most {MAX_COLUMNS} are supported",
-            query.columns, query.table
+            query.wire_types.len(),
+            query.table
         )));
     }
     let previous = previous
@@ -272,7 +274,7 @@ pub async fn copy_window(
     futures::pin_mut!(stream);
 
     let mut rows = 0;
-    let mut decoder = BinaryCopyDecoder::new(query.columns);
+    let mut decoder = BinaryCopyDecoder::new(query.wire_types.clone());
     loop {
         // Rows usually wait in the connection's queue already: take one without arming the stall
         // timer (a timer and a clock read per row are a noticeable share of a fast export).
@@ -375,7 +377,7 @@ mod tests {
             table: table.to_string(),
             key: key.to_string(),
             select_list: format!("{key}::text AS {key}, title"),
-            columns: 2,
+            wire_types: vec![WireType::Text; 2],
             session_settings: "",
             stall_timeout: Duration::from_secs(60),
         }
