@@ -73,7 +73,11 @@ pub async fn run(
     let jobs_config = client::watcher_config().labels("app.kubernetes.io/component=export");
     let (reader, writer) = reflector::store();
     let triggers = changed_objects(
-        reflector(writer, watcher(objects, client::watcher_config())).applied_objects(),
+        reflector(
+            writer,
+            watcher(objects, client::watcher_config()).modify(trim_for_cache),
+        )
+        .applied_objects(),
     );
     let controller = Controller::for_stream(triggers, reader).owns(jobs, jobs_config);
     let store = controller.store();
@@ -149,6 +153,18 @@ fn changed_objects(
 ) -> impl Stream<Item = Result<ScheduledExport, watcher::Error>> + Send + 'static {
     objects.predicate_filter(predicates::resource_version, PredicateConfig::default())
 }
+
+/// Drops what no part of the operator reads from the cached copy of an object: `managedFields` and
+/// kubectl's last-applied copy of the object are each often larger than the spec, and a re-list
+/// holds the whole new list beside the cache until it replaces it.
+fn trim_for_cache(object: &mut ScheduledExport) {
+    object.metadata.managed_fields = None;
+    if let Some(annotations) = object.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Runs the delivery checker until shutdown, restarting it should it ever panic, so rechecks do
 /// not silently stop while reconciles go on.
@@ -684,6 +700,27 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_neither_managed_fields_nor_the_last_applied_copy() {
+        let mut cached = object("a", "uid-a", "10");
+        cached.metadata.managed_fields = Some(vec![Default::default()]);
+        cached.metadata.annotations = Some(
+            [
+                (LAST_APPLIED_ANNOTATION.to_string(), "{...}".to_string()),
+                ("exports.crm.dev/run-now".to_string(), "x".to_string()),
+            ]
+            .into(),
+        );
+        trim_for_cache(&mut cached);
+        assert_eq!(cached.metadata.managed_fields, None);
+        let annotations = cached.metadata.annotations.expect("kept");
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["exports.crm.dev/run-now"]
+        );
+        assert_eq!(cached.spec, object("a", "uid-a", "10").spec);
     }
 
     #[tokio::test]
