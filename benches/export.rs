@@ -1,7 +1,8 @@
 //! Export benchmark: N interactions (default 1,000,000) through `scheduled-exports export` to the
 //! test bed's sshd, against references measured in the same process on the same link:
 //!
-//! - `COPY alone`: `psql -c "COPY (same query) TO STDOUT CSV HEADER" > /dev/null`;
+//! - `COPY alone`: `psql -c "COPY (same rows) TO STDOUT CSV HEADER" > /dev/null`, every cell rendered
+//!   by the server (the file a script would write);
 //! - `put alone`: OpenSSH `sftp` putting a file of the same bytes;
 //! - `baseline`: the two in sequence, as a script would (`psql ... > file; sftp put file`).
 //!
