@@ -14,9 +14,11 @@
 //! Then peak RSS at `BENCH_LARGE_ROWS` (default 10,000,000; 0 skips it), the direct link only.
 //!
 //! Run with the test bed up: `cargo bench --bench export` (`BENCH_ROWS=200000` for a quicker
-//! run; `BENCH_LINKS=direct` or `BENCH_LINKS=20,40` for some links only). Prints one line per link
-//! with the medians and the ratios; the targets are export at most 1.1x the slower single stage
-//! and at most 1.0x the baseline across the WAN links, and a peak RSS under 64 MiB.
+//! run; `BENCH_LINKS=direct` or `BENCH_LINKS=20,40` for some links only; `BENCH_ROUNDS`, default
+//! 5). Each round measures COPY alone, the baseline, the export and put alone back to back; a
+//! link's line gives the medians of the times and of each round's own ratios. The targets are
+//! export at most 1.1x the slower single stage and at most 1.0x the baseline across the WAN
+//! links, and a peak RSS under 64 MiB.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -31,7 +33,8 @@ use scheduled_exports::export::window::text_window_query;
 use scheduled_exports::resource::FileType;
 use serde_json::json;
 
-const ROUNDS: usize = 3;
+/// Rounds per link (`BENCH_ROUNDS`); every figure is a median over them.
+const ROUNDS: usize = 5;
 const SLOT: &str = "2026-11-30T12:00:00Z";
 const FILE: &str = "interactions-20261130T120000Z.csv";
 
@@ -91,7 +94,7 @@ fn main() {
     let query = text_window_query(FileType::Interactions, None);
     let spooled = work.path().join("spooled.csv");
 
-    let mut copy_alone = Vec::new();
+    let rounds = env_number("BENCH_ROUNDS", ROUNDS as u64).max(1) as usize;
     let mut export_number = 0;
     let mut bytes = 0;
     let mut report = Vec::new();
@@ -105,15 +108,15 @@ fn main() {
     });
     for link in links {
         let endpoint = runtime.block_on(endpoint(&fixture, &toxiproxy, link, work.path()));
-        let (mut put, mut baseline, mut export) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut copy_alone, mut put, mut baseline, mut export) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut rss = 0;
-        for round in 0..ROUNDS {
-            // COPY alone does not depend on the link: measured in the first link's rounds.
-            if copy_alone.len() < ROUNDS {
-                let started = Instant::now();
-                psql_copy(&fixture.database_url, &query, "/dev/null");
-                copy_alone.push(started.elapsed());
-            }
+        for round in 0..rounds {
+            // Every reference is measured again in each round, next to that round's export, so
+            // each ratio compares runs a few seconds apart on this noisy machine.
+            let started = Instant::now();
+            psql_copy(&fixture.database_url, &query, "/dev/null");
+            copy_alone.push(started.elapsed());
             let started = Instant::now();
             psql_copy(
                 &fixture.database_url,
@@ -147,18 +150,26 @@ fn main() {
                 let _ = std::fs::remove_file(fixture.local_dir.join(name));
             }
             eprintln!(
-                "{} round {round}: baseline {:.2}s, put alone {:.2}s, export {:.2}s, export peak RSS {:.1} MiB",
+                "{} round {round}: COPY alone {:.2}s, baseline {:.2}s, put alone {:.2}s, export {:.2}s, export peak RSS {:.1} MiB",
                 link.label,
+                copy_alone[round].as_secs_f64(),
                 baseline[round].as_secs_f64(),
                 put[round].as_secs_f64(),
                 export[round].as_secs_f64(),
                 peak as f64 / 1024.0
             );
         }
-        let copy = median(&mut copy_alone.clone());
-        let (put, baseline, export) =
-            (median(&mut put), median(&mut baseline), median(&mut export));
-        let slower = copy.max(put);
+        // The ratios are the medians of each round's own ratio.
+        let over_slower = median_ratio(
+            (0..rounds).map(|round| (export[round], copy_alone[round].max(put[round]))),
+        );
+        let over_baseline = median_ratio((0..rounds).map(|round| (export[round], baseline[round])));
+        let (copy, put, baseline, export) = (
+            median(&mut copy_alone),
+            median(&mut put),
+            median(&mut baseline),
+            median(&mut export),
+        );
         report.push(format!(
             "{:<28} COPY alone {:>6.2}s  put alone {:>6.2}s  baseline {:>6.2}s  export {:>6.2}s  \
              export/slower stage {:.2}x  export/baseline {:.2}x  peak RSS {:.1} MiB",
@@ -167,8 +178,8 @@ fn main() {
             put.as_secs_f64(),
             baseline.as_secs_f64(),
             export.as_secs_f64(),
-            export.as_secs_f64() / slower.as_secs_f64(),
-            export.as_secs_f64() / baseline.as_secs_f64(),
+            over_slower,
+            over_baseline,
             rss as f64 / 1024.0
         ));
     }
@@ -359,6 +370,15 @@ fn run_export(
 fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times[times.len() / 2]
+}
+
+/// The median of `took / reference` over the rounds.
+fn median_ratio(rounds: impl Iterator<Item = (Duration, Duration)>) -> f64 {
+    let mut ratios: Vec<f64> = rounds
+        .map(|(took, reference)| took.as_secs_f64() / reference.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 fn env_number(name: &str, default: u64) -> u64 {

@@ -10,7 +10,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
@@ -675,7 +675,14 @@ async fn missing_secret(
     .chain(key_secret)
     .chain(webhook_secret)
     {
-        if secrets.get_metadata_opt(name).await?.is_none() {
+        // The API server's watch cache answers the usual case (the Secret is there) without a
+        // read from etcd, which at thousands of objects is most of a restart's cost to the
+        // control plane; a miss is confirmed by a quorum read, since a Secret applied together
+        // with the object may not have reached the cache yet.
+        let cached = secrets
+            .get_metadata_opt_with(name, &GetParams::any())
+            .await?;
+        if cached.is_none() && secrets.get_metadata_opt(name).await?.is_none() {
             return Ok(Some(format!(
                 "Secret {name} referenced by {field} does not exist in namespace {namespace}"
             )));

@@ -25,7 +25,7 @@ mod target;
 mod transfer;
 mod upload;
 
-pub use algorithms::{CIPHERS, HOST_KEYS, KEY_EXCHANGE, MACS, cipher_order, preferred_ciphers};
+pub use algorithms::{CIPHERS, HOST_KEYS, KEY_EXCHANGE, MACS};
 pub use credentials::{
     SECRET_KEY_KNOWN_HOSTS, SECRET_KEY_PASSPHRASE, SECRET_KEY_PASSWORD, SECRET_KEY_PRIVATE_KEY,
     SftpAuth, SftpCredentials,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ssh2::{Session, Sftp};
 
-use super::algorithms::{diagnose_kex_failure, offer_safe_algorithms, preferred_ciphers};
+use super::algorithms::{CIPHERS, diagnose_kex_failure, offer_safe_algorithms};
 use super::credentials::{SftpAuth, SftpCredentials};
 use super::error::{
     SftpError, describe, driver_message, is_disconnect, is_not_found, is_timeout, session_code,
@@ -56,7 +56,7 @@ impl SftpSession {
         credentials: &SftpCredentials,
         timeout: Duration,
     ) -> Result<Self, SftpError> {
-        Self::connect_offering(target, credentials, timeout, preferred_ciphers())
+        Self::connect_offering(target, credentials, timeout, &CIPHERS)
     }
 
     /// [`SftpSession::connect`], offering `ciphers` (of the safe ones) in this order, instead of
