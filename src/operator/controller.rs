@@ -675,10 +675,9 @@ async fn missing_secret(
     .chain(key_secret)
     .chain(webhook_secret)
     {
-        // The API server's watch cache answers the usual case (the Secret is there) without a
-        // read from etcd, which at thousands of objects is most of a restart's cost to the
-        // control plane; a miss is confirmed by a quorum read, since a Secret applied together
-        // with the object may not have reached the cache yet.
+        // The API server's watch cache answers the usual case (the Secret is there), sparing
+        // etcd a quorum read per Secret per reconcile; a miss is confirmed by a quorum read,
+        // since a Secret applied together with the object may not have reached the cache yet.
         let cached = secrets
             .get_metadata_opt_with(name, &GetParams::any())
             .await?;
