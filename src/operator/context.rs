@@ -1,5 +1,5 @@
 //! What every reconcile and check round shares: the API client, the clock, the configuration,
-//! the metrics, the Event recorder and the alert notifier.
+//! the metrics, the Event recorder, the alert notifier and the cached export Jobs.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::operator::config::ControllerConfig;
 use crate::operator::metrics::Metrics;
 use crate::operator::notify::{Notifier, RetryPolicy};
+use crate::operator::owned_jobs::OwnedJobs;
 
 pub struct Context {
     pub client: Client,
@@ -18,6 +19,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub notifier: Notifier,
     pub(crate) recorder: Recorder,
+    /// The export Jobs by owning object, filled by the controller's Job watch while it leads.
+    pub(crate) jobs: OwnedJobs,
 }
 
 impl Context {
@@ -40,6 +43,7 @@ impl Context {
             config,
             metrics,
             notifier,
+            jobs: OwnedJobs::default(),
         }
     }
 }

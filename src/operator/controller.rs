@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, GetParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
@@ -27,6 +27,7 @@ use crate::operator::events::publish;
 use crate::operator::job::{self, JobState, RunKind};
 use crate::operator::leader::{LeaderElection, LeaderError};
 use crate::operator::notify::{Notice, transitions};
+use crate::operator::owned_jobs;
 use crate::operator::plan::{self, RunToStart};
 use crate::resource::{ConditionReason, ConditionType, EventReason, ScheduledExport};
 use crate::status;
@@ -70,7 +71,24 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
-    let jobs_config = client::watcher_config().labels("app.kubernetes.io/component=export");
+    let jobs_config = client::watcher_config().labels(&format!(
+        "{}={}",
+        job::LABEL_COMPONENT,
+        job::COMPONENT_EXPORT
+    ));
+    // The Jobs' watch feeds the local copy reconciles read, then wakes their owners; the copy is
+    // updated before the wake-up, so that reconcile sees the change.
+    ctx.jobs.reset();
+    let job_changes = watcher(jobs, jobs_config)
+        .modify(owned_jobs::trim_for_cache)
+        .map_ok({
+            let owned = ctx.jobs.clone();
+            move |event| {
+                owned.apply(&event);
+                event
+            }
+        })
+        .touched_objects();
     let (reader, writer) = reflector::store();
     let triggers = changed_objects(
         reflector(
@@ -79,7 +97,7 @@ pub async fn run(
         )
         .applied_objects(),
     );
-    let controller = Controller::for_stream(triggers, reader).owns(jobs, jobs_config);
+    let controller = Controller::for_stream(triggers, reader).owns_stream(job_changes);
     let store = controller.store();
     ctx.metrics.watch_objects(Some(store.clone()));
     ctx.metrics.leader.set(1);
@@ -142,6 +160,7 @@ pub async fn run(
     drop(preflight);
     ctx.metrics.leader.set(0);
     ctx.metrics.watch_objects(None);
+    ctx.jobs.reset();
 }
 
 /// The objects that need a reconcile: those whose resourceVersion changed since last seen. When
@@ -320,19 +339,11 @@ async fn reconcile_object(
     let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
     let uid = object.uid().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    // From the API server's watch cache, not etcd: a Job it has not seen yet is still caught by
-    // its deterministic name (a create answers 409).
-    let mut jobs = jobs_api
-        .list(
-            &ListParams::default()
-                .labels(&job::jobs_selector(&uid))
-                .match_any(),
-        )
-        .await?
-        .items;
-    // The label is only a selector; the owner reference says whose a Job is. A Job of an earlier
-    // object of the same name (orphaned, or relabelled) is not this object's run.
-    jobs.retain(|job| job::owned_by(job, &uid));
+    // From the local copy, by controller UID: a Job of an earlier object of the same name
+    // (orphaned, or relabelled) is not this object's run. A Job the copy has not seen yet is
+    // still caught by its deterministic name (a create answers 409).
+    ctx.jobs.wait_until_ready().await;
+    let mut jobs = ctx.jobs.controlled_by(&namespace, &uid);
 
     let now = ctx.clock.now();
     let mut plan = plan::plan(

@@ -12,6 +12,7 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+pub mod owned_jobs;
 pub mod plan;
 pub mod preflight;
 pub mod server;

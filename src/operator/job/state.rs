@@ -189,8 +189,3 @@ pub fn owned_by(job: &Job, object_uid: &str) -> bool {
             .iter()
             .any(|owner| owner.controller == Some(true) && owner.uid == object_uid)
 }
-
-/// Label selector that lists one object's export Jobs.
-pub fn jobs_selector(object_uid: &str) -> String {
-    format!("{LABEL_COMPONENT}={COMPONENT_EXPORT},{LABEL_OWNER_UID}={object_uid}")
-}

@@ -702,14 +702,6 @@ fn creation_time_breaks_slot_ties() {
 }
 
 #[test]
-fn selector_names_the_uid_label() {
-    assert_eq!(
-        jobs_selector("abc-123"),
-        "app.kubernetes.io/component=export,exports.crm.dev/scheduled-export-uid=abc-123"
-    );
-}
-
-#[test]
 fn an_artifact_store_claim_is_mounted_at_the_file_url_path_and_refused_for_s3() {
     let with_claim = JobSettings {
         artifact_store_url: "file:///var/lib/scheduled-exports/artifacts".to_string(),
