@@ -782,7 +782,17 @@ def cmd_curve(args):
     if not runs:
         sys.exit("no results.json in %s" % ", ".join(args.dir))
     runs.sort(key=lambda r: r["count"])
-    cron_run = next((r for r in runs if r.get("cron")), None)
+    # The comparison: its own run (ours beside the CronJobs) when there is one; results from
+    # before the comparison had its own run have the CronJob side in a curve run.
+    versus = None
+    if args.versus and os.path.exists(os.path.join(args.versus, "results.json")):
+        with open(os.path.join(args.versus, "results.json")) as f:
+            versus = json.load(f)
+        if not versus.get("cron"):
+            versus = None
+    elif args.versus:
+        missing.append(args.versus)
+    cron_run = versus or next((r for r in runs if r.get("cron")), None)
 
     def mib(kib):
         return "n/a" if kib is None else "%.1f MiB" % (kib / 1024)
@@ -841,6 +851,9 @@ def cmd_curve(args):
     ]
     heads = ["scheduled-exports, %s" % "{:,}".format(r["count"]) for r in runs]
     cols = [col(r, r["ours"], r.get("restart")) for r in runs]
+    if versus:
+        heads.append("scheduled-exports, %s beside the CronJobs" % "{:,}".format(versus["count"]))
+        cols.append(col(versus, versus["ours"], versus.get("restart")))
     if cron_run:
         heads.append("CronJob controller, %s" % "{:,}".format(cron_run["count"]))
         cols.append(col(cron_run, cron_run["cron"], None))
@@ -854,9 +867,9 @@ def cmd_curve(args):
 
     verdicts = linearity(runs)
     lines += ["", "Cost above the fixed base (the same process with no objects), per unit, between consecutive "
-              "sizes; growth 1.00 is exactly linear, below 1 better than linear. Linear or better when the "
+              "sizes%s; growth 1.00 is exactly linear, below 1 better than linear. Linear or better when the "
               "larger run's cost is at most %.2fx the smaller's scaled by the size ratio, plus the metric's "
-              "noise floor." % LINEAR_TOLERANCE, "",
+              "noise floor." % (" (the runs of ours alone)" if versus else "", LINEAR_TOLERANCE), "",
               "| cost (per what) | sizes | smaller run | larger run | growth vs linear | verdict |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name, unit, na, nb, va, vb, sa, sb, growth, ok in verdicts:
@@ -950,6 +963,7 @@ def main():
     a.add_argument("--out")
     a = sub.add_parser("curve")
     a.add_argument("--dir", required=True, action="append")
+    a.add_argument("--versus", help="the run of ours beside the CronJobs, compared apart from the curve")
     a.add_argument("--out")
     sub.add_parser("selftest")
     args = p.parse_args()

@@ -356,6 +356,7 @@ async fn reconcile_object(
     if let Some(run) = &plan.start
         && let Some(created) = start_run(&ctx, &object, &jobs_api, run).await?
     {
+        ctx.jobs.written(created.clone());
         jobs.push(created);
     }
     // After the create, so a burst of due objects reaches its Jobs first; it only sets Ready.
@@ -583,7 +584,7 @@ async fn report_job_events(
             _ => {}
         }
         let patch = serde_json::json!({"metadata": {"annotations": {mark: "true"}}});
-        if let Err(err) = jobs_api
+        match jobs_api
             .patch(
                 &job.name_any(),
                 &PatchParams::default(),
@@ -591,7 +592,12 @@ async fn report_job_events(
             )
             .await
         {
-            warn!(job = %job.name_any(), error = %err, "could not mark the Job's Event as published");
+            // Into the local copy at once: a reconcile a Job change queued meanwhile would
+            // otherwise see the Job unmarked and publish (and alert) a second time.
+            Ok(marked) => ctx.jobs.written(marked),
+            Err(err) => {
+                warn!(job = %job.name_any(), error = %err, "could not mark the Job's Event as published");
+            }
         }
     }
 }

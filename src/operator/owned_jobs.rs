@@ -32,6 +32,9 @@ struct Index {
 impl Index {
     fn apply(&mut self, job: Job) {
         let key = key_of(&job);
+        if self.holds_newer(&key, &job) {
+            return;
+        }
         self.remove(&key);
         if let Some(owner) = controller_uid(&job) {
             self.by_owner
@@ -39,6 +42,29 @@ impl Index {
                 .or_default()
                 .insert(key.1.clone(), Arc::new(job));
             self.owner_of.insert(key, owner);
+        }
+    }
+
+    /// Whether the filed copy is newer than `job`: the copy written through from a response can
+    /// be ahead of the watch for a moment. resourceVersions are opaque to clients, but the API
+    /// server's are etcd revisions, increasing integers; when either does not parse, the later
+    /// event wins.
+    fn holds_newer(&self, key: &JobKey, job: &Job) -> bool {
+        let version = |job: &Job| {
+            job.metadata
+                .resource_version
+                .as_deref()?
+                .parse::<u64>()
+                .ok()
+        };
+        let filed = self
+            .owner_of
+            .get(key)
+            .and_then(|owner| self.by_owner.get(owner))
+            .and_then(|jobs| jobs.get(&key.1));
+        match (filed.and_then(|filed| version(filed)), version(job)) {
+            (Some(filed), Some(incoming)) => filed > incoming,
+            _ => false,
         }
     }
 
@@ -100,6 +126,14 @@ impl OwnedJobs {
                 self.ready.send_replace(true);
             }
         }
+    }
+
+    /// Files a Job as the API server returned it from a write, so the next reconcile sees what
+    /// this one wrote (a published-Event mark) even before the watch delivers it.
+    pub fn written(&self, mut job: Job) {
+        trim_for_cache(&mut job);
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        state.live.apply(job);
     }
 
     /// The Jobs in `namespace` whose controller is the object with `owner_uid`, oldest name first.
@@ -249,6 +283,34 @@ mod tests {
         )));
         jobs.apply(&watcher::Event::Delete(job("univ-a", "export-a", None)));
         assert!(jobs.controlled_by("univ-a", "uid-2").is_empty());
+    }
+
+    fn at_version(mut job: Job, version: &str, annotation: Option<&str>) -> Job {
+        job.metadata.resource_version = Some(version.into());
+        job.metadata.annotations =
+            annotation.map(|mark| [(mark.to_string(), "true".to_string())].into());
+        job
+    }
+
+    #[test]
+    fn a_written_copy_is_not_undone_by_an_older_watch_event() {
+        let jobs = OwnedJobs::default();
+        let fresh = || job("univ-a", "export-a", Some("uid-1"));
+        listed(&jobs, vec![at_version(fresh(), "10", None)]);
+        // The reconcile marks the Job; the watch still has an update from before the mark queued.
+        jobs.written(at_version(fresh(), "12", Some("reported")));
+        jobs.apply(&watcher::Event::Apply(at_version(fresh(), "11", None)));
+        let seen = jobs.controlled_by("univ-a", "uid-1");
+        assert!(seen[0].annotations().contains_key("reported"));
+        // Then the watch catches up, and later changes apply as usual.
+        jobs.apply(&watcher::Event::Apply(at_version(
+            fresh(),
+            "12",
+            Some("reported"),
+        )));
+        jobs.apply(&watcher::Event::Apply(at_version(fresh(), "13", None)));
+        let seen = jobs.controlled_by("univ-a", "uid-1");
+        assert!(!seen[0].annotations().contains_key("reported"));
     }
 
     #[test]
