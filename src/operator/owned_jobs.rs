@@ -17,6 +17,8 @@ use kube::ResourceExt;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
+use crate::operator::job;
+
 /// Where a Job is filed: its namespace and name.
 type JobKey = (String, String);
 
@@ -36,7 +38,7 @@ impl Index {
             return;
         }
         self.remove(&key);
-        if let Some(owner) = controller_uid(&job) {
+        if let Some(owner) = job::controller_uid(&job).map(str::to_owned) {
             self.by_owner
                 .entry(owner.clone())
                 .or_default()
@@ -176,14 +178,6 @@ pub fn trim_for_cache(job: &mut Job) {
 
 fn key_of(job: &Job) -> JobKey {
     (job.namespace().unwrap_or_default(), job.name_any())
-}
-
-fn controller_uid(job: &Job) -> Option<String> {
-    job.owner_references()
-        .iter()
-        .find(|owner| owner.controller == Some(true))
-        .map(|owner| owner.uid.clone())
-        .filter(|uid| !uid.is_empty())
 }
 
 #[cfg(test)]

@@ -183,9 +183,14 @@ pub fn finished_jobs_to_delete(
 /// Whether `job` belongs to the object with UID `object_uid`: its controller owner reference names
 /// that UID. A Job of a deleted object of the same name never counts as the new object's run.
 pub fn owned_by(job: &Job, object_uid: &str) -> bool {
-    !object_uid.is_empty()
-        && job
-            .owner_references()
-            .iter()
-            .any(|owner| owner.controller == Some(true) && owner.uid == object_uid)
+    !object_uid.is_empty() && controller_uid(job) == Some(object_uid)
+}
+
+/// The UID its controller owner reference names (the API server allows one), if any.
+pub fn controller_uid(job: &Job) -> Option<&str> {
+    job.owner_references()
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| owner.uid.as_str())
+        .filter(|uid| !uid.is_empty())
 }
